@@ -1,0 +1,230 @@
+//! Activation quantization: I8_S (per-token int8 for I2_S) and Q8_K (per-256 blocks for TQ1_0/TQ2_0).
+
+use super::{FormatError, FpContract};
+
+/// Values per Q8_K block (ggml's `QK_K`).
+pub const QK_K: usize = 256;
+
+/// Tokens of int8 activations with one scale and one code sum per token, as bitnet.cpp's
+/// `quantize_row_i8_s` produces them for the I2_S matmul.
+#[derive(Debug, Clone, PartialEq)]
+pub struct I8sActivations {
+    k: usize,
+    codes: Vec<i8>,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl I8sActivations {
+    /// Quantizes row-major f32 activations, `k` values per token.
+    ///
+    /// Per token: `amax = max(1e-5, max |x|)` in f64, `s = (127 / amax) as f32`,
+    /// `q = clamp(nearest_int(x · s), −128, 127)`, and the sum of the codes in i32.
+    pub fn quantize(x: &[f32], k: usize, contract: FpContract) -> Result<Self, FormatError> {
+        if k == 0 || !x.len().is_multiple_of(k) {
+            return Err(FormatError::ActivationLength {
+                format: "i8_s",
+                len: x.len(),
+                k,
+            });
+        }
+        let tokens = x.len() / k;
+        let mut codes = vec![0i8; x.len()];
+        let mut scales = Vec::with_capacity(tokens);
+        let mut sums = Vec::with_capacity(tokens);
+        for (row, out) in x.chunks_exact(k).zip(codes.chunks_exact_mut(k)) {
+            let (scale, sum) = quantize_row_i8_s(row, out, contract);
+            scales.push(scale);
+            sums.push(sum);
+        }
+        Ok(I8sActivations {
+            k,
+            codes,
+            scales,
+            sums,
+        })
+    }
+
+    /// Builds activations from parts (codes row-major, one scale and one sum per token).
+    pub fn from_parts(
+        k: usize,
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+        sums: Vec<i32>,
+    ) -> Result<Self, FormatError> {
+        if k == 0
+            || !codes.len().is_multiple_of(k)
+            || codes.len() / k != scales.len()
+            || scales.len() != sums.len()
+        {
+            return Err(FormatError::ActivationLength {
+                format: "i8_s",
+                len: codes.len(),
+                k,
+            });
+        }
+        Ok(I8sActivations {
+            k,
+            codes,
+            scales,
+            sums,
+        })
+    }
+
+    /// Values per token.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of tokens.
+    pub fn tokens(&self) -> usize {
+        self.scales.len()
+    }
+
+    /// All codes, row-major.
+    pub fn codes(&self) -> &[i8] {
+        &self.codes
+    }
+
+    /// The codes of one token.
+    pub fn token_codes(&self, token: usize) -> &[i8] {
+        &self.codes[token * self.k..(token + 1) * self.k]
+    }
+
+    /// The per-token scales `127 / amax`.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// The per-token sums of the codes.
+    pub fn sums(&self) -> &[i32] {
+        &self.sums
+    }
+}
+
+/// Quantizes one token; returns its scale and code sum.
+fn quantize_row_i8_s(x: &[f32], out: &mut [i8], contract: FpContract) -> (f32, i32) {
+    // The reference's MAX macro keeps the left operand only when it is strictly larger, so a NaN
+    // replaces the running maximum; reproduce that instead of f64::max.
+    let amax = x.iter().fold(1e-5f64, |max, &v| {
+        let a = f64::from(v).abs();
+        if max > a {
+            max
+        } else {
+            a
+        }
+    });
+    let scale = (127.0 / amax) as f32;
+    let mut sum = 0i32;
+    for (q, &v) in out.iter_mut().zip(x) {
+        let rounded = contract.nearest_int_of_product(v, scale).clamp(-128, 127);
+        sum = sum.wrapping_add(rounded);
+        *q = rounded as i8;
+    }
+    (scale, sum)
+}
+
+/// One Q8_K block: `d`, 256 int8 codes and the sums of each 16 codes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockQ8K {
+    /// The block scale: value ≈ `d · qs[i]`.
+    pub d: f32,
+    /// The codes.
+    pub qs: [i8; QK_K],
+    /// Sums of `qs` over each group of 16.
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl BlockQ8K {
+    /// Quantizes 256 values as `quantize_row_q8_K_ref` does: the signed value of largest magnitude
+    /// `max` gives `iscale = −127 / max`, `qs = min(127, nearest_int(iscale · x))`, `d = 1 / iscale`.
+    /// An all-zero block gets `d = 0` and zero codes (the reference leaves its `bsums` unset; they
+    /// are zero here and only ever multiplied by `d = 0`).
+    pub fn quantize(x: &[f32; QK_K], contract: FpContract) -> Self {
+        let mut amax = 0f32;
+        let mut max = 0f32;
+        for &v in x {
+            let a = v.abs();
+            if a > amax {
+                amax = a;
+                max = v;
+            }
+        }
+        let mut block = BlockQ8K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        };
+        if amax == 0.0 {
+            return block;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in block.qs.iter_mut().zip(x) {
+            *q = contract.nearest_int_of_product(iscale, v).min(127) as i8;
+        }
+        for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+            *sum = group.iter().map(|&q| i16::from(q)).sum();
+        }
+        block.d = 1.0 / iscale;
+        block
+    }
+}
+
+/// Tokens of Q8_K activations: `k / 256` blocks per token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Q8kActivations {
+    k: usize,
+    blocks: Vec<BlockQ8K>,
+}
+
+impl Q8kActivations {
+    /// Quantizes row-major f32 activations, `k` values per token (`k` a multiple of 256).
+    pub fn quantize(x: &[f32], k: usize, contract: FpContract) -> Result<Self, FormatError> {
+        if k == 0 || !k.is_multiple_of(QK_K) || !x.len().is_multiple_of(k) {
+            return Err(FormatError::ActivationLength {
+                format: "q8_K",
+                len: x.len(),
+                k,
+            });
+        }
+        let (chunks, _) = x.as_chunks::<QK_K>();
+        let blocks = chunks
+            .iter()
+            .map(|chunk| BlockQ8K::quantize(chunk, contract))
+            .collect();
+        Ok(Q8kActivations { k, blocks })
+    }
+
+    /// Builds activations from blocks, `k / 256` per token.
+    pub fn from_blocks(k: usize, blocks: Vec<BlockQ8K>) -> Result<Self, FormatError> {
+        if k == 0 || !k.is_multiple_of(QK_K) || !blocks.len().is_multiple_of(k / QK_K) {
+            return Err(FormatError::ActivationLength {
+                format: "q8_K",
+                len: blocks.len() * QK_K,
+                k,
+            });
+        }
+        Ok(Q8kActivations { k, blocks })
+    }
+
+    /// Values per token.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of tokens.
+    pub fn tokens(&self) -> usize {
+        self.blocks.len() / (self.k / QK_K)
+    }
+
+    /// All blocks, token-major.
+    pub fn blocks(&self) -> &[BlockQ8K] {
+        &self.blocks
+    }
+
+    /// The blocks of one token.
+    pub fn token_blocks(&self, token: usize) -> &[BlockQ8K] {
+        let per_token = self.k / QK_K;
+        &self.blocks[token * per_token..(token + 1) * per_token]
+    }
+}

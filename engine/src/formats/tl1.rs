@@ -1,0 +1,165 @@
+//! TL1: bitnet.cpp's ARM LUT format. Pairs of weights become a 4-bit index `3a + b + 4`, two indices
+//! per byte, in the tiled order of the converter's `process_tl1`; the f32 scale follows the codes at
+//! byte `n / 4` (tensor bytes `n / 4 + 32`).
+
+use super::tl_layout::{get_nibble, pair_index, put_nibble, split_pair, tl_code, tl_scale};
+use super::{
+    check_packed, check_weights, read_f32, FormatError, Scales, Shape, TernaryFormat, Unpacked,
+};
+
+/// TL1 tiling, as passed to `codegen_tl1.py`: `BM` rows per tile, `BK` weights per K block and `bm`
+/// rows per SIMD block (32 or 64, which fixes `by = 256 / bm` weights per inner block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tl1Tiling {
+    /// `BM`: rows per tile.
+    pub tile_rows: usize,
+    /// `BK`: weights per K block.
+    pub tile_cols: usize,
+    /// `bm`: rows per SIMD block (32 or 64).
+    pub simd_rows: usize,
+}
+
+impl std::fmt::Display for Tl1Tiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BM={} BK={} bm={}",
+            self.tile_rows, self.tile_cols, self.simd_rows
+        )
+    }
+}
+
+/// The TL1 format with its tiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tl1 {
+    /// The tiling the kernels were generated for.
+    pub tiling: Tl1Tiling,
+}
+
+/// A checked TL1 geometry for one shape.
+struct Geometry {
+    k: usize,
+    tile_rows: usize,
+    tile_cols: usize,
+    simd_rows: usize,
+    inner: usize,
+}
+
+impl Geometry {
+    /// Byte offset and nibble (high when `true`) of pair `pair` (columns `2·pair`, `2·pair + 1`) of row `m`.
+    fn locate(&self, m: usize, pair: usize) -> (usize, bool) {
+        let (tile_m, in_tile) = (m / self.tile_rows, m % self.tile_rows);
+        let (block, r) = (in_tile / self.simd_rows, in_tile % self.simd_rows);
+        let col = 2 * pair;
+        let (tile_k, in_k) = (col / self.tile_cols, col % self.tile_cols);
+        let (inner_block, in_inner) = (in_k / self.inner, in_k % self.inner);
+        let pair_in_inner = in_inner / 2;
+        let mut offset = tile_m * (self.k / self.tile_cols) + tile_k;
+        offset = offset * (self.tile_rows / self.simd_rows) + block;
+        offset = offset * (self.tile_cols / self.inner) + inner_block;
+        offset = offset * (self.simd_rows / 16) + r / 16;
+        offset = offset * (self.inner / 4) + pair_in_inner / 2;
+        offset = offset * 16 + r % 16;
+        (offset, pair_in_inner.is_multiple_of(2))
+    }
+}
+
+impl Tl1 {
+    /// TL1 with the given tiling.
+    pub const fn new(tiling: Tl1Tiling) -> Self {
+        Tl1 { tiling }
+    }
+
+    fn geometry(&self, shape: Shape) -> Result<Geometry, FormatError> {
+        let t = self.tiling;
+        let fail = |constraint: &'static str| FormatError::Tiling {
+            format: "tl1",
+            constraint,
+            shape,
+            tiling: t.to_string(),
+        };
+        if t.simd_rows != 32 && t.simd_rows != 64 {
+            return Err(fail("bm ∈ {32, 64}"));
+        }
+        let inner = 256 / t.simd_rows;
+        if t.tile_rows == 0 || !t.tile_rows.is_multiple_of(t.simd_rows) {
+            return Err(fail("BM % bm == 0"));
+        }
+        if t.tile_cols == 0 || !t.tile_cols.is_multiple_of(inner) {
+            return Err(fail("BK % (256 / bm) == 0"));
+        }
+        if !shape.ne1.is_multiple_of(t.tile_rows) {
+            return Err(fail("ne1 % BM == 0"));
+        }
+        if !shape.ne0.is_multiple_of(t.tile_cols) {
+            return Err(fail("ne0 % BK == 0"));
+        }
+        shape.elements()?;
+        Ok(Geometry {
+            k: shape.ne0,
+            tile_rows: t.tile_rows,
+            tile_cols: t.tile_cols,
+            simd_rows: t.simd_rows,
+            inner,
+        })
+    }
+}
+
+impl TernaryFormat for Tl1 {
+    fn name(&self) -> &'static str {
+        "tl1"
+    }
+
+    fn ggml_type_id(&self) -> u32 {
+        super::type_id::TL1
+    }
+
+    fn byte_size(&self, shape: Shape) -> Result<usize, FormatError> {
+        self.geometry(shape)?;
+        Ok(shape.elements()? / 4 + 32)
+    }
+
+    /// The converter's `transform_to_tl1`: scale = max |w|, codes = sign of w with |w| < 1e-6 → 0.
+    fn quantize(&self, weights: &[f32], shape: Shape) -> Result<Vec<u8>, FormatError> {
+        let geometry = self.geometry(shape)?;
+        check_weights(weights, shape)?;
+        let n = shape.elements()?;
+        let mut packed = vec![0u8; n / 4 + 32];
+        for (m, row) in weights.chunks_exact(shape.ne0.max(1)).enumerate() {
+            for (pair, w) in row.chunks_exact(2).enumerate() {
+                let (offset, high) = geometry.locate(m, pair);
+                put_nibble(
+                    &mut packed[offset],
+                    pair_index(tl_code(w[0]), tl_code(w[1])),
+                    high,
+                );
+            }
+        }
+        packed[n / 4..n / 4 + 4].copy_from_slice(&tl_scale(weights).to_le_bytes());
+        Ok(packed)
+    }
+
+    fn unpack(&self, packed: &[u8], shape: Shape) -> Result<Unpacked, FormatError> {
+        let geometry = self.geometry(shape)?;
+        check_packed(self, packed, shape)?;
+        let n = shape.elements()?;
+        let mut codes = vec![0i8; n];
+        for (m, row) in codes.chunks_exact_mut(shape.ne0.max(1)).enumerate() {
+            for (pair, out) in row.chunks_exact_mut(2).enumerate() {
+                let (offset, high) = geometry.locate(m, pair);
+                let index = get_nibble(packed[offset], high);
+                let (a, b) = split_pair(index).ok_or(FormatError::InvalidIndex {
+                    format: "tl1",
+                    byte: offset,
+                    value: index,
+                })?;
+                out[0] = a;
+                out[1] = b;
+            }
+        }
+        Ok(Unpacked {
+            codes,
+            scales: Scales::PerTensor(read_f32(packed, n / 4)),
+        })
+    }
+}

@@ -1,0 +1,326 @@
+//! Matrix-vector and matrix-matrix products over the dot-product kernels, parallel over output rows.
+
+use std::sync::Arc;
+
+use half::f16;
+use rayon::prelude::*;
+use rayon::ThreadPool;
+
+use super::dense::DenseMatrix;
+use super::error::{expect_len, KernelError};
+use super::reduce::ReduceWidth;
+use super::table::DotKernels;
+use super::Isa;
+use crate::formats::{FpContract, I2sMatrix, I8sActivations, Q8kActivations, TqKind, TqMatrix};
+
+/// Numerical choices that the reference makes at compile time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Numerics {
+    /// How `a · b + c` in the reference's C is evaluated (see [`FpContract`]).
+    pub contract: FpContract,
+    /// The lane layout of the reference's float dot products (see [`ReduceWidth`]).
+    pub width: ReduceWidth,
+}
+
+impl Numerics {
+    /// What a reference built with `-march=native` by clang (no contraction) computes on this CPU.
+    pub fn native() -> Self {
+        Numerics {
+            contract: FpContract::Off,
+            width: ReduceWidth::native(),
+        }
+    }
+}
+
+/// The I2_S epilogue of the reference's `mul_mat`: `(dot − Σq) / s_a · s_w`, all in f32, in that order.
+#[inline]
+pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, weight_scale: f32) -> f32 {
+    (dot as f32 - act_sum as f32) / act_scale * weight_scale
+}
+
+/// The CPU kernels of one ISA with a thread count.
+///
+/// Every product writes `out[token · rows + row]`. Results do not depend on the thread count: each
+/// output is computed by one dot product.
+#[derive(Debug, Clone)]
+pub struct CpuKernels {
+    isa: Isa,
+    dots: &'static DotKernels,
+    pool: Option<Arc<ThreadPool>>,
+    numerics: Numerics,
+}
+
+impl CpuKernels {
+    /// Kernels of `isa` running on `threads` threads (0 or 1: on the calling thread).
+    pub fn new(isa: Isa, threads: usize) -> Result<Self, KernelError> {
+        let pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| KernelError::ThreadPool {
+                    threads,
+                    reason: e.to_string(),
+                })?;
+            Some(Arc::new(pool))
+        } else {
+            None
+        };
+        Self::build(isa, pool)
+    }
+
+    /// Kernels of `isa` running on an existing pool.
+    pub fn with_pool(isa: Isa, pool: Arc<ThreadPool>) -> Result<Self, KernelError> {
+        Self::build(isa, Some(pool))
+    }
+
+    /// The fastest ISA of this CPU on `threads` threads.
+    pub fn best(threads: usize) -> Result<Self, KernelError> {
+        Self::new(Isa::best(), threads)
+    }
+
+    fn build(isa: Isa, pool: Option<Arc<ThreadPool>>) -> Result<Self, KernelError> {
+        let dots = isa.dots().ok_or(KernelError::IsaUnsupported { isa })?;
+        Ok(CpuKernels {
+            isa,
+            dots,
+            pool,
+            numerics: Numerics::native(),
+        })
+    }
+
+    /// The same kernels with other numerics.
+    pub fn with_numerics(mut self, numerics: Numerics) -> Self {
+        self.numerics = numerics;
+        self
+    }
+
+    /// The ISA.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The numerics.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
+    }
+
+    /// Threads the products run on.
+    pub fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or(1, |pool| pool.current_num_threads())
+    }
+
+    /// The dot-product table.
+    pub fn dots(&self) -> &'static DotKernels {
+        self.dots
+    }
+
+    /// I2_S × I8_S for one token: `out[row]` as the reference's `mul_mat` computes it.
+    pub fn i2s_gemv(
+        &self,
+        w: &I2sMatrix,
+        x: &I8sActivations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        expect_len("i2_s gemv tokens", 1, x.tokens())?;
+        self.i2s_gemm(w, x, out)
+    }
+
+    /// I2_S × I8_S for every token of `x`.
+    ///
+    /// The integer dot product is exact (i32); the reference's AVX2 kernel sums 32 blocks in i16
+    /// lanes and wraps on extreme inputs, where the results differ (see the module docs).
+    pub fn i2s_gemm(
+        &self,
+        w: &I2sMatrix,
+        x: &I8sActivations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        expect_len("i2_s activation width", shape.ne0, x.k())?;
+        expect_len("i2_s output length", shape.ne1 * x.tokens(), out.len())?;
+        let dot = self.dots.i2s;
+        let (scales, sums, w_scale) = (x.scales(), x.sums(), w.scale());
+        self.for_each_output(shape.ne1, x.tokens(), out, |row, token| {
+            let d = dot(w.row(row), x.token_codes(token));
+            i2s_epilogue(d, sums[token], scales[token], w_scale)
+        });
+        Ok(())
+    }
+
+    /// TQ1_0/TQ2_0 × Q8_K for one token.
+    pub fn tq_gemv(
+        &self,
+        w: &TqMatrix,
+        x: &Q8kActivations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        expect_len("tq gemv tokens", 1, x.tokens())?;
+        self.tq_gemm(w, x, out)
+    }
+
+    /// TQ1_0/TQ2_0 × Q8_K for every token of `x`, as `ggml_vec_dot_tq*_q8_K` (AVX2 order).
+    pub fn tq_gemm(
+        &self,
+        w: &TqMatrix,
+        x: &Q8kActivations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        expect_len("tq activation width", shape.ne0, x.k())?;
+        expect_len("tq output length", shape.ne1 * x.tokens(), out.len())?;
+        let dot = match w.kind() {
+            TqKind::Tq1_0 => self.dots.tq1,
+            TqKind::Tq2_0 => self.dots.tq2,
+        };
+        let contract = self.numerics.contract;
+        self.for_each_output(shape.ne1, x.tokens(), out, |row, token| {
+            dot(w.row(row), x.token_blocks(token), contract)
+        });
+        Ok(())
+    }
+
+    /// f16 weights × one f32 token: the activations are rounded to f16 first (`ggml_vec_dot_f16`).
+    pub fn f16_gemv(
+        &self,
+        w: &DenseMatrix<f16>,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        expect_len("f16 gemv activation length", w.shape().ne0, x.len())?;
+        self.f16_gemm(w, x, out)
+    }
+
+    /// f16 weights × f32 tokens as the reference dispatches them: with two or more tokens and
+    /// `ne0` a multiple of the lane count, tinyBLAS (f32 activations, one accumulator); otherwise
+    /// `ggml_vec_dot_f16` on activations rounded to f16.
+    pub fn f16_gemm(
+        &self,
+        w: &DenseMatrix<f16>,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        let tokens = self.tokens(shape.ne0, x, out, shape.ne1)?;
+        let width = self.numerics.width;
+        if tokens >= 2 && shape.ne0.is_multiple_of(width.lanes()) {
+            let dot = self.dots.f16_tiled;
+            self.for_each_output(shape.ne1, tokens, out, |row, token| {
+                dot(w.row(row), token_of(x, shape.ne0, token), width)
+            });
+        } else {
+            let rounded: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let dot = self.dots.f16_vec;
+            self.for_each_output(shape.ne1, tokens, out, |row, token| {
+                dot(w.row(row), token_of(&rounded, shape.ne0, token), width)
+            });
+        }
+        Ok(())
+    }
+
+    /// f32 weights × one f32 token (`ggml_vec_dot_f32`).
+    pub fn f32_gemv(
+        &self,
+        w: &DenseMatrix<f32>,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        expect_len("f32 gemv activation length", w.shape().ne0, x.len())?;
+        self.f32_gemm(w, x, out)
+    }
+
+    /// f32 weights × f32 tokens as the reference dispatches them (tinyBLAS for two or more tokens
+    /// when `ne0` is a multiple of the lane count, `ggml_vec_dot_f32` otherwise).
+    pub fn f32_gemm(
+        &self,
+        w: &DenseMatrix<f32>,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        let tokens = self.tokens(shape.ne0, x, out, shape.ne1)?;
+        let width = self.numerics.width;
+        if tokens >= 2 && shape.ne0.is_multiple_of(width.lanes()) {
+            let dot = self.dots.f32_tiled;
+            self.for_each_output(shape.ne1, tokens, out, |row, token| {
+                dot(w.row(row), token_of(x, shape.ne0, token), width)
+            });
+        } else {
+            let dot = self.dots.f32_vec;
+            self.for_each_output(shape.ne1, tokens, out, |row, token| {
+                dot(w.row(row), token_of(x, shape.ne0, token), width)
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks dense operands and returns the token count.
+    fn tokens(&self, k: usize, x: &[f32], out: &[f32], rows: usize) -> Result<usize, KernelError> {
+        if k == 0 || !x.len().is_multiple_of(k) {
+            return Err(KernelError::Mismatch {
+                what: "dense activation length (a multiple of ne0)",
+                expected: k,
+                actual: x.len(),
+            });
+        }
+        let tokens = x.len() / k;
+        expect_len("dense output length", rows * tokens, out.len())?;
+        Ok(tokens)
+    }
+
+    /// Fills `out[token · rows + row] = f(row, token)`, splitting rows over the pool.
+    fn for_each_output<F>(&self, rows: usize, tokens: usize, out: &mut [f32], f: F)
+    where
+        F: Fn(usize, usize) -> f32 + Sync,
+    {
+        if tokens == 1 {
+            self.split_rows(out, 1, rows, |first, chunk| {
+                for (i, o) in chunk.iter_mut().enumerate() {
+                    *o = f(first + i, 0);
+                }
+            });
+            return;
+        }
+        // Row-major scratch keeps each weight row hot across all tokens.
+        let mut by_row = vec![0f32; rows * tokens];
+        self.split_rows(&mut by_row, tokens, rows, |first, chunk| {
+            for (i, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
+                for (token, o) in row_out.iter_mut().enumerate() {
+                    *o = f(first + i, token);
+                }
+            }
+        });
+        for (row, values) in by_row.chunks_exact(tokens).enumerate() {
+            for (token, &v) in values.iter().enumerate() {
+                out[token * rows + row] = v;
+            }
+        }
+    }
+
+    /// Runs `body(first_row, chunk)` over chunks of whole rows (`per_row` values each).
+    fn split_rows<B>(&self, data: &mut [f32], per_row: usize, rows: usize, body: B)
+    where
+        B: Fn(usize, &mut [f32]) + Sync,
+    {
+        if rows == 0 || per_row == 0 {
+            return;
+        }
+        match &self.pool {
+            None => body(0, data),
+            Some(pool) => {
+                let rows_per_chunk = (rows / (pool.current_num_threads() * 8)).max(4);
+                pool.install(|| {
+                    data.par_chunks_mut(rows_per_chunk * per_row)
+                        .enumerate()
+                        .for_each(|(i, chunk)| body(i * rows_per_chunk, chunk));
+                });
+            }
+        }
+    }
+}
+
+/// Token `token` of row-major activations `k` wide.
+fn token_of<T>(x: &[T], k: usize, token: usize) -> &[T] {
+    &x[token * k..(token + 1) * k]
+}

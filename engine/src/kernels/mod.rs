@@ -1,0 +1,45 @@
+//! CPU kernels: ternary × int8 and dense f16/f32 matrix products that reproduce bitnet.cpp.
+//!
+//! Each dot product has a scalar reference in [`scalar`] (`*_ref`) and SIMD versions for AVX2,
+//! AVX-512 (with VNNI where present) and NEON, chosen at run time ([`Isa`]); every version returns
+//! the same bits as its reference. [`CpuKernels`] runs them over output rows on a rayon pool and
+//! applies the reference's epilogues.
+//!
+//! # I2_S accumulation: exact i32, not the reference's i16
+//!
+//! bitnet.cpp's AVX2 `ggml_vec_dot_i2_i8_s` adds `vpmaddubsw` products of 32 consecutive blocks
+//! (4096 weights) in 16-bit lanes before widening, so a lane whose partial sum leaves
+//! [−32768, 32767] wraps. Each lane sums 256 products `code · q` (`code` ∈ {0, 1, 2}), so wrapping
+//! needs activations that are large and of one sign against mostly +1 weights over a whole group,
+//! which normalized activations of a trained model do not produce. These kernels widen to i32 every
+//! eight blocks (never overflowing) and so return the mathematically exact sum: on every input where
+//! the reference does not wrap the results are bit-identical, and where it wraps the engine is right
+//! and the reference is not. A conformance case built to wrap should be recorded as a known
+//! reference defect rather than reproduced. `tests/kernels_i2s_accumulation.rs` builds such an input.
+//!
+//! # Float evaluation order
+//!
+//! Float results follow the reference's x86 code paths: TQ dot products keep eight lanes per block
+//! and `hsum_float_8`; f16/f32 products follow `ggml_vec_dot_f16`/`_f32` for one token and
+//! llamafile's tinyBLAS for two or more tokens, with the lane count of the reference build
+//! ([`ReduceWidth`]) and its multiply-add contraction ([`FpContract`](crate::formats::FpContract)),
+//! both carried by [`Numerics`].
+
+mod cpu;
+mod dense;
+mod error;
+mod isa;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod reduce;
+pub mod scalar;
+mod table;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use cpu::{i2s_epilogue, CpuKernels, Numerics};
+pub use dense::DenseMatrix;
+pub use error::KernelError;
+pub use isa::Isa;
+pub use reduce::ReduceWidth;
+pub use table::DotKernels;

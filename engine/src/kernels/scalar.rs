@@ -1,0 +1,196 @@
+//! Scalar reference kernels: plain loops that define every bit the SIMD kernels must reproduce.
+//!
+//! The integer cores are exact; the float parts follow the reference's x86 evaluation order (lane
+//! assignment, reduction tree, fused or separate multiply-add) so that all ISAs agree bit for bit.
+
+use half::f16;
+
+use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
+use crate::formats::{tq1_element, trit, trits_in};
+use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+
+/// Σ code · a over one I2_S row: `codes` holds `act.len() / 4` packed bytes in 128-weight blocks and
+/// the raw 2-bit codes (0, 1, 2; 3 counts as 3) multiply the int8 activations. Exact in i32.
+///
+/// # Panics
+/// If `act.len()` is not a multiple of 128 or `codes` is shorter than `act.len() / 4`.
+pub fn i2s_dot_ref(codes: &[u8], act: &[i8]) -> i32 {
+    assert!(
+        act.len().is_multiple_of(128) && codes.len() >= act.len() / 4,
+        "i2_s row/activation length mismatch"
+    );
+    let mut sum = 0i32;
+    for (block, a) in codes.chunks_exact(32).zip(act.chunks_exact(128)) {
+        for (j, &byte) in block.iter().enumerate() {
+            for group in 0..4 {
+                let code = i32::from((byte >> (6 - 2 * group)) & 3);
+                sum += code * i32::from(a[32 * group + j]);
+            }
+        }
+    }
+    sum
+}
+
+/// Accumulates one block's eight i32 lanes into the float lanes: `acc += lane · (d_w · d_a)`.
+fn accumulate_block(
+    acc: &mut [f32; 8],
+    lanes: &mut [i32; 8],
+    block_d: [u8; 2],
+    y: &BlockQ8K,
+    contract: FpContract,
+) {
+    for (l, lane) in lanes.iter_mut().enumerate() {
+        *lane -= i32::from(y.bsums[2 * l]) + i32::from(y.bsums[2 * l + 1]);
+    }
+    let d = y.d * f16::from_le_bytes(block_d).to_f32();
+    for (a, &lane) in acc.iter_mut().zip(lanes.iter()) {
+        *a = contract.mul_add(lane as f32, d, *a);
+    }
+}
+
+/// TQ2_0 × Q8_K dot product of one row, as ggml's AVX2 `ggml_vec_dot_tq2_0_q8_K` evaluates it: per
+/// block, eight i32 lanes (weight `e` feeds lane `(e % 32) / 4`) of Σ code · q minus the matching
+/// `bsums`, scaled by `d_a · d_w` into eight float lanes, summed by `hsum_float_8` at the end.
+///
+/// # Panics
+/// If `row` does not hold `act.len()` blocks.
+pub fn tq2_dot_ref(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    assert_eq!(
+        row.len(),
+        act.len() * TQ2_0_BLOCK_BYTES,
+        "tq2_0 row/activation length mismatch"
+    );
+    let mut acc = [0f32; 8];
+    for (block, y) in row.chunks_exact(TQ2_0_BLOCK_BYTES).zip(act) {
+        let mut lanes = [0i32; 8];
+        for half in 0..2 {
+            for m in 0..32 {
+                let byte = block[32 * half + m];
+                for l in 0..4 {
+                    let code = i32::from((byte >> (2 * l)) & 3);
+                    lanes[m / 4] += code * i32::from(y.qs[128 * half + 32 * l + m]);
+                }
+            }
+        }
+        accumulate_block(&mut acc, &mut lanes, [block[64], block[65]], y, contract);
+    }
+    hsum8_pairs(&acc)
+}
+
+/// TQ1_0 × Q8_K dot product of one row, evaluated like [`tq2_dot_ref`] (ggml's AVX2
+/// `ggml_vec_dot_tq1_0_q8_K` uses the same lanes and reduction).
+///
+/// # Panics
+/// If `row` does not hold `act.len()` blocks.
+pub fn tq1_dot_ref(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    assert_eq!(
+        row.len(),
+        act.len() * TQ1_0_BLOCK_BYTES,
+        "tq1_0 row/activation length mismatch"
+    );
+    let mut acc = [0f32; 8];
+    for (block, y) in row.chunks_exact(TQ1_0_BLOCK_BYTES).zip(act) {
+        let mut lanes = [0i32; 8];
+        for (byte, &b) in block[..52].iter().enumerate() {
+            for n in 0..trits_in(byte) {
+                let e = tq1_element(byte, n);
+                lanes[(e % 32) / 4] += i32::from(trit(b, n)) * i32::from(y.qs[e]);
+            }
+        }
+        accumulate_block(&mut acc, &mut lanes, [block[52], block[53]], y, contract);
+    }
+    hsum8_pairs(&acc)
+}
+
+/// ggml's `ggml_vec_dot_f16` (the one-token path): `y` already rounded to f16; four accumulators
+/// of `width` lanes with fused multiply-adds over whole steps of `4 · lanes`, the width's reduction,
+/// then the tail added in f64.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn f16_vec_dot_ref(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
+    assert_eq!(x.len(), y.len(), "f16 dot length mismatch");
+    let lanes = width.lanes();
+    let whole = x.len() - x.len() % (4 * lanes);
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..whole).step_by(4 * lanes) {
+        for (j, accumulator) in acc.iter_mut().enumerate() {
+            for (l, a) in accumulator[..lanes].iter_mut().enumerate() {
+                let idx = i + j * lanes + l;
+                *a = x[idx].to_f32().mul_add(y[idx].to_f32(), *a);
+            }
+        }
+    }
+    let mut sum = f64::from(reduce_vec_dot(&acc, width));
+    for (a, b) in x[whole..].iter().zip(&y[whole..]) {
+        sum += f64::from(a.to_f32() * b.to_f32());
+    }
+    sum as f32
+}
+
+/// ggml's `ggml_vec_dot_f32` (the one-token path): like [`f16_vec_dot_ref`] but the sum stays f32 and
+/// the tail is added as `sum += x · y` with the product rounded first. (A GCC build in GNU mode
+/// vectorizes part of that tail and fuses the rest, so for `ne0` not a multiple of `4 · lanes` it can
+/// differ from this in the last bit; a clang or ISO-mode build does not.)
+///
+/// # Panics
+/// If the lengths differ.
+pub fn f32_vec_dot_ref(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    assert_eq!(x.len(), y.len(), "f32 dot length mismatch");
+    let lanes = width.lanes();
+    let whole = x.len() - x.len() % (4 * lanes);
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..whole).step_by(4 * lanes) {
+        for (j, accumulator) in acc.iter_mut().enumerate() {
+            for (l, a) in accumulator[..lanes].iter_mut().enumerate() {
+                let idx = i + j * lanes + l;
+                *a = x[idx].mul_add(y[idx], *a);
+            }
+        }
+    }
+    let mut sum = reduce_vec_dot(&acc, width);
+    for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
+        sum += a * b;
+    }
+    sum
+}
+
+/// The reference's multi-token f16 path (llamafile's tinyBLAS, f16 weights × f32 activations, no
+/// rounding of the activations): one accumulator of `width` lanes with fused multiply-adds, then
+/// `hsum`.
+///
+/// # Panics
+/// If the lengths differ or are not a multiple of the width's lanes.
+pub fn f16_tiled_dot_ref(x: &[f16], y: &[f32], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    assert!(
+        x.len() == y.len() && x.len().is_multiple_of(lanes),
+        "tiled f16 dot length mismatch"
+    );
+    let mut acc = [0f32; 16];
+    for (xs, ys) in x.chunks_exact(lanes).zip(y.chunks_exact(lanes)) {
+        for ((a, xv), &yv) in acc.iter_mut().zip(xs).zip(ys) {
+            *a = xv.to_f32().mul_add(yv, *a);
+        }
+    }
+    reduce_tiled(&acc, width)
+}
+
+/// The reference's multi-token f32 path (tinyBLAS), evaluated like [`f16_tiled_dot_ref`].
+///
+/// # Panics
+/// If the lengths differ or are not a multiple of the width's lanes.
+pub fn f32_tiled_dot_ref(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    assert!(
+        x.len() == y.len() && x.len().is_multiple_of(lanes),
+        "tiled f32 dot length mismatch"
+    );
+    let mut acc = [0f32; 16];
+    for (xs, ys) in x.chunks_exact(lanes).zip(y.chunks_exact(lanes)) {
+        for ((a, &xv), &yv) in acc.iter_mut().zip(xs).zip(ys) {
+            *a = xv.mul_add(yv, *a);
+        }
+    }
+    reduce_tiled(&acc, width)
+}

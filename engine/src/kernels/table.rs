@@ -1,0 +1,38 @@
+//! Per-ISA tables of dot-product kernels.
+
+use half::f16;
+
+use super::reduce::ReduceWidth;
+use super::scalar;
+use crate::formats::{BlockQ8K, FpContract};
+
+/// The dot products of one ISA. Every entry computes exactly what its scalar `*_ref` counterpart in
+/// [`scalar`](super::scalar) computes, with the same panics on mismatched lengths.
+#[derive(Debug)]
+pub struct DotKernels {
+    /// Σ code · a over one I2_S row ([`scalar::i2s_dot_ref`]).
+    pub i2s: fn(&[u8], &[i8]) -> i32,
+    /// TQ1_0 × Q8_K over one row ([`scalar::tq1_dot_ref`]).
+    pub tq1: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
+    /// TQ2_0 × Q8_K over one row ([`scalar::tq2_dot_ref`]).
+    pub tq2: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
+    /// One-token f16 dot product ([`scalar::f16_vec_dot_ref`]).
+    pub f16_vec: fn(&[f16], &[f16], ReduceWidth) -> f32,
+    /// One-token f32 dot product ([`scalar::f32_vec_dot_ref`]).
+    pub f32_vec: fn(&[f32], &[f32], ReduceWidth) -> f32,
+    /// Multi-token f16 × f32 dot product ([`scalar::f16_tiled_dot_ref`]).
+    pub f16_tiled: fn(&[f16], &[f32], ReduceWidth) -> f32,
+    /// Multi-token f32 dot product ([`scalar::f32_tiled_dot_ref`]).
+    pub f32_tiled: fn(&[f32], &[f32], ReduceWidth) -> f32,
+}
+
+/// The scalar reference table.
+pub(crate) static SCALAR: DotKernels = DotKernels {
+    i2s: scalar::i2s_dot_ref,
+    tq1: scalar::tq1_dot_ref,
+    tq2: scalar::tq2_dot_ref,
+    f16_vec: scalar::f16_vec_dot_ref,
+    f32_vec: scalar::f32_vec_dot_ref,
+    f16_tiled: scalar::f16_tiled_dot_ref,
+    f32_tiled: scalar::f32_tiled_dot_ref,
+};

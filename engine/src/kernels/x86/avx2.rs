@@ -1,0 +1,394 @@
+//! AVX2 (+FMA, F16C) dot products.
+//!
+//! The I2_S core widens its i16 partial sums to i32 every [`I16_SAFE_BLOCKS`] blocks, so it is exact
+//! for every input; see [`super::super::scalar::i2s_dot_ref`] and the crate's kernel docs for how
+//! that differs from the reference's i16 accumulation.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
+use crate::kernels::table::DotKernels;
+
+/// I2_S blocks summed in i16 before widening: a block adds at most 4 · 2 · 3 · 128 = 3072 per lane.
+pub(crate) const I16_SAFE_BLOCKS: usize = 8;
+
+/// Whether the CPU has AVX2, FMA and F16C.
+pub(crate) fn is_supported() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+static KERNELS: DotKernels = DotKernels {
+    i2s: i2s_dot,
+    tq1: tq1_dot,
+    tq2: tq2_dot,
+    f16_vec: f16_vec_dot,
+    f32_vec: f32_vec_dot,
+    f16_tiled: f16_tiled_dot,
+    f32_tiled: f32_tiled_dot,
+};
+
+/// The AVX2 table, when the CPU supports it.
+pub(crate) fn kernels() -> Option<&'static DotKernels> {
+    is_supported().then_some(&KERNELS)
+}
+
+// The safe entry points below are only reachable through `KERNELS`, which `kernels()` hands out only
+// after `is_supported()` confirmed AVX2, FMA and F16C. They check lengths like the scalar references.
+
+fn i2s_dot(codes: &[u8], act: &[i8]) -> i32 {
+    assert!(
+        act.len().is_multiple_of(128) && codes.len() >= act.len() / 4,
+        "i2_s row/activation length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2 (see `kernels`).
+    unsafe { i2s_dot_avx2(codes, act) }
+}
+
+fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    assert_eq!(
+        row.len(),
+        act.len() * TQ1_0_BLOCK_BYTES,
+        "tq1_0 row/activation length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { tq1_dot_avx2(row, act, contract) }
+}
+
+fn tq2_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    assert_eq!(
+        row.len(),
+        act.len() * TQ2_0_BLOCK_BYTES,
+        "tq2_0 row/activation length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { tq2_dot_avx2(row, act, contract) }
+}
+
+fn f16_vec_dot(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
+    assert_eq!(x.len(), y.len(), "f16 dot length mismatch");
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { f16_vec_dot_avx2(x, y, width) }
+}
+
+fn f32_vec_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    assert_eq!(x.len(), y.len(), "f32 dot length mismatch");
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { f32_vec_dot_avx2(x, y, width) }
+}
+
+fn f16_tiled_dot(x: &[f16], y: &[f32], width: ReduceWidth) -> f32 {
+    assert!(
+        x.len() == y.len() && x.len().is_multiple_of(width.lanes()),
+        "tiled f16 dot length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { f16_tiled_dot_avx2(x, y, width) }
+}
+
+fn f32_tiled_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    assert!(
+        x.len() == y.len() && x.len().is_multiple_of(width.lanes()),
+        "tiled f32 dot length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { f32_tiled_dot_avx2(x, y, width) }
+}
+
+/// Loads 32 bytes from the start of `bytes`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn load_u8(bytes: &[u8]) -> __m256i {
+    assert!(bytes.len() >= 32);
+    // SAFETY: at least 32 readable bytes (asserted); `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
+}
+
+/// Loads 32 int8 values from the start of `values`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn load_i8(values: &[i8]) -> __m256i {
+    assert!(values.len() >= 32);
+    // SAFETY: at least 32 readable bytes (asserted); `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(values.as_ptr().cast()) }
+}
+
+/// Loads 8 f16 values from the start of `values` and widens them to f32.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+fn load_f16(values: &[f16]) -> __m256 {
+    assert!(values.len() >= 8);
+    // SAFETY: at least 8 f16 = 16 readable bytes (asserted); `loadu` has no alignment requirement.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(values.as_ptr().cast()) })
+}
+
+/// Loads 8 f32 values from the start of `values`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_f32(values: &[f32]) -> __m256 {
+    assert!(values.len() >= 8);
+    // SAFETY: at least 8 readable f32 (asserted); `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_ps(values.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_f32(v: __m256) -> [f32; 8] {
+    let mut out = [0f32; 8];
+    // SAFETY: `out` has room for 8 f32; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn hsum_i32(v: __m256i) -> i32 {
+    let sum = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let sum = _mm_add_epi32(sum, _mm_unpackhi_epi64(sum, sum));
+    let sum = _mm_add_epi32(sum, _mm_shuffle_epi32::<0b10_11_00_01>(sum));
+    _mm_cvtsi128_si32(sum)
+}
+
+/// The products of one 128-weight I2_S block with its activations, as i16 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn i2s_block_products(codes: &[u8], act: &[i8]) -> __m256i {
+    let mask = _mm256_set1_epi8(3);
+    let packed = load_u8(codes);
+    let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask);
+    let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask);
+    let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask);
+    let c3 = _mm256_and_si256(packed, mask);
+    let p0 = _mm256_maddubs_epi16(c0, load_i8(act));
+    let p1 = _mm256_maddubs_epi16(c1, load_i8(&act[32..]));
+    let p2 = _mm256_maddubs_epi16(c2, load_i8(&act[64..]));
+    let p3 = _mm256_maddubs_epi16(c3, load_i8(&act[96..]));
+    _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
+}
+
+#[target_feature(enable = "avx2")]
+pub(crate) fn i2s_dot_avx2(codes: &[u8], act: &[i8]) -> i32 {
+    let ones = _mm256_set1_epi16(1);
+    let (code_blocks, _) = codes.as_chunks::<32>();
+    let (act_blocks, _) = act.as_chunks::<128>();
+    let mut total = _mm256_setzero_si256();
+    for (codes, act) in code_blocks
+        .chunks(I16_SAFE_BLOCKS)
+        .zip(act_blocks.chunks(I16_SAFE_BLOCKS))
+    {
+        let mut partial = _mm256_setzero_si256();
+        for (c, a) in codes.iter().zip(act) {
+            partial = _mm256_add_epi16(partial, i2s_block_products(c, a));
+        }
+        total = _mm256_add_epi32(total, _mm256_madd_epi16(partial, ones));
+    }
+    hsum_i32(total)
+}
+
+/// Bytes → their TQ1 trit `((b · 3) >> 8)`: 1 from 86 up, 2 from 171 up.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn trits(q: __m256i) -> __m256i {
+    let ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(q, _mm256_set1_epi8(86)), q);
+    let ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(q, _mm256_set1_epi8(171u8 as i8)), q);
+    _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn times3(q: __m256i) -> __m256i {
+    _mm256_add_epi8(q, _mm256_add_epi8(q, q))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn times3_128(q: __m128i) -> __m128i {
+    _mm_add_epi8(q, _mm_add_epi8(q, q))
+}
+
+/// Finishes a TQ block: subtract `bsums`, widen to 8 i32 lanes, scale by `d_a · d_w` into `acc`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tq_block_epilogue(
+    sum: __m256i,
+    d_w: [u8; 2],
+    y: &BlockQ8K,
+    acc: __m256,
+    contract: FpContract,
+) -> __m256 {
+    // SAFETY: `bsums` is 16 i16 = 32 readable bytes; `loadu` has no alignment requirement.
+    let bsums = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+    let lanes = _mm256_madd_epi16(_mm256_sub_epi16(sum, bsums), _mm256_set1_epi16(1));
+    let d = _mm256_set1_ps(y.d * f16::from_le_bytes(d_w).to_f32());
+    let lanes = _mm256_cvtepi32_ps(lanes);
+    match contract {
+        FpContract::Off => _mm256_add_ps(_mm256_mul_ps(lanes, d), acc),
+        FpContract::Fused => _mm256_fmadd_ps(lanes, d, acc),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn tq2_dot_avx2(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    let mask = _mm256_set1_epi8(3);
+    let mut acc = _mm256_setzero_ps();
+    let (blocks, _) = row.as_chunks::<TQ2_0_BLOCK_BYTES>();
+    for (block, y) in blocks.iter().zip(act) {
+        let mut sum = _mm256_setzero_si256();
+        for half in 0..2 {
+            let packed = load_u8(&block[32 * half..]);
+            let codes = [
+                _mm256_and_si256(packed, mask),
+                _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask),
+                _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask),
+            ];
+            for (l, c) in codes.into_iter().enumerate() {
+                let q = load_i8(&y.qs[128 * half + 32 * l..]);
+                sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(c, q));
+            }
+        }
+        acc = tq_block_epilogue(sum, [block[64], block[65]], y, acc, contract);
+    }
+    hsum8_pairs(&store_f32(acc))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn tq1_dot_avx2(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let (blocks, _) = row.as_chunks::<TQ1_0_BLOCK_BYTES>();
+    for (block, y) in blocks.iter().zip(act) {
+        let mut sum = _mm256_setzero_si256();
+        // qs[0..32]: trit n of byte m is weight 32n + m.
+        let mut q = load_u8(block);
+        for n in 0..5 {
+            let t = trits(q);
+            sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(t, load_i8(&y.qs[32 * n..])));
+            q = times3(q);
+        }
+        // qs[32..48]: trit n of byte m is weight 160 + 16n + m; qh: trit n of byte j is 240 + 4n + j.
+        // SAFETY: bytes 32..48 of the 54-byte block are readable; `loadu` has no alignment requirement.
+        let p0 = unsafe { _mm_loadu_si128(block[32..48].as_ptr().cast()) };
+        let p1 = times3_128(p0);
+        let p2 = times3_128(p1);
+        let p3 = times3_128(p2);
+        let p4 = times3_128(p3);
+        let qh = _mm_set1_epi32(i32::from_le_bytes([
+            block[48], block[49], block[50], block[51],
+        ]));
+        let h1 = times3_128(qh);
+        let h2 = times3_128(h1);
+        let h3 = times3_128(h2);
+        let h = _mm_blend_epi32::<0b1100>(
+            _mm_blend_epi32::<0b0010>(qh, h1),
+            _mm_blend_epi32::<0b1000>(h2, h3),
+        );
+        let tail = [
+            _mm256_set_m128i(p1, p0),
+            _mm256_set_m128i(p3, p2),
+            _mm256_set_m128i(h, p4),
+        ];
+        for (i, v) in tail.into_iter().enumerate() {
+            let t = trits(v);
+            sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(t, load_i8(&y.qs[160 + 32 * i..])));
+        }
+        acc = tq_block_epilogue(sum, [block[52], block[53]], y, acc, contract);
+    }
+    hsum8_pairs(&store_f32(acc))
+}
+
+/// Four accumulators of 8 or 16 lanes (16 as two registers) stored for the shared reduction.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_accumulators(lo: [__m256; 4], hi: [__m256; 4]) -> [[f32; 16]; 4] {
+    let mut out = [[0f32; 16]; 4];
+    for (j, row) in out.iter_mut().enumerate() {
+        row[..8].copy_from_slice(&store_f32(lo[j]));
+        row[8..].copy_from_slice(&store_f32(hi[j]));
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    let whole = x.len() - x.len() % (4 * lanes);
+    let mut lo = [_mm256_setzero_ps(); 4];
+    let mut hi = [_mm256_setzero_ps(); 4];
+    for i in (0..whole).step_by(4 * lanes) {
+        for j in 0..4 {
+            let at = i + j * lanes;
+            lo[j] = _mm256_fmadd_ps(load_f16(&x[at..]), load_f16(&y[at..]), lo[j]);
+            if lanes == 16 {
+                hi[j] = _mm256_fmadd_ps(load_f16(&x[at + 8..]), load_f16(&y[at + 8..]), hi[j]);
+            }
+        }
+    }
+    let mut sum = f64::from(reduce_vec_dot(&store_accumulators(lo, hi), width));
+    for (a, b) in x[whole..].iter().zip(&y[whole..]) {
+        sum += f64::from(a.to_f32() * b.to_f32());
+    }
+    sum as f32
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f32_vec_dot_avx2(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    let whole = x.len() - x.len() % (4 * lanes);
+    let mut lo = [_mm256_setzero_ps(); 4];
+    let mut hi = [_mm256_setzero_ps(); 4];
+    for i in (0..whole).step_by(4 * lanes) {
+        for j in 0..4 {
+            let at = i + j * lanes;
+            lo[j] = _mm256_fmadd_ps(load_f32(&x[at..]), load_f32(&y[at..]), lo[j]);
+            if lanes == 16 {
+                hi[j] = _mm256_fmadd_ps(load_f32(&x[at + 8..]), load_f32(&y[at + 8..]), hi[j]);
+            }
+        }
+    }
+    let mut sum = reduce_vec_dot(&store_accumulators(lo, hi), width);
+    for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
+        sum += a * b;
+    }
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_tiled_dot_avx2(x: &[f16], y: &[f32], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    let mut lo = _mm256_setzero_ps();
+    let mut hi = _mm256_setzero_ps();
+    for i in (0..x.len()).step_by(lanes) {
+        lo = _mm256_fmadd_ps(load_f16(&x[i..]), load_f32(&y[i..]), lo);
+        if lanes == 16 {
+            hi = _mm256_fmadd_ps(load_f16(&x[i + 8..]), load_f32(&y[i + 8..]), hi);
+        }
+    }
+    tiled_result(lo, hi, width)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f32_tiled_dot_avx2(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    let mut lo = _mm256_setzero_ps();
+    let mut hi = _mm256_setzero_ps();
+    for i in (0..x.len()).step_by(lanes) {
+        lo = _mm256_fmadd_ps(load_f32(&x[i..]), load_f32(&y[i..]), lo);
+        if lanes == 16 {
+            hi = _mm256_fmadd_ps(load_f32(&x[i + 8..]), load_f32(&y[i + 8..]), hi);
+        }
+    }
+    tiled_result(lo, hi, width)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tiled_result(lo: __m256, hi: __m256, width: ReduceWidth) -> f32 {
+    let mut acc = [0f32; 16];
+    acc[..8].copy_from_slice(&store_f32(lo));
+    acc[8..].copy_from_slice(&store_f32(hi));
+    reduce_tiled(&acc, width)
+}

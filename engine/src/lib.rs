@@ -1,0 +1,7 @@
+//! The Rust BitNet b1.58 engine: GGUF container, ternary formats and kernels.
+//!
+//! This crate is the system under test of the conformance harness; it knows nothing about tests.
+
+pub mod formats;
+pub mod gguf;
+pub mod kernels;

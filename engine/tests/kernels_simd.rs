@@ -1,0 +1,215 @@
+//! Every SIMD kernel against the scalar reference: equal integers, bit-identical floats.
+//!
+//! ISAs this CPU lacks are skipped, and each test says which.
+
+use bitnet_engine::formats::{
+    BlockQ8K, FpContract, I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat,
+    TqKind, TqMatrix, QK_K, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
+};
+use bitnet_engine::kernels::{scalar, CpuKernels, DenseMatrix, Isa, Numerics, ReduceWidth};
+use half::f16;
+use proptest::prelude::*;
+use std::io::Write;
+use std::sync::Once;
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    fn i8s(&mut self, n: usize) -> Vec<i8> {
+        (0..n).map(|_| self.next() as i8).collect()
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| match self.next() % 6 {
+                0 => self.unit() * 1e-3,
+                1 => self.unit() * 50.0,
+                2 => 0.0,
+                _ => self.unit(),
+            })
+            .collect()
+    }
+    fn halves(&mut self, n: usize) -> Vec<f16> {
+        self.floats(n).into_iter().map(f16::from_f32).collect()
+    }
+}
+
+/// The SIMD ISAs this CPU runs. The first call reports the skipped ones on stderr directly, past the
+/// test harness's output capture, so the report shows in a normal run.
+fn simd_isas() -> Vec<Isa> {
+    static REPORT: Once = Once::new();
+    REPORT.call_once(|| {
+        let mut stderr = std::io::stderr().lock();
+        for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_supported()) {
+            let _ = writeln!(
+                stderr,
+                "kernels_simd: {isa} is not supported by this CPU; its equality checks are skipped"
+            );
+        }
+    });
+    Isa::supported()
+        .into_iter()
+        .filter(|&isa| isa != Isa::Scalar)
+        .collect()
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig::with_cases(40)
+}
+
+const CONTRACTS: [FpContract; 2] = [FpContract::Off, FpContract::Fused];
+const WIDTHS: [ReduceWidth; 2] = [ReduceWidth::Lanes8, ReduceWidth::Lanes16];
+
+/// Random Q8_K blocks: quantized activations, plus raw codes with inconsistent sums now and then.
+fn q8k_blocks(rng: &mut Rng, blocks: usize) -> Vec<BlockQ8K> {
+    let x = rng.floats(blocks * QK_K);
+    let mut out = Q8kActivations::quantize(&x, QK_K, FpContract::Off)
+        .unwrap()
+        .blocks()
+        .to_vec();
+    if rng.next().is_multiple_of(3) {
+        for block in &mut out {
+            block.qs.iter_mut().for_each(|q| *q = rng.next() as i8);
+            block
+                .bsums
+                .iter_mut()
+                .for_each(|s| *s = (rng.next() % 4096) as i16 - 2048);
+        }
+    }
+    out
+}
+
+/// Packed TQ rows with random codes and finite random fp16 scales.
+fn tq_row(rng: &mut Rng, kind: TqKind, blocks: usize) -> Vec<u8> {
+    let mut row = rng.bytes(blocks * kind.block_bytes());
+    for block in row.chunks_mut(kind.block_bytes()) {
+        let d = f16::from_f32(rng.unit() * 4.0).to_le_bytes();
+        let len = block.len();
+        block[len - 2..].copy_from_slice(&d);
+    }
+    row
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn i2s_dot_matches_scalar_and_exact_sum(seed: u64, blocks in 0usize..42) {
+        let mut rng = Rng::new(seed);
+        let codes = rng.bytes(blocks * 32);
+        let act = rng.i8s(blocks * 128);
+        let reference = scalar::i2s_dot_ref(&codes, &act);
+        let mut exact = 0i64;
+        for (b, block) in codes.chunks(32).enumerate() {
+            for (j, &byte) in block.iter().enumerate() {
+                for g in 0..4 {
+                    exact += i64::from((byte >> (6 - 2 * g)) & 3) * i64::from(act[128 * b + 32 * g + j]);
+                }
+            }
+        }
+        prop_assert_eq!(i64::from(reference), exact);
+        for isa in simd_isas() {
+            prop_assert_eq!((isa.dots().unwrap().i2s)(&codes, &act), reference, "{}", isa);
+        }
+    }
+
+    #[test]
+    fn tq_dots_match_scalar_bit_for_bit(seed: u64, blocks in 0usize..12) {
+        let mut rng = Rng::new(seed);
+        let act = q8k_blocks(&mut rng, blocks);
+        let tq1 = tq_row(&mut rng, TqKind::Tq1_0, blocks);
+        let tq2 = tq_row(&mut rng, TqKind::Tq2_0, blocks);
+        prop_assert_eq!(tq1.len(), blocks * TQ1_0_BLOCK_BYTES);
+        prop_assert_eq!(tq2.len(), blocks * TQ2_0_BLOCK_BYTES);
+        for contract in CONTRACTS {
+            let r1 = scalar::tq1_dot_ref(&tq1, &act, contract);
+            let r2 = scalar::tq2_dot_ref(&tq2, &act, contract);
+            for isa in simd_isas() {
+                let dots = isa.dots().unwrap();
+                prop_assert_eq!((dots.tq1)(&tq1, &act, contract).to_bits(), r1.to_bits(), "{} {:?}", isa, contract);
+                prop_assert_eq!((dots.tq2)(&tq2, &act, contract).to_bits(), r2.to_bits(), "{} {:?}", isa, contract);
+            }
+        }
+    }
+
+    #[test]
+    fn float_dots_match_scalar_bit_for_bit(seed: u64, len in 0usize..300, lanes16 in 0usize..24) {
+        let mut rng = Rng::new(seed);
+        let (xh, yh) = (rng.halves(len), rng.halves(len));
+        let (xf, yf) = (rng.floats(len), rng.floats(len));
+        let tiled_len = 16 * lanes16;
+        let (th, tf, ty) = (rng.halves(tiled_len), rng.floats(tiled_len), rng.floats(tiled_len));
+        for width in WIDTHS {
+            let vec_h = scalar::f16_vec_dot_ref(&xh, &yh, width);
+            let vec_f = scalar::f32_vec_dot_ref(&xf, &yf, width);
+            let tiled_h = scalar::f16_tiled_dot_ref(&th, &ty, width);
+            let tiled_f = scalar::f32_tiled_dot_ref(&tf, &ty, width);
+            for isa in simd_isas() {
+                let dots = isa.dots().unwrap();
+                prop_assert_eq!((dots.f16_vec)(&xh, &yh, width).to_bits(), vec_h.to_bits(), "{} {:?}", isa, width);
+                prop_assert_eq!((dots.f32_vec)(&xf, &yf, width).to_bits(), vec_f.to_bits(), "{} {:?}", isa, width);
+                prop_assert_eq!((dots.f16_tiled)(&th, &ty, width).to_bits(), tiled_h.to_bits(), "{} {:?}", isa, width);
+                prop_assert_eq!((dots.f32_tiled)(&tf, &ty, width).to_bits(), tiled_f.to_bits(), "{} {:?}", isa, width);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn products_match_scalar_on_any_thread_count(seed: u64, rows in 1usize..70, blocks in 1usize..4, tokens in 1usize..4) {
+        let mut rng = Rng::new(seed);
+        let k = QK_K * blocks;
+        let shape = Shape::new(k, rows);
+        let weights = rng.floats(k * rows);
+        let x = rng.floats(k * tokens);
+        let i2s = I2s.quantize(&weights, shape).unwrap();
+        let i2s = I2sMatrix::new(&i2s, shape).unwrap();
+        let tq1 = TqKind::Tq1_0.format().quantize(&weights, shape).unwrap();
+        let tq2 = TqKind::Tq2_0.format().quantize(&weights, shape).unwrap();
+        let tq1 = TqMatrix::new(TqKind::Tq1_0, &tq1, shape).unwrap();
+        let tq2 = TqMatrix::new(TqKind::Tq2_0, &tq2, shape).unwrap();
+        let halves: Vec<f16> = weights.iter().map(|&w| f16::from_f32(w)).collect();
+        let dense_h = DenseMatrix::new(&halves, shape).unwrap();
+        let dense_f = DenseMatrix::new(&weights, shape).unwrap();
+        for contract in CONTRACTS {
+            for width in WIDTHS {
+                let numerics = Numerics { contract, width };
+                let i8s = I8sActivations::quantize(&x, k, contract).unwrap();
+                let q8k = Q8kActivations::quantize(&x, k, contract).unwrap();
+                let run = |kernels: &CpuKernels| {
+                    let mut outs = vec![vec![0f32; rows * tokens]; 5];
+                    kernels.i2s_gemm(&i2s, &i8s, &mut outs[0]).unwrap();
+                    kernels.tq_gemm(&tq1, &q8k, &mut outs[1]).unwrap();
+                    kernels.tq_gemm(&tq2, &q8k, &mut outs[2]).unwrap();
+                    kernels.f16_gemm(&dense_h, &x, &mut outs[3]).unwrap();
+                    kernels.f32_gemm(&dense_f, &x, &mut outs[4]).unwrap();
+                    outs.concat().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                let reference = run(&CpuKernels::new(Isa::Scalar, 1).unwrap().with_numerics(numerics));
+                for isa in std::iter::once(Isa::Scalar).chain(simd_isas()) {
+                    for threads in [1, 2] {
+                        let kernels = CpuKernels::new(isa, threads).unwrap().with_numerics(numerics);
+                        prop_assert_eq!(&run(&kernels), &reference, "{} threads={} {:?}", isa, threads, numerics);
+                    }
+                }
+            }
+        }
+    }
+}
