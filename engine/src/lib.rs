@@ -1,7 +1,10 @@
-//! The Rust BitNet b1.58 engine: GGUF container, ternary formats and kernels.
+//! The Rust BitNet b1.58 engine: GGUF container, ternary formats, kernels and model graphs.
 //!
 //! This crate is the system under test of the conformance harness; it knows nothing about tests.
 
 pub mod formats;
 pub mod gguf;
 pub mod kernels;
+pub mod model;
+pub mod synth;
+pub mod tokenizer;

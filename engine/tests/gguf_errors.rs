@@ -126,7 +126,7 @@ fn truncation_names_the_section_and_offset() {
     );
     let e = err(&bytes[..30]);
     assert!(
-        e.to_string().contains("tensor count at offset 8 claims 2"),
+        e.to_string().contains("tensor count at offset 8 is 2"),
         "{e}"
     );
     let last = bytes.len() - 1;

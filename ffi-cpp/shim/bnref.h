@@ -97,6 +97,13 @@ bnref_status bnref_vec_dot_i2_i8_s(int64_t n, const void *weights, size_t weight
                                    float act_scale, float weight_scale, float *raw,
                                    float *scaled);
 
+/* The reference's I2_S matmul for one token over `rows` consecutive packed rows of `n` weights
+ * (`weights` holds rows * n / 4 bytes): out[r] = the scaled result of bnref_vec_dot_i2_i8_s on
+ * row r. Single-threaded; callers split rows across threads as ggml does. */
+bnref_status bnref_gemv_i2_i8_s(int64_t rows, int64_t n, const void *weights, size_t weights_len,
+                                const int8_t *q, size_t q_len, int32_t act_sum, float act_scale,
+                                float weight_scale, float *out, size_t out_len);
+
 /* The reference's dot product of one row of `type` (n elements) with one row already in
  * that type's vec_dot_type (e.g. TQ1_0 / TQ2_0 with Q8_K). Not for I2_S. */
 bnref_status bnref_vec_dot(int32_t type, int64_t n, const void *x, size_t x_len, const void *y,

@@ -323,6 +323,19 @@ extern "C" {
         raw: *mut f32,
         scaled: *mut f32,
     ) -> bnref_status;
+    pub fn bnref_gemv_i2_i8_s(
+        rows: i64,
+        n: i64,
+        weights: *const ::std::os::raw::c_void,
+        weights_len: usize,
+        q: *const i8,
+        q_len: usize,
+        act_sum: i32,
+        act_scale: f32,
+        weight_scale: f32,
+        out: *mut f32,
+        out_len: usize,
+    ) -> bnref_status;
     pub fn bnref_vec_dot(
         type_: i32,
         n: i64,

@@ -156,6 +156,36 @@ impl Backend {
         Ok(I2Dot { raw, scaled })
     }
 
+    /// The reference's I2_S matmul for one token: `out[r]` for each of the `rows` packed rows of
+    /// `weights` (each `acts.q.len() / 4` bytes), single-threaded.
+    pub fn gemv_i2_i8_s(
+        &self,
+        weights: &[u8],
+        rows: usize,
+        acts: &I8Activations,
+        weight_scale: f32,
+        out: &mut [f32],
+    ) -> Result<(), RefError> {
+        const CALL: &str = "bnref_gemv_i2_i8_s";
+        // SAFETY: every buffer is passed with its true length, which the shim checks.
+        let status = unsafe {
+            sys::bnref_gemv_i2_i8_s(
+                to_i64(CALL, rows)?,
+                to_i64(CALL, acts.q.len())?,
+                weights.as_ptr().cast(),
+                weights.len(),
+                acts.q.as_ptr(),
+                acts.q.len(),
+                acts.sum,
+                acts.scale,
+                weight_scale,
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        check(CALL, status)
+    }
+
     /// The reference's dot product of `n` elements: `x` in `ty`, `y` in its `vec_dot_type`
     /// (for TQ1_0 / TQ2_0 that is Q8_K from [`Backend::quantize_row`]).
     pub fn vec_dot(&self, ty: GgmlType, n: usize, x: &[u8], y: &[u8]) -> Result<f32, RefError> {

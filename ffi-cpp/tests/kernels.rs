@@ -184,9 +184,13 @@ fn i2_s_dot_product_matches_the_scalar_formula() {
         assert_eq!(stored_scale, w_scale);
         let x = (0..k).map(|_| rng.uniform()).collect::<Vec<_>>();
         let acts = be.quantize_i8_s(&x).unwrap();
+        let mut gemv = vec![0f32; rows];
+        be.gemv_i2_i8_s(&packed, rows, &acts, stored_scale, &mut gemv)
+            .unwrap();
         for r in 0..rows {
             let row = &packed[r * k / 4..(r + 1) * k / 4];
             let dot = be.vec_dot_i2_i8_s(row, &acts, stored_scale).unwrap();
+            assert_eq!(gemv[r], dot.scaled, "gemv row {r}");
             let codes_dot: i32 = trits[r * k..(r + 1) * k]
                 .iter()
                 .zip(&acts.q)
@@ -327,6 +331,8 @@ fn bad_requests_are_errors() {
     expect_invalid(be.vec_dot_i2_i8_s(&[0; 31], &acts, 1.0));
     let short = be.quantize_i8_s(&[1.0; 100]).unwrap();
     expect_invalid(be.vec_dot_i2_i8_s(&[0; 64], &short, 1.0));
+    expect_invalid(be.gemv_i2_i8_s(&[0; 63], 2, &acts, 1.0, &mut [0.0; 2]));
+    expect_invalid(be.gemv_i2_i8_s(&[0; 64], 2, &acts, 1.0, &mut [0.0; 1]));
     expect_unsupported(be.vec_dot(GgmlType::I2_S, 128, &[0; 64], &[0; 128]));
     expect_invalid(be.vec_dot(GgmlType::TQ2_0, 256, &[0; 66], &[0; 100]));
 }

@@ -1,4 +1,7 @@
 //! The `bitnet` command line and the `conformance` harness: commands and backend adapters.
 #![forbid(unsafe_code)]
 
+pub mod backends;
+pub mod fixtures_gen;
+pub mod harness;
 pub mod inspect;

@@ -90,7 +90,7 @@ impl<'a> Cursor<'a> {
 
     /// A u64-length-prefixed UTF-8 string.
     pub(super) fn string(&mut self, what: &str) -> Result<String, GgufError> {
-        let len = self.count(1, what)?;
+        let len = self.count(1, &format!("length of {what}"))?;
         let offset = self.pos();
         let bytes = self.take(len, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::InvalidUtf8 {

@@ -25,7 +25,9 @@ pub enum GgufError {
         needed: u64,
         file_len: u64,
     },
-    #[error("{what} at offset {offset} claims {count} entries, which cannot fit in the {remaining} bytes left")]
+    #[error(
+        "{what} at offset {offset} is {count}, which cannot fit in the {remaining} bytes left"
+    )]
     CountTooLarge {
         what: String,
         offset: u64,

@@ -1,0 +1,200 @@
+//! The KV cache and causal multi-head attention over it.
+
+use half::f16;
+
+use super::ops::masked_softmax;
+use super::ModelError;
+use crate::formats::Shape;
+use crate::kernels::{CpuKernels, DenseMatrix};
+
+/// The reference pads the attended length (and the context) to a multiple of this many cells.
+const KV_PAD: usize = 32;
+
+/// Geometry of the attention of one model.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLayout {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+impl HeadLayout {
+    fn n_embd(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    fn n_embd_kv(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}
+
+/// Cached keys or values of one layer: `[kv_head][cell][head_dim]`.
+#[derive(Debug, Clone)]
+enum Cells {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+/// Keys and values of every layer for up to `capacity` positions.
+#[derive(Debug, Clone)]
+pub(crate) struct KvCache {
+    heads: HeadLayout,
+    capacity: usize,
+    k: Vec<Cells>,
+    v: Vec<Cells>,
+}
+
+impl KvCache {
+    /// A zeroed cache of at least `n_ctx` cells (rounded up to the padding) per layer.
+    pub fn new(heads: HeadLayout, n_layer: usize, n_ctx: usize, f16: bool) -> Self {
+        let capacity = n_ctx.next_multiple_of(KV_PAD);
+        let len = heads.n_head_kv * capacity * heads.head_dim;
+        let cells = || {
+            if f16 {
+                Cells::F16(vec![f16::ZERO; len])
+            } else {
+                Cells::F32(vec![0.0; len])
+            }
+        };
+        KvCache {
+            heads,
+            capacity,
+            k: (0..n_layer).map(|_| cells()).collect(),
+            v: (0..n_layer).map(|_| cells()).collect(),
+        }
+    }
+
+    /// Zeroes every cell.
+    pub fn clear(&mut self) {
+        for cells in self.k.iter_mut().chain(self.v.iter_mut()) {
+            match cells {
+                Cells::F16(c) => c.fill(f16::ZERO),
+                Cells::F32(c) => c.fill(0.0),
+            }
+        }
+    }
+
+    /// Stores the keys and values of `tokens` new positions starting at `n_past` in layer
+    /// `layer` and returns the attention output (`n_embd` per token) of the queries `q`.
+    pub fn attend(
+        &mut self,
+        kernels: &CpuKernels,
+        layer: usize,
+        n_past: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let h = self.heads;
+        let tokens = q.len() / h.n_embd();
+        self.store(layer, n_past, k, v);
+        let n_kv = (n_past + tokens)
+            .next_multiple_of(KV_PAD)
+            .min(self.capacity);
+        let scale = 1.0 / (h.head_dim as f32).sqrt();
+        let group = h.n_head / h.n_head_kv;
+        let mut out = vec![0f32; tokens * h.n_embd()];
+        for head in 0..h.n_head {
+            let kv_head = head / group;
+            // The per-head queries are a strided view, which `ggml_mul_mat` converts to the cache
+            // type and never hands to tinyBLAS: every token takes the vector dot product (which
+            // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
+            // so `V·p` is a batched product.
+            let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
+            let mut scores = vec![0f32; tokens * n_kv];
+            for (q_token, row) in q_head
+                .chunks_exact(h.head_dim)
+                .zip(scores.chunks_exact_mut(n_kv))
+            {
+                self.product(
+                    &self.k[layer],
+                    kv_head,
+                    n_kv,
+                    h.head_dim,
+                    kernels,
+                    q_token,
+                    row,
+                )?;
+            }
+            for (t, row) in scores.chunks_exact_mut(n_kv).enumerate() {
+                masked_softmax(row, scale, n_past + t + 1, kernels.numerics().width);
+            }
+            let v_t = self.transposed_values(layer, kv_head, n_kv);
+            let mut head_out = vec![0f32; tokens * h.head_dim];
+            self.product(&v_t, 0, h.head_dim, n_kv, kernels, &scores, &mut head_out)?;
+            for (t, values) in head_out.chunks_exact(h.head_dim).enumerate() {
+                let at = t * h.n_embd() + head * h.head_dim;
+                out[at..at + h.head_dim].copy_from_slice(values);
+            }
+        }
+        Ok(out)
+    }
+
+    fn store(&mut self, layer: usize, n_past: usize, k: &[f32], v: &[f32]) {
+        let h = self.heads;
+        for (cells, src) in [(&mut self.k[layer], k), (&mut self.v[layer], v)] {
+            for (t, token) in src.chunks_exact(h.n_embd_kv()).enumerate() {
+                for (kv_head, values) in token.chunks_exact(h.head_dim).enumerate() {
+                    let at = (kv_head * self.capacity + n_past + t) * h.head_dim;
+                    match cells {
+                        Cells::F16(c) => c[at..at + h.head_dim]
+                            .iter_mut()
+                            .zip(values)
+                            .for_each(|(d, &s)| *d = f16::from_f32(s)),
+                        Cells::F32(c) => c[at..at + h.head_dim].copy_from_slice(values),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first `n_kv` cached values of one KV head, transposed to `[head_dim][n_kv]`.
+    fn transposed_values(&self, layer: usize, kv_head: usize, n_kv: usize) -> Cells {
+        let hd = self.heads.head_dim;
+        let base = kv_head * self.capacity * hd;
+        let index = |i: usize| {
+            let (d, cell) = (i / n_kv, i % n_kv);
+            base + cell * hd + d
+        };
+        match &self.v[layer] {
+            Cells::F16(c) => Cells::F16((0..hd * n_kv).map(|i| c[index(i)]).collect()),
+            Cells::F32(c) => Cells::F32((0..hd * n_kv).map(|i| c[index(i)]).collect()),
+        }
+    }
+
+    /// `rows` rows of `k` values of block `block` of `cells` (blocks `capacity · head_dim` apart),
+    /// times each token of `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        cells: &Cells,
+        block: usize,
+        rows: usize,
+        k: usize,
+        kernels: &CpuKernels,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let start = block * self.capacity * self.heads.head_dim;
+        let shape = Shape::new(k, rows);
+        match cells {
+            Cells::F16(c) => {
+                let w = DenseMatrix::new(&c[start..start + k * rows], shape)?;
+                kernels.f16_gemm(&w, x, out)?;
+            }
+            Cells::F32(c) => {
+                let w = DenseMatrix::new(&c[start..start + k * rows], shape)?;
+                kernels.f32_gemm(&w, x, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `width` values at `offset` of each `stride`-wide token, packed contiguously.
+fn gather(x: &[f32], stride: usize, offset: usize, width: usize) -> Vec<f32> {
+    x.chunks_exact(stride)
+        .flat_map(|token| &token[offset..offset + width])
+        .copied()
+        .collect()
+}

@@ -1,0 +1,77 @@
+//! Errors of model loading and evaluation.
+
+use crate::formats::FormatError;
+use crate::gguf::{GgmlType, GgufError};
+use crate::kernels::KernelError;
+
+/// Why a model could not be loaded or evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be read or lacks a key or tensor.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// `general.architecture` names a graph this engine does not implement.
+    #[error("unsupported architecture `{0}` (supported: bitnet, bitnet-b1.58, llama)")]
+    UnsupportedArch(String),
+    /// A tensor has a type the forward pass cannot use.
+    #[error("tensor `{tensor}` has type {ty}, which the forward pass does not support")]
+    UnsupportedType {
+        /// The tensor's name.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// A tensor has the wrong shape for the hyperparameters.
+    #[error("tensor `{tensor}` has shape {actual:?}, expected {expected:?}")]
+    Shape {
+        /// The tensor's name.
+        tensor: String,
+        /// The shape the hyperparameters imply.
+        expected: Vec<u64>,
+        /// The shape in the file.
+        actual: Vec<u64>,
+    },
+    /// Dense tensor data does not start on a multiple of its element size.
+    #[error("tensor `{tensor}` ({ty}) is not aligned to its element size")]
+    Misaligned {
+        /// The tensor's name.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// The hyperparameters are inconsistent.
+    #[error("invalid hyperparameters: {0}")]
+    Hparams(String),
+    /// Tensor data does not fit its format.
+    #[error("tensor `{tensor}`: {source}")]
+    Format {
+        /// The tensor's name.
+        tensor: String,
+        /// The format's complaint.
+        source: FormatError,
+    },
+    /// A kernel rejected its operands or could not start.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// The batch would overflow the session's context.
+    #[error("context full: {n_past} tokens cached + {requested} new > n_ctx {n_ctx}")]
+    ContextFull {
+        /// The context length.
+        n_ctx: usize,
+        /// Tokens already in the cache.
+        n_past: usize,
+        /// Tokens in the rejected batch.
+        requested: usize,
+    },
+    /// A token id is outside the vocabulary.
+    #[error("token id {token} is outside the vocabulary of {n_vocab}")]
+    TokenOutOfRange {
+        /// The token id.
+        token: u32,
+        /// The vocabulary size.
+        n_vocab: usize,
+    },
+    /// An empty batch, or another request that cannot be served.
+    #[error("invalid request: {0}")]
+    Request(String),
+}

@@ -1,0 +1,178 @@
+//! Weight matrices in any supported format, applied to a batch of tokens.
+
+use std::ops::Range;
+
+use half::f16;
+use zerocopy::FromBytes;
+
+use super::ModelError;
+use crate::formats::{I2sMatrix, I8sActivations, Q8kActivations, Shape, TqKind, TqMatrix};
+use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::{CpuKernels, DenseMatrix};
+
+/// A weight matrix of the model file: where its bytes are, its type and shape, and the optional
+/// per-tensor scale (`*.scale`) that multiplies its output.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    name: String,
+    ty: GgmlType,
+    shape: Shape,
+    bytes: Range<usize>,
+    scale: Option<f32>,
+}
+
+impl Linear {
+    /// Finds tensor `name` with `ne0 = k` inputs and `rows` outputs; types I2_S, TQ1_0, TQ2_0,
+    /// F32 and F16 are accepted.
+    pub fn load(file: &GgufFile, name: &str, k: usize, rows: usize) -> Result<Self, ModelError> {
+        let info = file.tensor_info(name)?;
+        let expected = vec![k as u64, rows as u64];
+        if info.dims != expected {
+            return Err(ModelError::Shape {
+                tensor: name.into(),
+                expected,
+                actual: info.dims.clone(),
+            });
+        }
+        if !matches!(
+            info.ty,
+            GgmlType::I2_S | GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::F32 | GgmlType::F16
+        ) {
+            return Err(ModelError::UnsupportedType {
+                tensor: name.into(),
+                ty: info.ty,
+            });
+        }
+        let len = file.tensor_data(info)?.len();
+        let start = info.file_offset as usize;
+        let linear = Linear {
+            name: name.into(),
+            ty: info.ty,
+            shape: Shape::new(k, rows),
+            bytes: start..start + len,
+            scale: None,
+        };
+        linear.check(file.bytes())?;
+        Ok(linear)
+    }
+
+    /// The same matrix with its output multiplied by `scale`.
+    pub fn with_scale(mut self, scale: Option<f32>) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// The tensor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tensor's type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// The shape (`ne0` inputs, `ne1` outputs).
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// `W · x` for each token of `x` (row-major, `ne0` values per token), as the reference's
+    /// `mul_mat` computes it; the result holds `ne1` values per token.
+    pub fn apply(
+        &self,
+        file_bytes: &[u8],
+        kernels: &CpuKernels,
+        x: &[f32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let bytes = &file_bytes[self.bytes.clone()];
+        let (k, rows) = (self.shape.ne0, self.shape.ne1);
+        let tokens = x.len() / k;
+        let mut out = vec![0f32; tokens * rows];
+        let contract = kernels.numerics().contract;
+        match self.ty {
+            GgmlType::I2_S => {
+                let w = I2sMatrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
+                let a =
+                    I8sActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
+                kernels.i2s_gemm(&w, &a, &mut out)?;
+            }
+            GgmlType::TQ1_0 | GgmlType::TQ2_0 => {
+                let kind = if self.ty == GgmlType::TQ1_0 {
+                    TqKind::Tq1_0
+                } else {
+                    TqKind::Tq2_0
+                };
+                let w = TqMatrix::new(kind, bytes, self.shape).map_err(|e| self.format_error(e))?;
+                let a =
+                    Q8kActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
+                kernels.tq_gemm(&w, &a, &mut out)?;
+            }
+            GgmlType::F16 => {
+                let w = DenseMatrix::new(self.values::<f16>(bytes)?, self.shape)?;
+                kernels.f16_gemm(&w, x, &mut out)?;
+            }
+            _ => {
+                let w = DenseMatrix::new(self.values::<f32>(bytes)?, self.shape)?;
+                kernels.f32_gemm(&w, x, &mut out)?;
+            }
+        }
+        if let Some(scale) = self.scale {
+            out.iter_mut().for_each(|v| *v *= scale);
+        }
+        Ok(out)
+    }
+
+    /// Row `row` as f32 (for embedding lookups of dense matrices).
+    pub fn row_f32(&self, file_bytes: &[u8], row: usize) -> Result<Vec<f32>, ModelError> {
+        let bytes = &file_bytes[self.bytes.clone()];
+        let k = self.shape.ne0;
+        match self.ty {
+            GgmlType::F16 => Ok(self.values::<f16>(bytes)?[row * k..(row + 1) * k]
+                .iter()
+                .map(|v| v.to_f32())
+                .collect()),
+            GgmlType::F32 => Ok(self.values::<f32>(bytes)?[row * k..(row + 1) * k].to_vec()),
+            ty => Err(ModelError::UnsupportedType {
+                tensor: self.name.clone(),
+                ty,
+            }),
+        }
+    }
+
+    /// Validates the bytes against the format once, at load time.
+    fn check(&self, file_bytes: &[u8]) -> Result<(), ModelError> {
+        let bytes = &file_bytes[self.bytes.clone()];
+        match self.ty {
+            GgmlType::I2_S => I2sMatrix::new(bytes, self.shape)
+                .map(drop)
+                .map_err(|e| self.format_error(e)),
+            GgmlType::TQ1_0 => TqMatrix::new(TqKind::Tq1_0, bytes, self.shape)
+                .map(drop)
+                .map_err(|e| self.format_error(e)),
+            GgmlType::TQ2_0 => TqMatrix::new(TqKind::Tq2_0, bytes, self.shape)
+                .map(drop)
+                .map_err(|e| self.format_error(e)),
+            GgmlType::F16 => self.values::<f16>(bytes).map(drop),
+            _ => self.values::<f32>(bytes).map(drop),
+        }
+    }
+
+    /// The data as a slice of `T`, without copying.
+    fn values<'a, T: FromBytes + zerocopy::Immutable>(
+        &self,
+        bytes: &'a [u8],
+    ) -> Result<&'a [T], ModelError> {
+        <[T]>::ref_from_bytes(bytes).map_err(|_| ModelError::Misaligned {
+            tensor: self.name.clone(),
+            ty: self.ty,
+        })
+    }
+
+    fn format_error(&self, source: crate::formats::FormatError) -> ModelError {
+        ModelError::Format {
+            tensor: self.name.clone(),
+            source,
+        }
+    }
+}

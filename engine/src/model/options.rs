@@ -1,0 +1,42 @@
+//! How a model is run.
+
+use crate::formats::FpContract;
+use crate::kernels::{Numerics, ReduceWidth};
+
+/// Run-time choices of a loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Threads of the matrix products (0 or 1: the calling thread).
+    pub threads: usize,
+    /// Store the KV cache as f16 (the reference default) instead of f32.
+    pub kv_f16: bool,
+    /// Numerics of the kernels and of activation quantization.
+    pub numerics: Numerics,
+}
+
+impl Default for ModelOptions {
+    /// One thread, F16 KV cache and the numerics of a GCC `-O3 -march=native` reference build on
+    /// this CPU, which contracts `x·s + magic` into an FMA where the CPU has one.
+    fn default() -> Self {
+        ModelOptions {
+            threads: 1,
+            kv_f16: true,
+            numerics: Numerics {
+                contract: native_gcc_contract(),
+                width: ReduceWidth::native(),
+            },
+        }
+    }
+}
+
+/// The contraction a GCC build for this CPU performs.
+fn native_gcc_contract() -> FpContract {
+    if cfg!(target_arch = "aarch64") {
+        return FpContract::Fused;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        return FpContract::Fused;
+    }
+    FpContract::Off
+}

@@ -1,0 +1,172 @@
+//! The per-row operations of the graphs against straightforward f64 formulas.
+
+use bitnet_engine::formats::FpContract;
+use bitnet_engine::kernels::ReduceWidth;
+use bitnet_engine::model::ops::{
+    lane_sum, masked_softmax, relu_sqr_mul, rms_norm, rope, silu_mul, vec_expf, RopeKind,
+};
+use bitnet_engine::synth::SplitMix64;
+
+fn values(seed: u64, n: usize, scale: f64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n).map(|_| (rng.next_normal() * scale) as f32).collect()
+}
+
+fn assert_close(actual: &[f32], expected: &[f64], tol: f64) {
+    assert_eq!(actual.len(), expected.len());
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        let err = (f64::from(a) - e).abs();
+        assert!(err <= tol * e.abs().max(1.0), "[{i}] {a} vs {e}");
+    }
+}
+
+#[test]
+fn rms_norm_matches_the_f64_formula() {
+    let (width, eps) = (96, 1e-5);
+    let x = values(1, 3 * width, 3.0);
+    let w = values(2, width, 1.0);
+    let expected: Vec<f64> = x
+        .chunks(width)
+        .flat_map(|row| {
+            let mean = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / width as f64;
+            let inv = 1.0 / (mean + f64::from(eps)).sqrt();
+            row.iter()
+                .zip(&w)
+                .map(move |(&v, &g)| f64::from(v) * inv * f64::from(g))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut actual = x.clone();
+    rms_norm(&mut actual, width, &w, eps);
+    assert_close(&actual, &expected, 1e-6);
+}
+
+fn rope_f64(
+    x: &[f32],
+    head_dim: usize,
+    n_rot: usize,
+    pos: usize,
+    base: f64,
+    kind: RopeKind,
+) -> Vec<f64> {
+    let mut out: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    for head in out.chunks_mut(head_dim) {
+        for i in 0..n_rot / 2 {
+            let theta = pos as f64 * base.powf(-2.0 * i as f64 / n_rot as f64);
+            let (a, b) = match kind {
+                RopeKind::Normal => (2 * i, 2 * i + 1),
+                RopeKind::Neox => (i, i + n_rot / 2),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * theta.cos() - x1 * theta.sin();
+            head[b] = x0 * theta.sin() + x1 * theta.cos();
+        }
+    }
+    out
+}
+
+#[test]
+fn rope_matches_the_f64_rotation_for_both_pairings() {
+    let head_dim = 32;
+    let x = values(3, 4 * head_dim, 1.0);
+    for kind in [RopeKind::Normal, RopeKind::Neox] {
+        for (pos, n_rot) in [(0, 32), (1, 32), (17, 32), (100, 16)] {
+            let expected = rope_f64(&x, head_dim, n_rot, pos, 10000.0, kind);
+            for contract in [FpContract::Off, FpContract::Fused] {
+                let mut actual = x.clone();
+                rope(&mut actual, head_dim, n_rot, pos, 10000.0, kind, contract);
+                // The angle advances by repeated f32 multiplication: its error grows with the
+                // position.
+                assert_close(&actual, &expected, 2e-5 * (1 + pos) as f64);
+            }
+        }
+    }
+}
+
+#[test]
+fn rope_at_position_zero_is_the_identity() {
+    let x = values(4, 64, 1.0);
+    let mut y = x.clone();
+    rope(
+        &mut y,
+        64,
+        64,
+        0,
+        500000.0,
+        RopeKind::Neox,
+        FpContract::Fused,
+    );
+    assert_eq!(x, y);
+}
+
+#[test]
+fn masked_softmax_matches_the_f64_formula_and_zeroes_the_mask() {
+    let x = values(5, 40, 4.0);
+    let (scale, valid) = (0.125f32, 29);
+    let live: Vec<f64> = x[..valid]
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(scale))
+        .collect();
+    let max = live.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = live.iter().map(|v| (v - max).exp()).sum();
+    let mut expected: Vec<f64> = live.iter().map(|v| (v - max).exp() / sum).collect();
+    expected.resize(x.len(), 0.0);
+    for simd in [ReduceWidth::Lanes8, ReduceWidth::Lanes16] {
+        let mut actual = x.clone();
+        masked_softmax(&mut actual, scale, valid, simd);
+        assert_close(&actual, &expected, 1e-6);
+        let total: f64 = actual.iter().map(|&v| f64::from(v)).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn gated_activations_match_their_formulas() {
+    let gate = values(6, 48, 2.0);
+    let up = values(7, 48, 1.0);
+    let mut silu = gate.clone();
+    // Rows of 24: one full 16-lane vector and a tail that takes the library `expf`.
+    silu_mul(&mut silu, &up, 24, ReduceWidth::Lanes16);
+    let mut relu2 = gate.clone();
+    relu_sqr_mul(&mut relu2, &up);
+    let g = |i: usize| f64::from(gate[i]);
+    let u = |i: usize| f64::from(up[i]);
+    let silu_expected: Vec<f64> = (0..48)
+        .map(|i| g(i) / (1.0 + (-g(i)).exp()) * u(i))
+        .collect();
+    let relu_expected: Vec<f64> = (0..48).map(|i| g(i).max(0.0).powi(2) * u(i)).collect();
+    assert_close(&silu, &silu_expected, 1e-6);
+    assert_close(&relu2, &relu_expected, 1e-6);
+}
+
+#[test]
+fn vector_expf_is_within_two_ulps_and_saturates_like_the_reference() {
+    for simd in [ReduceWidth::Lanes8, ReduceWidth::Lanes16] {
+        for i in -2000..=800 {
+            let x = i as f32 * 0.1;
+            let (actual, exact) = (vec_expf(x, simd), f64::from(x).exp());
+            if exact < 1e-37 {
+                assert!(f64::from(actual) < 1e-36, "{simd:?} exp({x}) = {actual}");
+                continue;
+            }
+            let rel = (f64::from(actual) - exact).abs() / exact;
+            assert!(rel < 3e-7, "{simd:?} exp({x}) = {actual}, expected {exact}");
+        }
+        assert_eq!(vec_expf(f32::NEG_INFINITY, simd), 0.0);
+        assert_eq!(vec_expf(200.0, simd), f32::INFINITY);
+        assert_eq!(vec_expf(0.0, simd), 1.0);
+    }
+}
+
+#[test]
+fn lane_sums_follow_the_reduction_trees() {
+    let x: Vec<f32> = (0..16).map(|i| 1.0 + i as f32 * 1e-8).collect();
+    assert_eq!(lane_sum(&x[..8], ReduceWidth::Lanes8), 8.0);
+    let ones = [1f32; 16];
+    assert_eq!(lane_sum(&ones, ReduceWidth::Lanes16), 16.0);
+    let mut big = [0f32; 16];
+    big[0] = 1e8;
+    big[8] = -1e8;
+    big[1] = 1.0;
+    assert_eq!(lane_sum(&big, ReduceWidth::Lanes16), 1.0);
+}

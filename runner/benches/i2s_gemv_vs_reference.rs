@@ -1,0 +1,139 @@
+//! I2_S × I8_S GEMV: the engine against bitnet.cpp's own kernel, measured in the same run.
+//!
+//! Engine and reference run alternately (A B A B …) on the same packed weights and quantized
+//! activations, after checking that both produce identical outputs; each row of the table is the
+//! median of the repetitions. The reference's matmul splits rows across threads, so its
+//! 2-thread figure splits the rows over two threads the same way.
+//!
+//! `cargo bench -p bitnet-runner --bench i2s_gemv_vs_reference [-- REPS]`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bitnet_engine::formats::{FpContract, I2s, I2sMatrix, I8sActivations, Shape, TernaryFormat};
+use bitnet_engine::kernels::{CpuKernels, Numerics};
+use bitnet_ffi_cpp::{Backend, I8Activations};
+
+/// (rows, K) of the BitNet-b1.58-2B-4T projections.
+const SHAPES: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
+
+struct Case {
+    rows: usize,
+    k: usize,
+    packed: Vec<u8>,
+    scale: f32,
+    engine_acts: I8sActivations,
+    ref_acts: I8Activations,
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn case(be: &Backend, rows: usize, k: usize) -> Result<Case> {
+    let mut s = (rows * 31 + k) as u64;
+    let weights: Vec<f32> = (0..rows * k)
+        .map(|_| [-0.5f32, 0.0, 0.5][(splitmix(&mut s) % 3) as usize])
+        .collect();
+    let x: Vec<f32> = (0..k)
+        .map(|_| (splitmix(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+        .collect();
+    let shape = Shape { ne0: k, ne1: rows };
+    let packed = I2s.quantize(&weights, shape)?;
+    let engine_acts = I8sActivations::quantize(&x, k, FpContract::Fused)?;
+    let ref_acts = be.quantize_i8_s(&x)?;
+    ensure!(
+        engine_acts.codes() == ref_acts.q.as_slice(),
+        "engine and reference quantize the activations differently"
+    );
+    Ok(Case {
+        rows,
+        k,
+        scale: I2sMatrix::new(&packed, shape)?.scale(),
+        packed,
+        engine_acts,
+        ref_acts,
+    })
+}
+
+fn engine_gemv(kernels: &CpuKernels, c: &Case, out: &mut [f32]) -> Result<()> {
+    let w = I2sMatrix::new(&c.packed, Shape { ne0: c.k, ne1: c.rows })?;
+    kernels.i2s_gemv(&w, &c.engine_acts, out)?;
+    Ok(())
+}
+
+fn reference_gemv(be: &Backend, threads: usize, c: &Case, out: &mut [f32]) -> Result<()> {
+    let row_bytes = c.k / 4;
+    let per = c.rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = out
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let w = &c.packed[i * per * row_bytes..(i * per + chunk.len()) * row_bytes];
+                let rows = chunk.len();
+                scope.spawn(move || be.gemv_i2_i8_s(w, rows, &c.ref_acts, c.scale, chunk))
+            })
+            .collect();
+        jobs.into_iter()
+            .try_for_each(|j| j.join().expect("reference thread panicked"))
+    })?;
+    Ok(())
+}
+
+fn time(f: &mut dyn FnMut() -> Result<()>) -> Result<Duration> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let reps: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(41);
+    let be = Backend::init().context("initialising the reference")?;
+    println!("reference: {}", bitnet_ffi_cpp::reference_info());
+    println!(
+        "{:>12} {:>3} {:>10} {:>10} {:>9} {:>9} {:>7}",
+        "rows×K", "thr", "engine µs", "ref µs", "eng GB/s", "ref GB/s", "ratio"
+    );
+    for (rows, k) in SHAPES {
+        let c = case(&be, rows, k)?;
+        for threads in [1usize, 2] {
+            let kernels = CpuKernels::best(threads)?.with_numerics(Numerics::native());
+            let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
+            engine_gemv(&kernels, &c, &mut a)?;
+            reference_gemv(&be, threads, &c, &mut b)?;
+            ensure!(a == b, "engine and reference outputs differ for {rows}×{k}");
+            let (mut te, mut tr) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                te.push(time(&mut || engine_gemv(&kernels, &c, &mut a))?);
+                tr.push(time(&mut || reference_gemv(&be, threads, &c, &mut b))?);
+            }
+            let (e, r) = (median(te), median(tr));
+            let gb = (rows * k / 4) as f64 / 1e9;
+            println!(
+                "{:>12} {:>3} {:>10.1} {:>10.1} {:>9.2} {:>9.2} {:>6.2}×",
+                format!("{rows}×{k}"),
+                threads,
+                e.as_secs_f64() * 1e6,
+                r.as_secs_f64() * 1e6,
+                gb / e.as_secs_f64(),
+                gb / r.as_secs_f64(),
+                r.as_secs_f64() / e.as_secs_f64()
+            );
+        }
+    }
+    println!("ratio = reference time / engine time (> 1: the engine is faster)");
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Generators for committed fixture files, so every binary fixture can be rebuilt and checked.
+
+use bitnet_conformance::inputs::SeededRng;
+use bitnet_engine::formats::{I2s, Shape, TernaryFormat, Tq1_0, Tq2_0};
+use bitnet_engine::gguf::{GgmlType, GgufError, GgufWriter, Value};
+
+/// Where [`tiny_ternary_model`] is committed, relative to the fixtures root.
+pub const TINY_TERNARY_MODEL: &str = "models/tiny-ternary.gguf";
+
+/// Why a fixture could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// Packing weights failed.
+    #[error("packing `{tensor}`: {message}")]
+    Pack {
+        /// The tensor.
+        tensor: &'static str,
+        /// What the format said.
+        message: String,
+    },
+    /// Building the GGUF file failed.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+}
+
+/// A small GGUF file with one tensor of each ternary format (I2_S, TQ1_0, TQ2_0) beside F32
+/// tensors of odd sizes, on a 64-byte alignment, so offsets, padding and per-type sizes are all
+/// exercised. Deterministic: the same bytes on every run and platform.
+pub fn tiny_ternary_model() -> Result<Vec<u8>, GenerateError> {
+    let mut writer = GgufWriter::new();
+    writer.set("general.architecture", Value::String("bitnet-b1.58".into()))?;
+    writer.set("general.name", Value::String("tiny ternary fixture".into()))?;
+    writer.set("general.alignment", Value::U32(64))?;
+    let mut rng = SeededRng::new(0x5EED);
+    let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gaussian() as f32).collect() };
+
+    let embd = values(24 * 7);
+    writer.add_tensor(
+        "token_embd.weight",
+        GgmlType::F32,
+        &[24, 7],
+        f32_bytes(&embd),
+    )?;
+    let packed: [(&'static str, &dyn TernaryFormat, GgmlType, Shape); 3] = [
+        (
+            "blk.0.attn_q.weight",
+            &I2s,
+            GgmlType::I2_S,
+            Shape::new(128, 6),
+        ),
+        (
+            "blk.0.ffn_up.weight",
+            &Tq2_0,
+            GgmlType::TQ2_0,
+            Shape::new(256, 3),
+        ),
+        (
+            "blk.0.ffn_down.weight",
+            &Tq1_0,
+            GgmlType::TQ1_0,
+            Shape::new(256, 5),
+        ),
+    ];
+    for (name, format, ty, shape) in packed {
+        let weights = values(shape.ne0 * shape.ne1);
+        let bytes = format
+            .quantize(&weights, shape)
+            .map_err(|e| GenerateError::Pack {
+                tensor: name,
+                message: e.to_string(),
+            })?;
+        writer.add_tensor(name, ty, &[shape.ne0 as u64, shape.ne1 as u64], bytes)?;
+    }
+    let norm = values(13);
+    writer.add_tensor("output_norm.weight", GgmlType::F32, &[13], f32_bytes(&norm))?;
+    Ok(writer.to_bytes())
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}

@@ -1,0 +1,13 @@
+//! `cargo test` entry point: the same harness as the `conformance` binary.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bitnet_runner::harness::{self, Options};
+
+fn main() -> anyhow::Result<ExitCode> {
+    let options = Options::parse(std::env::args()).context("reading the command line")?;
+    let conclusion = harness::run(options).context("running the conformance harness")?;
+    Ok(conclusion.exit_code())
+}
