@@ -1,5 +1,5 @@
-//! Evaluation of a real model. These tests need `BITNET_TEST_MODEL` (a `bitnet`-architecture
-//! GGUF) and are ignored by default: `BITNET_TEST_MODEL=… cargo test -- --ignored`.
+//! Evaluation of a real model: the committed tiny `bitnet` I2_S fixture, or any
+//! `bitnet`-architecture GGUF named by `BITNET_TEST_MODEL`.
 
 mod common;
 
@@ -54,7 +54,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn logits_for_every_position_equal_those_of_each_prefix() {
     let model = load();
     let input = tokens(&model, 12, 1);
@@ -85,7 +84,6 @@ fn logits_for_every_position_equal_those_of_each_prefix() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn incremental_decoding_stays_close_to_batched_evaluation() {
     // One-token batches take other kernels (dot products instead of tiled matmuls) and the
     // int8 activation rounding amplifies the last-bit differences, so only closeness holds.
@@ -105,7 +103,6 @@ fn incremental_decoding_stays_close_to_batched_evaluation() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn attention_stays_causal() {
     let model = load();
     let mut ctx = context(&model, 64);
@@ -127,7 +124,6 @@ fn attention_stays_causal() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn greedy_generation_follows_the_argmax() {
     let model = load();
     let mut ctx = context(&model, 64);
@@ -150,7 +146,6 @@ fn greedy_generation_follows_the_argmax() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn perplexity_follows_the_llama_perplexity_protocol() {
     let model = load();
     let n_ctx = 32u32;
@@ -188,7 +183,6 @@ fn perplexity_follows_the_llama_perplexity_protocol() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn named_intermediate_tensors_are_captured() {
     let model = load();
     let params = ContextParams {
@@ -223,7 +217,6 @@ fn named_intermediate_tensors_are_captured() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn concurrent_contexts_on_one_model_agree() {
     let model = load();
     let input = tokens(&model, 10, 6);
@@ -247,7 +240,6 @@ fn concurrent_contexts_on_one_model_agree() {
 }
 
 #[test]
-#[ignore = "needs BITNET_TEST_MODEL=<path to a bitnet-architecture GGUF>"]
 fn model_quantize_writes_a_loadable_i2_s_file() {
     let be = Backend::init().unwrap();
     let input = common::test_model();

@@ -2,8 +2,8 @@
 //!
 //! Engine and reference run alternately (A B A B …) on the same packed weights and quantized
 //! activations, after checking that both produce identical outputs; each row of the table is the
-//! median of the repetitions. The reference's matmul splits rows across threads, so its
-//! 2-thread figure splits the rows over two threads the same way.
+//! median of the repetitions. The reference's matmul splits rows across a persistent thread
+//! pool, so its multi-thread figure splits the rows over a rayon pool of the same size.
 //!
 //! `cargo bench -p bitnet-runner --bench i2s_gemv_vs_reference [-- REPS]`
 
@@ -13,6 +13,8 @@ use anyhow::{ensure, Context, Result};
 use bitnet_engine::formats::{FpContract, I2s, I2sMatrix, I8sActivations, Shape, TernaryFormat};
 use bitnet_engine::kernels::{CpuKernels, Numerics};
 use bitnet_ffi_cpp::{Backend, I8Activations};
+use rayon::prelude::*;
+use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// (rows, K) of the BitNet-b1.58-2B-4T projections.
 const SHAPES: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
@@ -61,26 +63,27 @@ fn case(be: &Backend, rows: usize, k: usize) -> Result<Case> {
 }
 
 fn engine_gemv(kernels: &CpuKernels, c: &Case, out: &mut [f32]) -> Result<()> {
-    let w = I2sMatrix::new(&c.packed, Shape { ne0: c.k, ne1: c.rows })?;
+    let w = I2sMatrix::new(
+        &c.packed,
+        Shape {
+            ne0: c.k,
+            ne1: c.rows,
+        },
+    )?;
     kernels.i2s_gemv(&w, &c.engine_acts, out)?;
     Ok(())
 }
 
-fn reference_gemv(be: &Backend, threads: usize, c: &Case, out: &mut [f32]) -> Result<()> {
+fn reference_gemv(be: &Backend, pool: &ThreadPool, c: &Case, out: &mut [f32]) -> Result<()> {
     let row_bytes = c.k / 4;
-    let per = c.rows.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let jobs: Vec<_> = out
-            .chunks_mut(per)
+    let per = c.rows.div_ceil(pool.current_num_threads());
+    pool.install(|| {
+        out.par_chunks_mut(per)
             .enumerate()
-            .map(|(i, chunk)| {
+            .try_for_each(|(i, chunk)| {
                 let w = &c.packed[i * per * row_bytes..(i * per + chunk.len()) * row_bytes];
-                let rows = chunk.len();
-                scope.spawn(move || be.gemv_i2_i8_s(w, rows, &c.ref_acts, c.scale, chunk))
+                be.gemv_i2_i8_s(w, chunk.len(), &c.ref_acts, c.scale, chunk)
             })
-            .collect();
-        jobs.into_iter()
-            .try_for_each(|j| j.join().expect("reference thread panicked"))
     })?;
     Ok(())
 }
@@ -111,14 +114,15 @@ fn main() -> Result<()> {
         let c = case(&be, rows, k)?;
         for threads in [1usize, 2] {
             let kernels = CpuKernels::best(threads)?.with_numerics(Numerics::native());
+            let pool = ThreadPoolBuilder::new().num_threads(threads).build()?;
             let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
             engine_gemv(&kernels, &c, &mut a)?;
-            reference_gemv(&be, threads, &c, &mut b)?;
+            reference_gemv(&be, &pool, &c, &mut b)?;
             ensure!(a == b, "engine and reference outputs differ for {rows}×{k}");
             let (mut te, mut tr) = (Vec::new(), Vec::new());
             for _ in 0..reps {
                 te.push(time(&mut || engine_gemv(&kernels, &c, &mut a))?);
-                tr.push(time(&mut || reference_gemv(&be, threads, &c, &mut b))?);
+                tr.push(time(&mut || reference_gemv(&be, &pool, &c, &mut b))?);
             }
             let (e, r) = (median(te), median(tr));
             let gb = (rows * k / 4) as f64 / 1e9;

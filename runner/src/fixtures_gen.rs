@@ -3,9 +3,35 @@
 use bitnet_conformance::inputs::SeededRng;
 use bitnet_engine::formats::{I2s, Shape, TernaryFormat, Tq1_0, Tq2_0};
 use bitnet_engine::gguf::{GgmlType, GgufError, GgufWriter, Value};
+use bitnet_engine::synth::{build_model, Arch, SynthError, SynthSpec, WeightFormat};
 
 /// Where [`tiny_ternary_model`] is committed, relative to the fixtures root.
 pub const TINY_TERNARY_MODEL: &str = "models/tiny-ternary.gguf";
+
+/// The committed synthetic models, relative to the fixtures root, with their architecture and
+/// weight format; each is [`SynthSpec::tiny`] of those.
+pub const TINY_MODELS: [(&str, Arch, WeightFormat); 4] = [
+    (
+        "models/tiny-bitnet-i2_s.gguf",
+        Arch::Bitnet,
+        WeightFormat::I2_S,
+    ),
+    (
+        "models/tiny-bitnet-tq2_0.gguf",
+        Arch::Bitnet,
+        WeightFormat::TQ2_0,
+    ),
+    (
+        "models/tiny-bitnet-tq1_0.gguf",
+        Arch::Bitnet,
+        WeightFormat::TQ1_0,
+    ),
+    (
+        "models/tiny-llama-i2_s.gguf",
+        Arch::Llama,
+        WeightFormat::I2_S,
+    ),
+];
 
 /// Why a fixture could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +47,15 @@ pub enum GenerateError {
     /// Building the GGUF file failed.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// Building a synthetic model failed.
+    #[error(transparent)]
+    Synth(#[from] SynthError),
+}
+
+/// The bytes of [`SynthSpec::tiny`] of `arch` and `format`: two layers of width 256 with a
+/// byte-level vocabulary, deterministic like every fixture here.
+pub fn tiny_model(arch: Arch, format: WeightFormat) -> Result<Vec<u8>, GenerateError> {
+    Ok(build_model(&SynthSpec::tiny(arch, format))?.to_bytes())
 }
 
 /// A small GGUF file with one tensor of each ternary format (I2_S, TQ1_0, TQ2_0) beside F32

@@ -5,3 +5,4 @@ pub mod backends;
 pub mod fixtures_gen;
 pub mod harness;
 pub mod inspect;
+pub mod text_commands;

@@ -97,7 +97,7 @@ fn invalid_files_fail_with_the_reason() {
     let (ok, text) = bitnet(&["inspect", "--json", "/nonexistent/model.gguf"]);
     assert!(!ok);
     assert!(
-        text.contains("cannot read /nonexistent/model.gguf"),
+        text.contains("cannot access /nonexistent/model.gguf"),
         "{text}"
     );
 }

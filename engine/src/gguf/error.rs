@@ -8,11 +8,10 @@ use super::value::ValueType;
 /// A GGUF read, validation or write failure. Offsets are absolute byte offsets in the file.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot access {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("not a GGUF file: magic at offset 0 is {found:?}, expected \"GGUF\"")]
     BadMagic { found: [u8; 4] },

@@ -48,9 +48,9 @@ impl GgufFile {
     /// Opens a structurally sound file and returns every tensor-data problem beside it.
     pub fn open_with_report(path: impl AsRef<Path>) -> Result<(Self, Vec<GgufError>), GgufError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let file = File::open(&path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();

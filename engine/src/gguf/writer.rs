@@ -109,9 +109,9 @@ impl GgufWriter {
     /// leaves a half-written file behind.
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io {
+        let io = |error| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(".partial");

@@ -63,9 +63,10 @@ pub fn perplexity(
     Ok(Perplexity { ppl, ppl_err, nll })
 }
 
-/// `max + log Σ exp(l − max) − l[token]`: each exponential in f32, the sum and log in f64.
+/// `(max − l[token]) + log Σ exp(l − max)`: the difference and each exponential in f32, the sum
+/// and log in f64, rounding as the reference tool does.
 fn token_nll(row: &[f32], token: usize) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = row.iter().map(|&l| f64::from((l - max).exp())).sum();
-    f64::from(max) + sum.ln() - f64::from(row[token])
+    f64::from(max - row[token]) + sum.ln()
 }

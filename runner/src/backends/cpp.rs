@@ -86,12 +86,15 @@ impl CppBackend {
         Ok(out)
     }
 
+    /// A context of `n_ctx` tokens on one thread: trials already run in parallel, and ggml's
+    /// spinning thread pools starve each other when several contexts share the cores.
     fn context(&self, model: &Model, n_ctx: usize) -> Result<Context, BackendError> {
         let n_ctx = u32::try_from(n_ctx)
             .map_err(|_| BackendError::Failed(format!("context of {n_ctx} tokens")))?;
         let params = ContextParams {
             n_ctx,
             n_batch: n_ctx,
+            n_threads: 1,
             ..ContextParams::default()
         };
         model.new_context(&params).map_err(failed)

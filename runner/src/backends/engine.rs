@@ -1,20 +1,24 @@
 //! The Rust engine as a backend: GGUF tensor tables and ternary quantization with its CPU
-//! kernels at one instruction set.
+//! kernels at one instruction set, and whole models (logits, perplexity, greedy generation) at
+//! the best instruction set of this CPU.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use bitnet_conformance::backend::{
-    Backend, BackendError, BackendInfo, Capabilities, QuantOutput, QuantRequest, TensorInfo,
-    TensorTable, TokenizeRequest,
+    Backend, BackendError, BackendInfo, Capabilities, GenerateRequest, LogitsRequest,
+    PerplexityOutput, PerplexityRequest, PerplexityText, PromptLogits, QuantOutput, QuantRequest,
+    TensorInfo, TensorTable, TokenizeRequest,
 };
 use bitnet_conformance::case::{BackendId, CaseKind, Device, QuantFormat};
+use bitnet_conformance::inputs::random_tokens;
 use bitnet_engine::formats::{
     I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tq1_0, Tq2_0, TqKind,
     TqMatrix,
 };
 use bitnet_engine::gguf::GgufFile;
 use bitnet_engine::kernels::{CpuKernels, Isa, KernelError, Numerics};
+use bitnet_engine::model::{perplexity, Model, ModelOptions, Session};
 use bitnet_engine::tokenizer::Tokenizer;
 
 use super::{compared_packed_len, isa_capabilities};
@@ -27,15 +31,20 @@ pub struct EngineBackend {
 }
 
 impl EngineBackend {
-    /// The engine as backend `id`, on `isa`, rounding as `numerics` says.
+    /// The engine as backend `id`, on `isa`, rounding as `numerics` says. Models always run on
+    /// the best ISA, so only a backend on that ISA answers logits and perplexity cases.
     pub fn new(id: BackendId, isa: Isa, numerics: Numerics) -> Result<Self, KernelError> {
         let kernels = CpuKernels::new(isa, 1)?.with_numerics(numerics);
+        let mut kinds = BTreeSet::from([
+            CaseKind::Alignment,
+            CaseKind::Quantization,
+            CaseKind::TokenMatch,
+        ]);
+        if isa == Isa::best() {
+            kinds.extend([CaseKind::Logits, CaseKind::Perplexity]);
+        }
         let capabilities = Capabilities {
-            kinds: BTreeSet::from([
-                CaseKind::Alignment,
-                CaseKind::Quantization,
-                CaseKind::TokenMatch,
-            ]),
+            kinds,
             formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
             archs: BTreeSet::new(),
             device: Device::Cpu,
@@ -79,6 +88,22 @@ impl EngineBackend {
             other => return Err(self.unsupported(&format!("{other} dot products"))),
         }
         Ok(out)
+    }
+
+    /// Loads `path` as a model with this backend's thread count and numerics, and its tokenizer;
+    /// unsupported off the best ISA, where models never run.
+    fn load(&self, path: &Path) -> Result<(Model, Tokenizer), BackendError> {
+        if self.kernels.isa() != Isa::best() {
+            return Err(self.unsupported(&format!("models on {}", self.kernels.isa())));
+        }
+        let options = ModelOptions {
+            threads: self.kernels.threads(),
+            kv_f16: true,
+            numerics: self.kernels.numerics(),
+        };
+        let model = Model::load(path, &options).map_err(|e| load_error(path, e))?;
+        let tokenizer = tokenizer(path)?;
+        Ok((model, tokenizer))
     }
 }
 
@@ -158,24 +183,76 @@ impl Backend for EngineBackend {
         })
     }
 
+    fn logits(&self, request: &LogitsRequest<'_>) -> Result<Vec<PromptLogits>, BackendError> {
+        let (model, tokenizer) = self.load(request.model)?;
+        request
+            .prompts
+            .iter()
+            .map(|prompt| {
+                let tokens = tokenizer.encode(prompt, request.add_bos, false);
+                let mut session = Session::new(&model, tokens.len().max(8));
+                let logits = session.eval(&tokens, true).map_err(failed)?;
+                Ok(PromptLogits {
+                    vocab: logits.n_vocab(),
+                    logits: logits.as_slice().to_vec(),
+                    tokens,
+                })
+            })
+            .collect()
+    }
+
+    fn perplexity(
+        &self,
+        request: &PerplexityRequest<'_>,
+    ) -> Result<PerplexityOutput, BackendError> {
+        let (model, tokenizer) = self.load(request.model)?;
+        let tokens = match request.text {
+            PerplexityText::Text(text) => tokenizer.encode(text, true, false),
+            PerplexityText::Random { seed, count } => {
+                let vocab = u32::try_from(model.n_vocab()).map_err(failed)?;
+                random_tokens(seed, count, vocab)
+            }
+        };
+        let result = perplexity(&model, &tokens, request.ctx, request.chunks.unwrap_or(0))
+            .map_err(failed)?;
+        Ok(PerplexityOutput { nll: result.nll })
+    }
+
     fn tokenize(&self, request: &TokenizeRequest<'_>) -> Result<Vec<Vec<u32>>, BackendError> {
-        let file = open(request.model)?;
-        let tokenizer =
-            Tokenizer::from_metadata(file.metadata()).map_err(|e| BackendError::Load {
-                path: request.model.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let tokenizer = tokenizer(request.model)?;
         Ok(request
             .texts
             .iter()
             .map(|text| tokenizer.encode(text, request.add_special, request.parse_special))
             .collect())
     }
+
+    fn generate(&self, request: &GenerateRequest<'_>) -> Result<Vec<Vec<u32>>, BackendError> {
+        let (model, tokenizer) = self.load(request.model)?;
+        request
+            .prompts
+            .iter()
+            .map(|prompt| {
+                let tokens = tokenizer.encode(prompt, request.add_bos, false);
+                let mut session = Session::new(&model, tokens.len() + request.tokens);
+                session.generate(&tokens, request.tokens).map_err(failed)
+            })
+            .collect()
+    }
+}
+
+fn tokenizer(model: &Path) -> Result<Tokenizer, BackendError> {
+    let file = open(model)?;
+    Tokenizer::from_metadata(file.metadata()).map_err(|e| load_error(model, e))
+}
+
+fn load_error(path: &Path, error: impl std::fmt::Display) -> BackendError {
+    BackendError::Load {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
 }
 
 fn open(model: &Path) -> Result<GgufFile, BackendError> {
-    GgufFile::open(model).map_err(|e| BackendError::Load {
-        path: model.to_path_buf(),
-        message: e.to_string(),
-    })
+    GgufFile::open(model).map_err(|e| load_error(model, e))
 }
