@@ -1,22 +1,9 @@
 //! The real vocab-only GGUF files written by llama.cpp's own tooling.
 
-use std::path::PathBuf;
+mod tokenizer_support;
 
 use bitnet_engine::gguf::{GgufFile, ModelHparams, TokenizerMeta};
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("BITNET_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))
-        });
-    assert!(
-        dir.join("vocab").is_dir(),
-        "test data not found at {}: set BITNET_DATA_DIR to the shared data folder",
-        dir.display()
-    );
-    dir
-}
+use tokenizer_support::data_dir;
 
 fn open(name: &str) -> GgufFile {
     GgufFile::open(data_dir().join("vocab").join(name)).unwrap()

@@ -1,4 +1,4 @@
-//! Shared helpers of the tokenizer tests: the data folder and llama.cpp's test-tokenizer-0 vectors.
+//! Shared helpers of the GGUF and tokenizer tests: the data folder and llama.cpp's test-tokenizer-0 vectors.
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
