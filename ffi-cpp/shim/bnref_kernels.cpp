@@ -49,6 +49,41 @@ bnref_status row_bytes(int32_t type, int64_t n, size_t *out) {
     return BNREF_OK;
 }
 
+/* ggml_vec_dot_i2_i8_s over `rows` consecutive packed rows of `n` weights, each followed by the
+ * epilogue of the reference's I2_S matmul in its order and precision. `raw` (optional) receives
+ * the last row's kernel result. */
+bnref_status i2_rows(int64_t rows, int64_t n, const void *weights, size_t weights_len, const int8_t *q,
+                     size_t q_len, int32_t act_sum, float act_scale, float weight_scale, float *raw,
+                     float *scaled, size_t scaled_len) {
+    BNREF_REQUIRE_ARG(weights != nullptr && q != nullptr && scaled != nullptr, "an argument pointer is NULL");
+    BNREF_REQUIRE_ARG(n >= 128 && n % 128 == 0 && n <= INT_MAX,
+                      "the row length must be a positive multiple of 128, got " + std::to_string(n));
+    BNREF_REQUIRE_ARG(rows >= 1 && scaled_len >= static_cast<size_t>(rows), "the output needs one value per row");
+    const size_t row_bytes = static_cast<size_t>(n / 4);
+    BNREF_REQUIRE_ARG(weights_len / row_bytes >= static_cast<size_t>(rows),
+                      "the packed rows need " + std::to_string(rows) + " x " + std::to_string(row_bytes) + " bytes");
+    BNREF_REQUIRE_ARG(q_len >= static_cast<size_t>(n), "the activations need " + std::to_string(n) + " values");
+#if defined(__AVX2__) || defined(__ARM_NEON)
+    const char *w = static_cast<const char *>(weights);
+    for (int64_t r = 0; r < rows; ++r) {
+        float result = 0.0f;
+        ggml_vec_dot_i2_i8_s(static_cast<int>(n), &result, 0, w + r * row_bytes, 0, q, 0, 1);
+        if (raw != nullptr) {
+            *raw = result;
+        }
+        scaled[r] = (result - act_sum) / act_scale * weight_scale;
+    }
+    return BNREF_OK;
+#else
+    (void)act_sum;
+    (void)act_scale;
+    (void)weight_scale;
+    (void)raw;
+    return bnref::fail(BNREF_ERR_UNSUPPORTED,
+                       "ggml_vec_dot_i2_i8_s has only AVX2 and NEON bodies; this build has neither");
+#endif
+}
+
 } // namespace
 
 extern "C" {
@@ -154,28 +189,8 @@ bnref_status bnref_vec_dot_i2_i8_s(int64_t n, const void *weights, size_t weight
                                    size_t q_len, int32_t act_sum, float act_scale, float weight_scale,
                                    float *raw, float *scaled) {
     return bnref::guarded(__func__, [&] {
-        BNREF_REQUIRE_ARG(weights != nullptr && q != nullptr && raw != nullptr && scaled != nullptr,
-                          "an argument pointer is NULL");
-        BNREF_REQUIRE_ARG(n >= 128 && n % 128 == 0 && n <= INT_MAX,
-                          "the row length must be a positive multiple of 128, got " + std::to_string(n));
-        BNREF_REQUIRE_ARG(weights_len >= static_cast<size_t>(n / 4),
-                          "the packed row needs " + std::to_string(n / 4) + " bytes");
-        BNREF_REQUIRE_ARG(q_len >= static_cast<size_t>(n),
-                          "the activations need " + std::to_string(n) + " values");
-#if defined(__AVX2__) || defined(__ARM_NEON)
-        float result = 0.0f;
-        ggml_vec_dot_i2_i8_s(static_cast<int>(n), &result, 0, weights, 0, q, 0, 1);
-        *raw = result;
-        // The epilogue of the reference's I2_S matmul, in its order and precision.
-        *scaled = (result - act_sum) / act_scale * weight_scale;
-        return BNREF_OK;
-#else
-        (void)act_sum;
-        (void)act_scale;
-        (void)weight_scale;
-        return bnref::fail(BNREF_ERR_UNSUPPORTED,
-                           "ggml_vec_dot_i2_i8_s has only AVX2 and NEON bodies; this build has neither");
-#endif
+        BNREF_REQUIRE_ARG(raw != nullptr, "raw is NULL");
+        return i2_rows(1, n, weights, weights_len, q, q_len, act_sum, act_scale, weight_scale, raw, scaled, 1);
     });
 }
 
@@ -183,32 +198,8 @@ bnref_status bnref_gemv_i2_i8_s(int64_t rows, int64_t n, const void *weights, si
                                 const int8_t *q, size_t q_len, int32_t act_sum, float act_scale,
                                 float weight_scale, float *out, size_t out_len) {
     return bnref::guarded(__func__, [&] {
-        BNREF_REQUIRE_ARG(weights != nullptr && q != nullptr && out != nullptr,
-                          "an argument pointer is NULL");
-        BNREF_REQUIRE_ARG(n >= 128 && n % 128 == 0 && n <= INT_MAX,
-                          "the row length must be a positive multiple of 128, got " + std::to_string(n));
-        BNREF_REQUIRE_ARG(rows >= 1 && out_len >= static_cast<size_t>(rows), "out needs one value per row");
-        const size_t row_bytes = static_cast<size_t>(n / 4);
-        BNREF_REQUIRE_ARG(weights_len / row_bytes >= static_cast<size_t>(rows),
-                          "the packed rows need " + std::to_string(rows) + " x " + std::to_string(row_bytes) +
-                              " bytes");
-        BNREF_REQUIRE_ARG(q_len >= static_cast<size_t>(n),
-                          "the activations need " + std::to_string(n) + " values");
-#if defined(__AVX2__) || defined(__ARM_NEON)
-        const char *w = static_cast<const char *>(weights);
-        for (int64_t r = 0; r < rows; ++r) {
-            float result = 0.0f;
-            ggml_vec_dot_i2_i8_s(static_cast<int>(n), &result, 0, w + r * row_bytes, 0, q, 0, 1);
-            out[r] = (result - act_sum) / act_scale * weight_scale;
-        }
-        return BNREF_OK;
-#else
-        (void)act_sum;
-        (void)act_scale;
-        (void)weight_scale;
-        return bnref::fail(BNREF_ERR_UNSUPPORTED,
-                           "ggml_vec_dot_i2_i8_s has only AVX2 and NEON bodies; this build has neither");
-#endif
+        return i2_rows(rows, n, weights, weights_len, q, q_len, act_sum, act_scale, weight_scale, nullptr, out,
+                       out_len);
     });
 }
 

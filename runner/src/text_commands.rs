@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use bitnet_engine::gguf::GgufFile;
-use bitnet_engine::model::{perplexity, Model, ModelOptions, Session};
+use bitnet_engine::model::{argmax, perplexity, Model, ModelOptions, Session};
 use bitnet_engine::tokenizer::Tokenizer;
 
 /// Loads the model and its tokenizer (read from the same file's metadata).
@@ -22,16 +22,6 @@ fn load(path: &Path, threads: usize, kv_f16: bool) -> Result<(Model, Tokenizer)>
     let model = Model::load(path, &options)
         .with_context(|| format!("loading the model {}", path.display()))?;
     Ok((model, tokenizer))
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Greedy generation of `n` tokens after `prompt`, streamed to stdout; timings on stderr.

@@ -25,4 +25,4 @@ pub use linear::Linear;
 pub use loader::{Layer, Model};
 pub use options::ModelOptions;
 pub use perplexity::{perplexity, Perplexity};
-pub use session::{Logits, Session};
+pub use session::{argmax, Logits, Session};

@@ -35,7 +35,7 @@ impl Logits {
 }
 
 /// The index of the largest value (the first on ties).
-pub(crate) fn argmax(row: &[f32]) -> u32 {
+pub fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {
