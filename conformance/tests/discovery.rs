@@ -4,7 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bitnet_conformance::case::{
-    BackendId, Capability, CaseKind, CaseParams, Input, QuantFormat, TextSource,
+    held_out_tail, BackendId, Capability, CaseKind, CaseParams, FileRoot, Input, QuantFormat,
+    TextSource,
 };
 use bitnet_conformance::discovery::{discover, parse_case_file, DiscoveryError};
 
@@ -329,4 +330,53 @@ fn zero_cases_is_an_error() {
         found.errors.as_slice(),
         [DiscoveryError::Read { .. }]
     ));
+}
+
+#[test]
+fn files_may_name_their_root_and_data_files_need_data() {
+    let text = "\
+- id: held-out
+  needs: [data]
+  backends: [engine-cpu~cpp]
+  model: {path: models/trained.gguf, root: fixtures}
+  text: {file: {path: corpora/tinyshakespeare.txt, root: data}}
+  held_out: 0.1
+  ctx: 128
+";
+    let cases = parse(CaseKind::Perplexity, text).unwrap();
+    let case = &cases[0];
+    assert_eq!(case.default_root(), FileRoot::Data);
+    let roots: Vec<_> = case
+        .files()
+        .iter()
+        .map(|f| f.root_or(case.default_root()))
+        .collect();
+    assert_eq!(roots, [FileRoot::Fixtures, FileRoot::Data]);
+
+    let (line, message) = parse_error(CaseKind::Perplexity, &text.replace("  needs: [data]\n", ""));
+    assert_eq!(line, 1);
+    assert!(
+        message.contains("must declare `needs: [data]`"),
+        "{message}"
+    );
+
+    let (_, message) = parse_error(CaseKind::Perplexity, &text.replace("0.1", "1.5"));
+    assert!(
+        message.contains("held_out 1.5 must lie strictly between 0 and 1"),
+        "{message}"
+    );
+    let (_, message) = parse_error(
+        CaseKind::Perplexity,
+        &text.replace("root: data}", "root: cache}"),
+    );
+    assert!(message.contains("unknown variant `cache`"), "{message}");
+}
+
+#[test]
+fn held_out_tail_starts_on_a_line() {
+    let text = "one\ntwo\nthree\nfour\n";
+    assert_eq!(held_out_tail(text, 0.5), "four\n");
+    assert_eq!(held_out_tail(text, 0.6), "three\nfour\n");
+    assert_eq!(held_out_tail(text, 1.0), text);
+    assert_eq!(held_out_tail("no newline at all", 0.5), "");
 }

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) use entry::{Entry, Header};
 pub use pair::{BackendId, BackendPair, Device, PairError};
 pub use params::{
-    Activations, AlignmentParams, FileCheckError, FileRef, GenerateParams, Input, LogitsParams,
-    PerplexityParams, QuantFormat, QuantizationParams, Sha256, Shape, TextSource, TokenMatchParams,
-    TokenizeParams,
+    held_out_tail, Activations, AlignmentParams, FileCheckError, FileRef, FileRoot, GenerateParams,
+    Input, LogitsParams, PerplexityParams, QuantFormat, QuantizationParams, Sha256, Shape,
+    TextSource, TokenMatchParams, TokenizeParams,
 };
 
 /// The closed set of case kinds; each is also the name of its fixtures folder.
@@ -234,6 +234,28 @@ impl Case {
         }
     }
 
+    /// Every file the case names: its model and, for perplexity cases, the text file.
+    pub fn files(&self) -> Vec<&FileRef> {
+        let text = match &self.params {
+            CaseParams::Perplexity(PerplexityParams {
+                text: TextSource::File(file),
+                ..
+            }) => Some(file),
+            _ => None,
+        };
+        self.model().into_iter().chain(text).collect()
+    }
+
+    /// The root of relative paths that do not name one: the data directory when the case
+    /// needs `data`, the fixtures root otherwise.
+    pub fn default_root(&self) -> FileRoot {
+        if self.needs.contains(&Capability::Data) {
+            FileRoot::Data
+        } else {
+            FileRoot::Fixtures
+        }
+    }
+
     /// Builds a case from its parsed header and parameters, checking the rules that span
     /// several fields. The error is a message without location.
     pub(crate) fn assemble(
@@ -269,6 +291,19 @@ impl Case {
             CaseParams::Perplexity(p) => p.check()?,
             CaseParams::TokenMatch(p) => p.check()?,
             CaseParams::Alignment(_) => {}
+        }
+        if let Some(file) = self
+            .files()
+            .into_iter()
+            .find(|f| f.root == Some(FileRoot::Data))
+        {
+            if !self.needs.contains(&Capability::Data) {
+                return Err(format!(
+                    "`{}` lies in the data directory (`root: data`), so the case must declare \
+                     `needs: [data]`",
+                    file.path.display()
+                ));
+            }
         }
         let has_expected = matches!(
             &self.params,

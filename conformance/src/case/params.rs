@@ -72,16 +72,29 @@ impl<'de> Deserialize<'de> for Sha256 {
     }
 }
 
-/// A file a case reads: a path, optionally pinned by its SHA-256.
+/// The directory a relative path of a case is resolved against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileRoot {
+    /// The fixtures root (committed models, snapshots).
+    Fixtures,
+    /// The external data directory (corpora, vocabularies); the case must need `data`.
+    Data,
+}
+
+/// A file a case reads: a path, optionally pinned by its SHA-256 and placed under a root.
 ///
-/// Written either as a plain path or as `{path: ..., sha256: ...}`. Relative paths are
-/// resolved by the runner against the directory it keeps such files in (see [`FileRef::resolve`]).
+/// Written either as a plain path or as `{path: ..., sha256: ..., root: fixtures|data}`.
+/// Without `root`, relative paths resolve against the data directory when the case needs
+/// `data` and against the fixtures root otherwise (see [`FileRef::root_or`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileRef {
     /// The path as written.
     pub path: PathBuf,
     /// The expected digest of the file's content.
     pub sha256: Option<Sha256>,
+    /// The directory the path is relative to, when the case names one.
+    pub root: Option<FileRoot>,
 }
 
 /// Why a referenced file cannot be used.
@@ -108,6 +121,11 @@ pub enum FileCheckError {
 }
 
 impl FileRef {
+    /// The root the path resolves against: the one written, else `default`.
+    pub fn root_or(&self, default: FileRoot) -> FileRoot {
+        self.root.unwrap_or(default)
+    }
+
     /// The path joined onto `base` unless it is already absolute.
     pub fn resolve(&self, base: &Path) -> PathBuf {
         base.join(&self.path)
@@ -147,6 +165,7 @@ impl<'de> Deserialize<'de> for FileRef {
 struct PinnedPath {
     path: PathBuf,
     sha256: Option<Sha256>,
+    root: Option<FileRoot>,
 }
 
 struct FileRefVisitor;
@@ -155,13 +174,14 @@ impl<'de> Visitor<'de> for FileRefVisitor {
     type Value = FileRef;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a path, or a mapping {path, sha256}")
+        f.write_str("a path, or a mapping {path, sha256, root}")
     }
 
     fn visit_str<E: de::Error>(self, path: &str) -> Result<FileRef, E> {
         Ok(FileRef {
             path: PathBuf::from(path),
             sha256: None,
+            root: None,
         })
     }
 
@@ -170,6 +190,7 @@ impl<'de> Visitor<'de> for FileRefVisitor {
         Ok(FileRef {
             path: pinned.path,
             sha256: pinned.sha256,
+            root: pinned.root,
         })
     }
 }
@@ -396,7 +417,7 @@ impl LogitsParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TextSource {
-    /// A text file, resolved against the data directory.
+    /// A text file.
     File(FileRef),
     /// `count` token ids drawn uniformly from the vocabulary with `seed`.
     Tokens {
@@ -420,6 +441,23 @@ pub struct PerplexityParams {
     pub ctx: usize,
     /// How many chunks to score; all that fit when absent.
     pub chunks: Option<usize>,
+    /// Score only this trailing fraction of a text file: the text from the first line start
+    /// at or after byte ⌊(1 − held_out) · length⌋, the usual held-out split of a corpus.
+    pub held_out: Option<f64>,
+}
+
+/// The held-out tail of `text`: from the first line start at or after byte
+/// ⌊(1 − fraction) · length⌋ to the end.
+pub fn held_out_tail(text: &str, fraction: f64) -> &str {
+    let cut = (((1.0 - fraction) * text.len() as f64).floor() as usize).min(text.len());
+    let bytes = text.as_bytes();
+    if cut == 0 || bytes[cut - 1] == b'\n' {
+        return &text[cut..];
+    }
+    match bytes[cut..].iter().position(|&b| b == b'\n') {
+        Some(newline) => &text[cut + newline + 1..],
+        None => "",
+    }
 }
 
 impl PerplexityParams {
@@ -429,6 +467,16 @@ impl PerplexityParams {
         }
         if self.chunks == Some(0) {
             return Err("chunks must be at least 1".into());
+        }
+        if let Some(fraction) = self.held_out {
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(format!(
+                    "held_out {fraction} must lie strictly between 0 and 1"
+                ));
+            }
+            if !matches!(self.text, TextSource::File(_)) {
+                return Err("held_out needs a text `file`".into());
+            }
         }
         if let TextSource::Tokens { count, .. } = self.text {
             if count < self.ctx {
@@ -556,6 +604,7 @@ mod tests {
         let file = FileRef {
             path: "abc.txt".into(),
             sha256: Some(good.parse().unwrap()),
+            root: None,
         };
         let resolved = file.resolve(&dir);
         file.verify(&resolved).unwrap();

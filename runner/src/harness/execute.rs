@@ -10,7 +10,8 @@ use bitnet_conformance::backend::{
     QuantRequest, TokenizeRequest,
 };
 use bitnet_conformance::case::{
-    BackendId, Capability, Case, CaseParams, FileCheckError, FileRef, Input, TextSource,
+    held_out_tail, BackendId, Case, CaseParams, FileCheckError, FileRef, FileRoot, Input,
+    TextSource,
 };
 use bitnet_conformance::inputs::{activations, parse_tokenizer_vectors, VectorFileError};
 use bitnet_conformance::tolerance::Tolerances;
@@ -34,20 +35,24 @@ pub struct RunContext {
     pub tolerances: Tolerances,
     /// Expected failures.
     pub xfails: Xfails,
-    /// The fixtures root: relative paths of cases without `needs: [data]` resolve here.
+    /// The fixtures root (`root: fixtures`).
     pub fixtures: PathBuf,
-    /// The data directory: relative paths of cases with `needs: [data]` resolve here.
+    /// The data directory (`root: data`).
     pub data: PathBuf,
 }
 
 impl RunContext {
-    /// Where a case's relative paths point.
-    pub fn base_of(&self, case: &Case) -> &Path {
-        if case.needs.contains(&Capability::Data) {
-            &self.data
-        } else {
-            &self.fixtures
+    /// The directory of a root.
+    pub fn dir_of(&self, root: FileRoot) -> &Path {
+        match root {
+            FileRoot::Fixtures => &self.fixtures,
+            FileRoot::Data => &self.data,
         }
+    }
+
+    /// Where a file of a case lies: under its own root, else the case's default root.
+    pub fn path_of(&self, case: &Case, file: &FileRef) -> PathBuf {
+        file.resolve(self.dir_of(file.root_or(case.default_root())))
     }
 
     /// Where snapshots are kept.
@@ -136,7 +141,7 @@ fn on<T>(id: BackendId, result: Result<T, BackendError>) -> Result<T, TrialError
 }
 
 fn resolve(context: &RunContext, case: &Case, file: &FileRef) -> Result<PathBuf, TrialError> {
-    let path = file.resolve(context.base_of(case));
+    let path = context.path_of(case, file);
     file.verify(&path)?;
     Ok(path)
 }
@@ -197,7 +202,10 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
                     let path = resolve(context, case, file)?;
                     text_file = std::fs::read_to_string(&path)
                         .map_err(|source| TrialError::Read { path, source })?;
-                    PerplexityText::Text(&text_file)
+                    PerplexityText::Text(match params.held_out {
+                        Some(fraction) => held_out_tail(&text_file, fraction),
+                        None => &text_file,
+                    })
                 }
                 &TextSource::Tokens { seed, count } => PerplexityText::Random { seed, count },
             };
@@ -236,7 +244,7 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
             };
             let (texts, expected) = match tokenize.vector_files() {
                 Some((inp, out)) => {
-                    let base = context.base_of(case);
+                    let base = context.dir_of(case.default_root());
                     let (inp, out) = (base.join(inp), base.join(out));
                     let read = |path: &Path| {
                         std::fs::read_to_string(path).map_err(|source| TrialError::Read {

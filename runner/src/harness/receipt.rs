@@ -114,7 +114,7 @@ impl Receipt {
         let supported = Isa::supported();
         let paths: BTreeSet<PathBuf> = cases
             .iter()
-            .filter_map(|case| Some(case.model()?.resolve(context.base_of(case))))
+            .filter_map(|case| Some(context.path_of(case, case.model()?)))
             .collect();
         Receipt {
             engine_version: env!("CARGO_PKG_VERSION"),
