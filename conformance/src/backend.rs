@@ -164,6 +164,27 @@ pub struct GenerateRequest<'a> {
     pub add_bos: bool,
 }
 
+/// Trace one prompt through a model's graph (the divergence localizer).
+#[derive(Debug, Clone, Copy)]
+pub struct TraceRequest<'a> {
+    /// The model file.
+    pub model: &'a Path,
+    /// The prompt.
+    pub prompt: &'a str,
+    /// Whether tokenization adds BOS.
+    pub add_bos: bool,
+}
+
+/// One intermediate tensor of a model's graph, named as the reference's graph names it
+/// (`attn_norm-0`, `Qcur-0`, `l_out-0`, `result_norm`, …), values in ggml order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphTensor {
+    /// The graph name, with `-<layer>` for per-layer tensors.
+    pub name: String,
+    /// The values, innermost axis first, positions outermost.
+    pub values: Vec<f32>,
+}
+
 /// A GGUF file's tensor table as a backend parsed it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct TensorTable {
@@ -239,6 +260,12 @@ pub trait Backend: Send + Sync {
     fn generate(&self, request: &GenerateRequest<'_>) -> Result<Vec<Vec<u32>>, BackendError> {
         let _ = request;
         Err(self.unsupported("generation"))
+    }
+
+    /// The intermediate tensors of one prompt's evaluation, in the order they were computed.
+    fn trace(&self, request: &TraceRequest<'_>) -> Result<Vec<GraphTensor>, BackendError> {
+        let _ = request;
+        Err(self.unsupported("graph traces"))
     }
 
     /// The error a method answers for what this backend does not do.

@@ -1,4 +1,5 @@
-//! Finding and parsing case files: `<root>/<kind>/**/*.yaml`, in sorted order.
+//! Finding and parsing case files: `<root>/<kind>/**/*.yaml`, in sorted order. The models
+//! file beside the kind folders (`models.yaml`) is read by [`crate::models`].
 //!
 //! A file that cannot be read or parsed yields one error and no cases, so the runner can turn
 //! it into a single failing trial named after the file while every other file still runs.
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::case::{Case, CaseKind, CaseParams, Entry, Location};
+use crate::models::{CASE_PREFIX, MODELS_FILE};
 use crate::yaml::{split_error, Outline};
 
 /// What discovery found: the cases that parsed, and everything that went wrong.
@@ -191,6 +193,15 @@ fn parse_entries<P: DeserializeOwned>(
                 path: path.to_path_buf(),
                 line: outline.items().get(index).map_or(1, |item| item.line),
             };
+            if entry.header.id.starts_with(CASE_PREFIX) {
+                return Err(DiscoveryError::Invalid {
+                    location,
+                    message: format!(
+                        "case id `{}`: ids starting with `{CASE_PREFIX}` belong to the lanes of                          the models file",
+                        entry.header.id
+                    ),
+                });
+            }
             Case::assemble(entry.header, wrap(entry.params), location.clone())
                 .map_err(|message| DiscoveryError::Invalid { location, message })
         })
@@ -238,7 +249,7 @@ fn case_files(
                 }
                 None => {}
             }
-        } else if is_yaml(&path) {
+        } else if is_yaml(&path) && name != MODELS_FILE {
             errors.push(DiscoveryError::Misplaced { path });
         }
     }

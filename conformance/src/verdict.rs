@@ -86,6 +86,9 @@ pub struct Verdict {
     pub pair: BackendPair,
     /// Every measurement, in the order they were taken.
     pub measurements: Vec<Measurement>,
+    /// What diagnostics run after a failure found (e.g. the divergence localizer's first
+    /// divergent op); informative only, never a check.
+    pub diagnosis: Vec<String>,
 }
 
 impl Verdict {
@@ -129,6 +132,9 @@ impl fmt::Display for Verdict {
             for line in m.detail.lines() {
                 writeln!(f, "      {line}")?;
             }
+        }
+        for finding in &self.diagnosis {
+            writeln!(f, "  → {finding}")?;
         }
         write!(
             f,
@@ -262,6 +268,7 @@ impl<'a> VerdictBuilder<'a> {
     /// The finished verdict.
     pub fn finish(self) -> Verdict {
         Verdict {
+            diagnosis: Vec::new(),
             trial: trial_name(self.case, self.pair),
             location: self.case.location.clone(),
             pair: self.pair,

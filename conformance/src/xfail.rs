@@ -206,6 +206,7 @@ mod tests {
             })
             .collect();
         Verdict {
+            diagnosis: Vec::new(),
             trial: trial.into(),
             location: Location {
                 path: "fixtures/logits/a.yaml".into(),

@@ -11,8 +11,8 @@ use bitnet_conformance::case::CaseKind;
 use bitnet_conformance::discovery::parse_case_file;
 use bitnet_conformance::tolerance::{Metric, Tolerances};
 use bitnet_conformance::trial::{
-    check_alignment, check_generate, check_logits, check_perplexity, check_quantization,
-    check_tokenize, expand, Environment, Trial,
+    check_alignment, check_generate, check_logits, check_perplexity, check_perplexity_expected,
+    check_quantization, check_tokenize, expand, Environment, Trial,
 };
 use bitnet_conformance::verdict::{Check, Outcome, Verdict};
 
@@ -336,6 +336,31 @@ fn perplexity_compares_ppl_and_nll_correlation() {
         verdict.measurements[2].detail,
         "largest |ΔNLL| 0.4 at token 3"
     );
+}
+
+#[test]
+fn a_published_perplexity_is_compared_by_ppl_alone() {
+    let trial = trial(
+        CaseKind::Perplexity,
+        "- id: p\n  backends: [engine-cpu~expected]\n  model: m.gguf\n  text: {tokens: {seed: 1, count: 64}}\n  ctx: 16\n  expected_ppl: 10.0\n",
+    );
+    let candidate = PerplexityOutput {
+        nll: vec![10f64.ln(); 4],
+    };
+    let verdict = check_perplexity_expected(&trial, &tolerances(), &candidate, 10.0);
+    assert!(verdict.passed(), "{verdict}");
+    let verdict = check_perplexity_expected(&trial, &tolerances(), &candidate, 10.5);
+    assert_eq!(failed(&verdict), ["ppl_rel_diff"]);
+    assert!(verdict.to_string().contains("published 10.5"), "{verdict}");
+    let broken = PerplexityOutput {
+        nll: vec![1.0, f64::NAN],
+    };
+    let verdict = check_perplexity_expected(&trial, &tolerances(), &broken, 10.0);
+    assert!(!verdict.passed(), "{verdict}");
+    assert!(verdict
+        .measurements
+        .iter()
+        .all(|m| !matches!(m.check, Check::Metric(_))));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! This crate is the system under test of the conformance harness; it knows nothing about tests.
 
 pub mod formats;
+pub mod generation;
 pub mod gguf;
 pub mod kernels;
 pub mod model;

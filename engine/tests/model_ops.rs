@@ -1,6 +1,6 @@
 //! The per-row operations of the graphs against straightforward f64 formulas.
 
-use bitnet_engine::formats::FpContract;
+use bitnet_engine::formats::{FpContract, I8sActivations, Q8kActivations, QK_K};
 use bitnet_engine::kernels::ReduceWidth;
 use bitnet_engine::model::ops::{
     lane_sum, masked_softmax, relu_sqr_mul, rms_norm, rope, silu_mul, vec_expf, RopeKind,
@@ -169,4 +169,79 @@ fn lane_sums_follow_the_reduction_trees() {
     big[8] = -1e8;
     big[1] = 1.0;
     assert_eq!(lane_sum(&big, ReduceWidth::Lanes16), 1.0);
+}
+
+/// Whether `v` lies within `tol` of a rounding tie `n + 0.5`, where f32 and f64 products may
+/// round to different neighbours.
+fn near_tie(v: f64, tol: f64) -> bool {
+    ((v - v.floor()) - 0.5).abs() < tol
+}
+
+#[test]
+fn i8s_activation_quantization_matches_the_f64_formula() {
+    let k = 96;
+    let mut x = values(8, 4 * k, 2.0);
+    x[k + 5] = 0.0;
+    x[2 * k..3 * k].fill(0.0);
+    for contract in [FpContract::Off, FpContract::Fused] {
+        let q = I8sActivations::quantize(&x, k, contract).unwrap();
+        for (t, row) in x.chunks(k).enumerate() {
+            let amax = row.iter().map(|&v| f64::from(v).abs()).fold(1e-5, f64::max);
+            let scale = 127.0 / amax;
+            assert!((f64::from(q.scales()[t]) - scale).abs() <= scale * 1e-7);
+            let codes = q.token_codes(t);
+            for (i, (&v, &code)) in row.iter().zip(codes).enumerate() {
+                let exact = f64::from(v) * scale;
+                let expected = exact.round().clamp(-128.0, 127.0);
+                let diff = (f64::from(code) - expected).abs();
+                assert!(
+                    diff == 0.0 || (diff == 1.0 && near_tie(exact, 1e-4)),
+                    "{contract:?} token {t} [{i}]: code {code}, f64 {exact}"
+                );
+                // Dequantized, each value is within half a step.
+                let step = 1.0 / scale;
+                assert!((f64::from(code) * step - f64::from(v)).abs() <= 0.5 * step + 1e-9);
+            }
+            let sum: i32 = codes.iter().map(|&c| i32::from(c)).sum();
+            assert_eq!(q.sums()[t], sum);
+        }
+    }
+}
+
+#[test]
+fn q8k_activation_quantization_matches_the_f64_formula() {
+    let mut x = values(9, 3 * QK_K, 1.5);
+    x[QK_K..2 * QK_K].fill(0.0);
+    // A block whose largest magnitude is negative: the scale follows its sign.
+    x[2 * QK_K + 17] = -9.0;
+    let q = Q8kActivations::quantize(&x, QK_K, FpContract::Off).unwrap();
+    for (block, values) in q.blocks().iter().zip(x.chunks(QK_K)) {
+        let max = values
+            .iter()
+            .copied()
+            .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        if max == 0.0 {
+            assert_eq!(block.d, 0.0);
+            assert!(block.qs.iter().all(|&c| c == 0));
+            continue;
+        }
+        let iscale = -127.0 / f64::from(max);
+        assert!((f64::from(block.d) - 1.0 / iscale).abs() <= (1.0 / iscale).abs() * 1e-6);
+        for (i, (&v, &code)) in values.iter().zip(&block.qs).enumerate() {
+            let exact = f64::from(v) * iscale;
+            let expected = exact.round().min(127.0);
+            let diff = (f64::from(code) - expected).abs();
+            assert!(
+                diff == 0.0 || (diff == 1.0 && near_tie(exact, 1e-4)),
+                "[{i}]: code {code}, f64 {exact}"
+            );
+        }
+        for (g, sum) in block.bsums.iter().enumerate() {
+            let expected: i16 = block.qs[g * 16..(g + 1) * 16]
+                .iter()
+                .map(|&c| i16::from(c))
+                .sum();
+            assert_eq!(*sum, expected);
+        }
+    }
 }

@@ -36,6 +36,7 @@ fn run() -> Result<(), String> {
         }
     }
     let fingerprint = sources::fingerprint(&inputs)?;
+    let architectures = reference.architectures()?.join(",");
     let record = compile::build_library(&reference, &fingerprint, &shim_dir, &out_dir)?;
 
     let info = [
@@ -46,6 +47,7 @@ fn run() -> Result<(), String> {
         ("BNREF_C_FLAGS", record.c_flags.as_str()),
         ("BNREF_CPP_FLAGS", record.cpp_flags.as_str()),
         ("BNREF_ISA", record.isa.as_str()),
+        ("BNREF_ARCHITECTURES", architectures.as_str()),
     ];
     for (name, value) in info {
         println!("cargo:rustc-env={name}={}", value.replace('\n', " "));

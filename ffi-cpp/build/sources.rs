@@ -87,6 +87,25 @@ impl ReferenceSources {
         Ok(files)
     }
 
+    /// The `general.architecture` names the fork's model loader knows, read from its
+    /// `LLM_ARCH_NAMES` table (in `src/llama.cpp`, or `src/llama-arch.cpp` in later trees).
+    pub fn architectures(&self) -> Result<Vec<String>, String> {
+        let src = self.llama_root().join("src");
+        for file in ["llama-arch.cpp", "llama.cpp"] {
+            let path = src.join(file);
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            if let Some(names) = arch_names(&text) {
+                return Ok(names);
+            }
+        }
+        Err(format!(
+            "no LLM_ARCH_NAMES table in {}: cannot tell which architectures the reference runs",
+            src.display()
+        ))
+    }
+
     /// Every file that can influence the library: translation units and the headers beside them.
     pub fn inputs(&self) -> Result<Vec<PathBuf>, String> {
         let mut files = self.c_files();
@@ -107,6 +126,26 @@ impl ReferenceSources {
         files.dedup();
         Ok(files)
     }
+}
+
+/// The names in the `LLM_ARCH_NAMES = { { LLM_ARCH_X, "name" }, ... };` table of `text`,
+/// without the placeholder for unknown architectures.
+fn arch_names(text: &str) -> Option<Vec<String>> {
+    let start = text.find("LLM_ARCH_NAMES")?;
+    let body = &text[start..];
+    let body = &body[body.find('{')? + 1..body.find("};")?];
+    let names = body
+        .lines()
+        .filter_map(|line| {
+            let entry = line.trim().strip_prefix('{')?.trim_start();
+            if !entry.starts_with("LLM_ARCH_") || entry.starts_with("LLM_ARCH_UNKNOWN") {
+                return None;
+            }
+            let quoted = &entry[entry.find('"')? + 1..];
+            Some(quoted[..quoted.find('"')?].to_string())
+        })
+        .collect::<Vec<_>>();
+    (!names.is_empty()).then_some(names)
 }
 
 /// Finds the sources: `BITNET_CPP_DIR` if set, otherwise the pinned package.

@@ -26,6 +26,8 @@ pub struct ReferenceInfo {
     pub isa: &'static str,
     /// The reference's own report of its compiled-in CPU features.
     pub system_info: String,
+    /// The `general.architecture` names its model loader accepts.
+    pub architectures: Vec<&'static str>,
 }
 
 /// Describes the reference linked into this crate.
@@ -47,6 +49,7 @@ pub fn reference_info() -> ReferenceInfo {
         cpp_flags: env!("BNREF_CPP_FLAGS"),
         isa: env!("BNREF_ISA"),
         system_info: system_info.clone(),
+        architectures: env!("BNREF_ARCHITECTURES").split(',').collect(),
     }
 }
 
@@ -59,6 +62,7 @@ impl fmt::Display for ReferenceInfo {
         writeln!(f, "C flags:     {}", self.c_flags)?;
         writeln!(f, "C++ flags:   {}", self.cpp_flags)?;
         writeln!(f, "ISA:         {}", self.isa)?;
+        writeln!(f, "archs:       {}", self.architectures.join(", "))?;
         write!(f, "system info: {}", self.system_info)
     }
 }

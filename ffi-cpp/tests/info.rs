@@ -19,6 +19,12 @@ fn reference_info_describes_the_build() {
             info.system_info
         );
     }
+    assert!(
+        info.architectures.contains(&"bitnet") && info.architectures.contains(&"llama"),
+        "{:?}",
+        info.architectures
+    );
+    assert!(!info.architectures.contains(&"(unknown)"));
     let text = info.to_string();
     assert!(text.starts_with("source:") && text.contains(info.fingerprint));
 }

@@ -2,15 +2,17 @@
 
 use bitnet_conformance::inputs::SeededRng;
 use bitnet_engine::formats::{I2s, Shape, TernaryFormat, Tq1_0, Tq2_0};
-use bitnet_engine::gguf::{GgmlType, GgufError, GgufWriter, Value};
+use bitnet_engine::gguf::{GgmlType, GgufError, GgufWriter, Layout, Value};
 use bitnet_engine::synth::{build_model, Arch, SynthError, SynthSpec, WeightFormat};
+use bitnet_ffi_cpp::{quantize_model_file, FileType, QuantizeParams, RefError};
+use std::path::{Path, PathBuf};
 
 /// Where [`tiny_ternary_model`] is committed, relative to the fixtures root.
 pub const TINY_TERNARY_MODEL: &str = "models/tiny-ternary.gguf";
 
 /// The committed synthetic models, relative to the fixtures root, with their architecture and
 /// weight format; each is [`SynthSpec::tiny`] of those.
-pub const TINY_MODELS: [(&str, Arch, WeightFormat); 4] = [
+pub const TINY_MODELS: [(&str, Arch, WeightFormat); 9] = [
     (
         "models/tiny-bitnet-i2_s.gguf",
         Arch::Bitnet,
@@ -31,6 +33,57 @@ pub const TINY_MODELS: [(&str, Arch, WeightFormat); 4] = [
         Arch::Llama,
         WeightFormat::I2_S,
     ),
+    (
+        "models/tiny-llama-tq2_0.gguf",
+        Arch::Llama,
+        WeightFormat::TQ2_0,
+    ),
+    (
+        "models/tiny-llama-tq1_0.gguf",
+        Arch::Llama,
+        WeightFormat::TQ1_0,
+    ),
+    (
+        "models/tiny-bitnet-b1.58-i2_s.gguf",
+        Arch::BitnetB158,
+        WeightFormat::I2_S,
+    ),
+    (
+        "models/tiny-bitnet-b1.58-tq2_0.gguf",
+        Arch::BitnetB158,
+        WeightFormat::TQ2_0,
+    ),
+    (
+        "models/tiny-bitnet-b1.58-tq1_0.gguf",
+        Arch::BitnetB158,
+        WeightFormat::TQ1_0,
+    ),
+];
+
+/// Where [`f32_model`] is committed: the `bitnet` graph with ternary values stored as F32.
+pub const F32_MODEL: &str = "models/tiny-bitnet-f32.gguf";
+
+/// A `bitnet` model whose ternary weights are stored as F32 (as converters write them before
+/// quantizing): one layer of width 128 and FFN 256, so the file stays under a megabyte.
+pub fn f32_model() -> Result<Vec<u8>, GenerateError> {
+    let spec = SynthSpec {
+        n_layer: 1,
+        n_embd: 128,
+        n_ff: 256,
+        n_head: 2,
+        n_head_kv: 2,
+        ..SynthSpec::tiny(Arch::Bitnet, WeightFormat::F32)
+    };
+    Ok(build_model(&spec)?.to_bytes())
+}
+
+/// The committed copies of the tiny `bitnet` model that the reference's own quantizer
+/// (`llama_model_quantize`) wrote from its F16 twin, relative to the fixtures root, with the
+/// file type asked for.
+pub const REFERENCE_QUANTIZED_MODELS: [(&str, FileType); 3] = [
+    ("models/tiny-bitnet-refq-i2_s.gguf", FileType::MOSTLY_I2_S),
+    ("models/tiny-bitnet-refq-tq2_0.gguf", FileType::MOSTLY_TQ2_0),
+    ("models/tiny-bitnet-refq-tq1_0.gguf", FileType::MOSTLY_TQ1_0),
 ];
 
 /// Why a fixture could not be generated.
@@ -50,12 +103,69 @@ pub enum GenerateError {
     /// Building a synthetic model failed.
     #[error(transparent)]
     Synth(#[from] SynthError),
+    /// The reference failed to quantize the model.
+    #[error("the reference quantizer: {0}")]
+    Reference(#[from] RefError),
+    /// A scratch file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The scratch file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
 }
 
 /// The bytes of [`SynthSpec::tiny`] of `arch` and `format`: two layers of width 256 with a
 /// byte-level vocabulary, deterministic like every fixture here.
 pub fn tiny_model(arch: Arch, format: WeightFormat) -> Result<Vec<u8>, GenerateError> {
     Ok(build_model(&SynthSpec::tiny(arch, format))?.to_bytes())
+}
+
+/// The bytes the reference's `llama_model_quantize` writes for `file_type` from the F16 twin of
+/// [`SynthSpec::tiny`] (`bitnet`), with its default choices for the embedding and output. The
+/// F16 source and the output pass through `scratch`, a directory the caller owns.
+///
+/// The quantizer leaves the padding after each I2_S tensor's scale uninitialised (whatever its
+/// heap held), which no reader looks at; it is zeroed here so the fixture is reproducible.
+pub fn reference_quantized_model(
+    reference: &bitnet_ffi_cpp::Backend,
+    file_type: FileType,
+    scratch: &Path,
+) -> Result<Vec<u8>, GenerateError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| GenerateError::Io { path, source }
+    };
+    let source = scratch.join("tiny-bitnet-f16.gguf");
+    let output = scratch.join(format!("tiny-bitnet-ftype{}.gguf", file_type.0));
+    std::fs::write(&source, tiny_model(Arch::Bitnet, WeightFormat::F16)?).map_err(io(&source))?;
+    quantize_model_file(reference, &source, &output, &QuantizeParams::new(file_type))?;
+    let mut bytes = std::fs::read(&output).map_err(io(&output))?;
+    zero_i2s_padding(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Zeroes the bytes of every I2_S tensor past its codes and f32 scale.
+fn zero_i2s_padding(file: &mut [u8]) -> Result<(), GenerateError> {
+    let layout = Layout::parse(file)?;
+    for tensor in layout.tensors.iter().filter(|t| t.ty == GgmlType::I2_S) {
+        let start = tensor.file_offset + tensor.n_elements() / 4 + 4;
+        let end = tensor.file_offset + tensor.n_bytes;
+        let file_len = file.len() as u64;
+        let padding = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(start, end)| file.get_mut(start..end))
+            .ok_or_else(|| GgufError::TensorOutOfBounds {
+                tensor: tensor.name.clone(),
+                start,
+                end,
+                file_len,
+            })?;
+        padding.fill(0);
+    }
+    Ok(())
 }
 
 /// A small GGUF file with one tensor of each ternary format (I2_S, TQ1_0, TQ2_0) beside F32

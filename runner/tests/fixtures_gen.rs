@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use bitnet_runner::fixtures_gen::{
-    tiny_model, tiny_ternary_model, TINY_MODELS, TINY_TERNARY_MODEL,
+    f32_model, reference_quantized_model, tiny_model, tiny_ternary_model, F32_MODEL,
+    REFERENCE_QUANTIZED_MODELS, TINY_MODELS, TINY_TERNARY_MODEL,
 };
 use bitnet_runner::harness::hex_sha256;
 
@@ -23,6 +24,33 @@ fn tiny_ternary_model_regenerates_byte_identically() {
 fn tiny_models_regenerate_byte_identically() {
     for (path, arch, format) in TINY_MODELS {
         let generated = tiny_model(arch, format).expect("the generator runs");
+        assert!(
+            generated.len() < MAX_MODEL_BYTES,
+            "{path} is {} bytes",
+            generated.len()
+        );
+        check_committed(path, &generated);
+    }
+}
+
+#[test]
+fn f32_model_regenerates_byte_identically() {
+    let generated = f32_model().expect("the generator runs");
+    assert!(
+        generated.len() < MAX_MODEL_BYTES,
+        "{} bytes",
+        generated.len()
+    );
+    check_committed(F32_MODEL, &generated);
+}
+
+#[test]
+fn reference_quantized_models_regenerate_byte_identically() {
+    let reference = bitnet_ffi_cpp::Backend::init().expect("the reference initialises");
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    for (path, file_type) in REFERENCE_QUANTIZED_MODELS {
+        let generated = reference_quantized_model(&reference, file_type, scratch.path())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
             generated.len() < MAX_MODEL_BYTES,
             "{path} is {} bytes",

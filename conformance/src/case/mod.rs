@@ -168,6 +168,18 @@ impl fmt::Display for Location {
     }
 }
 
+/// Where a case was declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A case file under `fixtures/<kind>/`.
+    CaseFile,
+    /// A lane of a real model in the models file (see [`crate::models`]).
+    RealModel {
+        /// The model's id.
+        model: String,
+    },
+}
+
 /// One conformance case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
@@ -183,6 +195,8 @@ pub struct Case {
     pub params: CaseParams,
     /// Where the case was written.
     pub location: Location,
+    /// A case file or a real model's lane.
+    pub origin: Origin,
 }
 
 /// A case's kind with its parameters.
@@ -234,6 +248,30 @@ impl Case {
         }
     }
 
+    /// Whether the case runs its model's graph (logits, perplexity, generation), so a backend
+    /// must know the model's architecture; tokenizer, table and tensor cases only read the file.
+    pub fn runs_model(&self) -> bool {
+        match &self.params {
+            CaseParams::Logits(_) | CaseParams::Perplexity(_) => true,
+            CaseParams::TokenMatch(p) => p.generate.is_some(),
+            CaseParams::Alignment(_) | CaseParams::Quantization(_) => false,
+        }
+    }
+
+    /// The model file the case loads, to point it elsewhere.
+    pub fn model_mut(&mut self) -> Option<&mut FileRef> {
+        match &mut self.params {
+            CaseParams::Alignment(p) => Some(&mut p.model),
+            CaseParams::Quantization(p) => match &mut p.input {
+                Input::Tensor { model, .. } => Some(model),
+                _ => None,
+            },
+            CaseParams::Logits(p) => Some(&mut p.model),
+            CaseParams::Perplexity(p) => Some(&mut p.model),
+            CaseParams::TokenMatch(p) => Some(&mut p.model),
+        }
+    }
+
     /// Every file the case names: its model and, for perplexity cases, the text file.
     pub fn files(&self) -> Vec<&FileRef> {
         let text = match &self.params {
@@ -274,6 +312,7 @@ impl Case {
             backends: header.backends,
             params,
             location,
+            origin: Origin::CaseFile,
         };
         case.check_fields()
             .map_err(|message| format!("case `{}`: {message}", case.id))?;
@@ -313,12 +352,15 @@ impl Case {
                     ..
                 }),
                 ..
+            }) | CaseParams::Perplexity(PerplexityParams {
+                expected_ppl: Some(_),
+                ..
             })
         );
         if compares_expected && !has_expected {
             return Err(
-                "the `expected` backend needs expected values: only `tokenize: {vectors: ...}` \
-                 cases have them"
+                "the `expected` backend needs expected values: `tokenize: {vectors: ...}` or a \
+                 perplexity case's `expected_ppl`"
                     .to_string(),
             );
         }
@@ -326,7 +368,7 @@ impl Case {
     }
 }
 
-fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if id.is_empty() || !id.chars().all(allowed) {
         return Err(format!(

@@ -444,6 +444,9 @@ pub struct PerplexityParams {
     /// Score only this trailing fraction of a text file: the text from the first line start
     /// at or after byte ⌊(1 − held_out) · length⌋, the usual held-out split of a corpus.
     pub held_out: Option<f64>,
+    /// A published perplexity of this model on this text and protocol; the `expected`
+    /// reference compares the candidate's perplexity with it.
+    pub expected_ppl: Option<f64>,
 }
 
 /// The held-out tail of `text`: from the first line start at or after byte
@@ -476,6 +479,13 @@ impl PerplexityParams {
             }
             if !matches!(self.text, TextSource::File(_)) {
                 return Err("held_out needs a text `file`".into());
+            }
+        }
+        if let Some(ppl) = self.expected_ppl {
+            if !(ppl.is_finite() && ppl >= 1.0) {
+                return Err(format!(
+                    "expected_ppl {ppl} is not a perplexity (finite, ≥ 1)"
+                ));
             }
         }
         if let TextSource::Tokens { count, .. } = self.text {

@@ -540,6 +540,47 @@ pub fn check_perplexity(
     verdict.finish()
 }
 
+/// Compares a candidate's perplexity with a published value: the PPL only, since a published
+/// number comes without per-token NLLs.
+pub fn check_perplexity_expected(
+    trial: &Trial,
+    tolerances: &Tolerances,
+    candidate: &PerplexityOutput,
+    published: f64,
+) -> Verdict {
+    let mut verdict = builder(trial, tolerances);
+    let c = &candidate.nll;
+    if c.is_empty() {
+        verdict.policy(
+            Check::Shape,
+            SAME_SHAPE,
+            1,
+            "the candidate scored no token".to_string(),
+        );
+        return verdict.finish();
+    }
+    let offending: Vec<usize> = (0..c.len()).filter(|&i| !c[i].is_finite()).collect();
+    let detail = offending.first().map_or(String::new(), |&i| {
+        format!("first at token {i}: NLL {}; perplexity not computed", c[i])
+    });
+    verdict.policy(Check::Finite, FINITE, offending.len(), detail);
+    if !offending.is_empty() {
+        return verdict.finish();
+    }
+    let pc = perplexity(c);
+    verdict.metric(
+        Metric::PplRelDiff,
+        (pc - published).abs() / published,
+        format!(
+            "PPL candidate {} over {} tokens, published {}",
+            number(pc),
+            c.len(),
+            number(published)
+        ),
+    );
+    verdict.finish()
+}
+
 /// Compares tokenizer output text by text; `texts` are only used in messages.
 pub fn check_tokenize(
     trial: &Trial,

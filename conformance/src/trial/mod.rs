@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub use check::{
-    check_alignment, check_generate, check_logits, check_perplexity, check_quantization,
-    check_tokenize,
+    check_alignment, check_generate, check_logits, check_perplexity, check_perplexity_expected,
+    check_quantization, check_tokenize,
 };
 
 use crate::backend::Capabilities;
@@ -48,6 +48,9 @@ pub struct Environment {
     pub granted: BTreeSet<Capability>,
     /// Backends by id; a missing id is unavailable. `expected` needs no entry.
     pub backends: BTreeMap<BackendId, Availability>,
+    /// The `general.architecture` of the model each case loads, by case id, where the runner
+    /// could read it; a backend whose `archs` are known and lack it cannot run the case.
+    pub model_archs: BTreeMap<String, String>,
 }
 
 /// The trials of one case, in the order its `backends:` lists them.
@@ -89,6 +92,14 @@ fn ignore_reason(case: &Case, pair: BackendPair, env: &Environment) -> Option<St
                 }
                 if let Some(format) = case.format().filter(|f| !caps.formats.contains(f)) {
                     reasons.push(format!("{id} does not support {format}"));
+                }
+                if let Some(arch) = env.model_archs.get(&case.id) {
+                    if !caps.archs.is_empty() && !caps.archs.contains(arch) {
+                        reasons.push(format!(
+                            "{id} cannot run architecture `{arch}` (its model loader knows no \
+                             such `general.architecture`)"
+                        ));
+                    }
                 }
                 provided.extend(&caps.features);
             }
@@ -191,5 +202,32 @@ mod tests {
         assert_eq!(trial.ignore.as_deref(), Some("needs tl2 (not available)"));
         env.granted.insert(Capability::Tl2);
         assert_eq!(expand(&case, &env)[1].ignore, None);
+    }
+
+    #[test]
+    fn a_backend_that_lacks_the_model_architecture_is_named() {
+        let text = "- id: b158\n  backends: [engine-cpu~cpp]\n  model: m.gguf\n  prompts: [hi]\n";
+        let cases = parse_case_file(CaseKind::Logits, Path::new("l.yaml"), text).unwrap();
+        let case = Arc::new(cases.into_iter().next().unwrap());
+        let mut reference = caps(&[CaseKind::Logits], &[], &[]);
+        reference.archs = ["bitnet".to_string(), "llama".to_string()].into();
+        let mut env = Environment::default();
+        env.backends.insert(
+            BackendId::EngineCpu,
+            Availability::Available(caps(&[CaseKind::Logits], &[], &[])),
+        );
+        env.backends
+            .insert(BackendId::Cpp, Availability::Available(reference));
+        assert_eq!(expand(&case, &env)[0].ignore, None);
+        env.model_archs.insert("b158".into(), "bitnet-b1.58".into());
+        assert_eq!(
+            expand(&case, &env)[0].ignore.as_deref(),
+            Some(
+                "cpp cannot run architecture `bitnet-b1.58` (its model loader knows no such \
+                 `general.architecture`)"
+            )
+        );
+        env.model_archs.insert("b158".into(), "llama".into());
+        assert_eq!(expand(&case, &env)[0].ignore, None);
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod hparams;
 mod metadata;
 mod parse;
+mod stream_writer;
 mod types;
 mod validate;
 mod value;
@@ -24,6 +25,7 @@ pub use metadata::Metadata;
 pub use parse::{
     Layout, TensorInfo, DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS,
 };
+pub use stream_writer::{GgufDataSink, GgufStreamWriter};
 pub use types::{GgmlType, SizeError, SizeRule, TypeTable, TypeTableChoice};
 pub use value::{Array, Value, ValueType};
 pub use writer::GgufWriter;

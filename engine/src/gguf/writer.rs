@@ -10,10 +10,48 @@ use super::parse::{DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_DIMS};
 use super::types::GgmlType;
 use super::value::Value;
 
+/// Name, shape, type and data size of a tensor to be written.
+pub(super) struct TensorDecl {
+    pub(super) name: String,
+    pub(super) dims: Vec<u64>,
+    pub(super) ty: GgmlType,
+    pub(super) len: u64,
+}
+
+impl TensorDecl {
+    /// Checks a new tensor's shape against its type and the names already taken.
+    pub(super) fn new<'a>(
+        name: &str,
+        ty: GgmlType,
+        dims: &[u64],
+        mut taken: impl Iterator<Item = &'a str>,
+    ) -> Result<Self, GgufError> {
+        let bad = |reason: String| GgufError::BadTensorForWrite {
+            tensor: name.to_string(),
+            reason,
+        };
+        if dims.is_empty() || dims.len() > MAX_DIMS as usize || dims.contains(&0) {
+            return Err(bad(format!(
+                "shape {dims:?} needs 1 to 4 non-zero dimensions"
+            )));
+        }
+        if taken.any(|t| t == name) {
+            return Err(bad("a tensor of this name was already added".into()));
+        }
+        let len = ty
+            .tensor_bytes(dims)
+            .map_err(|e| bad(format!("{ty} with shape {dims:?}: {e}")))?;
+        Ok(TensorDecl {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            ty,
+            len,
+        })
+    }
+}
+
 struct PendingTensor {
-    name: String,
-    dims: Vec<u64>,
-    ty: GgmlType,
+    decl: TensorDecl,
     data: Vec<u8>,
 }
 
@@ -67,33 +105,23 @@ impl GgufWriter {
         dims: &[u64],
         data: Vec<u8>,
     ) -> Result<(), GgufError> {
-        let bad = |reason: String| GgufError::BadTensorForWrite {
-            tensor: name.to_string(),
-            reason,
-        };
-        if dims.is_empty() || dims.len() > MAX_DIMS as usize || dims.contains(&0) {
-            return Err(bad(format!(
-                "shape {dims:?} needs 1 to 4 non-zero dimensions"
-            )));
-        }
-        if self.tensors.iter().any(|t| t.name == name) {
-            return Err(bad("a tensor of this name was already added".into()));
-        }
-        let expected = ty
-            .tensor_bytes(dims)
-            .map_err(|e| bad(format!("{ty} with shape {dims:?}: {e}")))?;
-        if data.len() as u64 != expected {
-            return Err(bad(format!(
-                "{} bytes given, {ty} with shape {dims:?} takes {expected}",
-                data.len()
-            )));
-        }
-        self.tensors.push(PendingTensor {
-            name: name.to_string(),
-            dims: dims.to_vec(),
+        let decl = TensorDecl::new(
+            name,
             ty,
-            data,
-        });
+            dims,
+            self.tensors.iter().map(|t| t.decl.name.as_str()),
+        )?;
+        if data.len() as u64 != decl.len {
+            return Err(GgufError::BadTensorForWrite {
+                tensor: name.to_string(),
+                reason: format!(
+                    "{} bytes given, {ty} with shape {dims:?} takes {}",
+                    data.len(),
+                    decl.len
+                ),
+            });
+        }
+        self.tensors.push(PendingTensor { decl, data });
         Ok(())
     }
 
@@ -131,10 +159,27 @@ impl GgufWriter {
     }
 
     fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        let decls: Vec<&TensorDecl> = self.tensors.iter().map(|t| &t.decl).collect();
+        w.write_all(&self.header_bytes(&decls))?;
+        for t in &self.tensors {
+            w.write_all(&t.data)?;
+            w.write_all(&self.padding(t.data.len() as u64))?;
+        }
+        Ok(())
+    }
+
+    /// Zero bytes that pad `len` bytes to the alignment.
+    pub(super) fn padding(&self, len: u64) -> Vec<u8> {
+        vec![0u8; (len.next_multiple_of(self.alignment) - len) as usize]
+    }
+
+    /// Header, metadata and the infos of `tensors` (whose data follows in this order), padded to
+    /// the alignment.
+    pub(super) fn header_bytes(&self, tensors: &[&TensorDecl]) -> Vec<u8> {
         let mut header = Vec::new();
         header.extend_from_slice(&MAGIC);
         header.extend_from_slice(&3u32.to_le_bytes());
-        header.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
         header.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
         for (key, value) in self.metadata.iter() {
             header.extend_from_slice(&encode_string(key));
@@ -142,7 +187,7 @@ impl GgufWriter {
             header.extend_from_slice(&encode_value(value));
         }
         let mut offset = 0u64;
-        for t in &self.tensors {
+        for t in tensors {
             header.extend_from_slice(&encode_string(&t.name));
             header.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
             for d in &t.dims {
@@ -150,19 +195,11 @@ impl GgufWriter {
             }
             header.extend_from_slice(&t.ty.id().to_le_bytes());
             header.extend_from_slice(&offset.to_le_bytes());
-            offset = (offset + t.data.len() as u64).next_multiple_of(self.alignment);
+            offset = (offset + t.len).next_multiple_of(self.alignment);
         }
-        let padding = |len: usize| {
-            let len = len as u64;
-            vec![0u8; (len.next_multiple_of(self.alignment) - len) as usize]
-        };
-        w.write_all(&header)?;
-        w.write_all(&padding(header.len()))?;
-        for t in &self.tensors {
-            w.write_all(&t.data)?;
-            w.write_all(&padding(t.data.len()))?;
-        }
-        Ok(())
+        let pad = self.padding(header.len() as u64);
+        header.extend_from_slice(&pad);
+        header
     }
 }
 

@@ -1,14 +1,18 @@
-//! AArch64 NEON dot products: the I2_S integer core; the other entries use the scalar references.
+//! AArch64 NEON dot products: the I2_S, TQ2_0 and TQ1_0 integer cores (the TQ float epilogue is
+//! the scalar one, so the lanes are scaled exactly alike); the float entries use the scalar
+//! references.
 
 use std::arch::aarch64::*;
 
+use super::reduce::hsum8_pairs;
 use super::scalar;
 use super::table::DotKernels;
+use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
-    tq1: scalar::tq1_dot_ref,
-    tq2: scalar::tq2_dot_ref,
+    tq1: tq1_dot,
+    tq2: tq2_dot,
     f16_vec: scalar::f16_vec_dot_ref,
     f32_vec: scalar::f32_vec_dot_ref,
     f16_tiled: scalar::f16_tiled_dot_ref,
@@ -67,4 +71,132 @@ fn i2s_dot_neon(codes: &[u8], act: &[i8]) -> i32 {
         }
     }
     vaddvq_s32(acc)
+}
+
+fn tq2_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    assert_eq!(
+        row.len(),
+        act.len() * TQ2_0_BLOCK_BYTES,
+        "tq2_0 row/activation length mismatch"
+    );
+    let mut acc = [0f32; 8];
+    let (blocks, _) = row.as_chunks::<TQ2_0_BLOCK_BYTES>();
+    for (block, y) in blocks.iter().zip(act) {
+        // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
+        let mut lanes = unsafe { tq2_block_lanes(block, y) };
+        scalar::accumulate_block(&mut acc, &mut lanes, [block[64], block[65]], y, contract);
+    }
+    hsum8_pairs(&acc)
+}
+
+fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
+    assert_eq!(
+        row.len(),
+        act.len() * TQ1_0_BLOCK_BYTES,
+        "tq1_0 row/activation length mismatch"
+    );
+    let mut acc = [0f32; 8];
+    let (blocks, _) = row.as_chunks::<TQ1_0_BLOCK_BYTES>();
+    for (block, y) in blocks.iter().zip(act) {
+        // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
+        let mut lanes = unsafe { tq1_block_lanes(block, y) };
+        scalar::accumulate_block(&mut acc, &mut lanes, [block[52], block[53]], y, contract);
+    }
+    hsum8_pairs(&acc)
+}
+
+/// Adds Σ code · q of 32 consecutive weights into the eight i32 lanes, weight `m` feeding lane
+/// `m / 4` (the x86 `maddubs` grouping the scalar reference defines).
+#[inline]
+#[target_feature(enable = "neon")]
+fn accumulate_lanes(lanes: &mut [int32x4_t; 2], codes: [uint8x16_t; 2], q: &[i8]) {
+    assert!(q.len() >= 32);
+    for (half, &c) in codes.iter().enumerate() {
+        // SAFETY: at least 32 readable int8 values (asserted).
+        let a = unsafe { vld1q_s8(q[16 * half..].as_ptr()) };
+        let c = vreinterpretq_s8_u8(c);
+        let low = vpaddlq_s16(vmull_s8(vget_low_s8(c), vget_low_s8(a)));
+        let high = vpaddlq_s16(vmull_high_s8(c, a));
+        lanes[half] = vaddq_s32(lanes[half], vpaddq_s32(low, high));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn store_lanes(lanes: [int32x4_t; 2]) -> [i32; 8] {
+    let mut out = [0i32; 8];
+    // SAFETY: `out` has room for two vectors of four lanes.
+    unsafe {
+        vst1q_s32(out.as_mut_ptr(), lanes[0]);
+        vst1q_s32(out[4..].as_mut_ptr(), lanes[1]);
+    }
+    out
+}
+
+#[target_feature(enable = "neon")]
+fn tq2_block_lanes(block: &[u8; TQ2_0_BLOCK_BYTES], y: &BlockQ8K) -> [i32; 8] {
+    let mask = vdupq_n_u8(3);
+    let mut lanes = [vdupq_n_s32(0); 2];
+    for half in 0..2 {
+        // SAFETY: bytes 32·half..32·half + 32 of the block are readable.
+        let packed = unsafe {
+            [
+                vld1q_u8(block[32 * half..].as_ptr()),
+                vld1q_u8(block[32 * half + 16..].as_ptr()),
+            ]
+        };
+        for l in 0..4 {
+            let shift = vdupq_n_s8(-2 * l as i8);
+            let codes = packed.map(|p| vandq_u8(vshlq_u8(p, shift), mask));
+            accumulate_lanes(&mut lanes, codes, &y.qs[128 * half + 32 * l..]);
+        }
+    }
+    store_lanes(lanes)
+}
+
+/// Trit `n` of every byte of `bytes`: `((byte · 3ⁿ mod 256) · 3) >> 8`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn trits(bytes: uint8x16_t, n: usize) -> uint8x16_t {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let shifted = vmulq_u8(bytes, vdupq_n_u8(POW3[n]));
+    let three = vdup_n_u8(3);
+    let low = vshrn_n_u16::<8>(vmull_u8(vget_low_u8(shifted), three));
+    let high = vshrn_n_u16::<8>(vmull_high_u8(shifted, vdupq_n_u8(3)));
+    vcombine_u8(low, high)
+}
+
+#[target_feature(enable = "neon")]
+fn tq1_block_lanes(block: &[u8; TQ1_0_BLOCK_BYTES], y: &BlockQ8K) -> [i32; 8] {
+    let mut lanes = [vdupq_n_s32(0); 2];
+    // SAFETY: bytes 0..48 of the 54-byte block are readable.
+    let (q0, q1, q2) = unsafe {
+        (
+            vld1q_u8(block.as_ptr()),
+            vld1q_u8(block[16..].as_ptr()),
+            vld1q_u8(block[32..].as_ptr()),
+        )
+    };
+    // qs[0..32]: trit n of byte m is weight 32n + m.
+    for n in 0..5 {
+        accumulate_lanes(&mut lanes, [trits(q0, n), trits(q1, n)], &y.qs[32 * n..]);
+    }
+    // qs[32..48]: trit n of byte m is weight 160 + 16n + m, so two trits fill 32 weights; the
+    // fifth trit (weights 224..240) pairs with the qh trits (weights 240..256).
+    for n in [0, 2] {
+        accumulate_lanes(
+            &mut lanes,
+            [trits(q2, n), trits(q2, n + 1)],
+            &y.qs[160 + 16 * n..],
+        );
+    }
+    // qh: trit n of byte j is weight 240 + 4n + j.
+    let mut qh = [0u8; 16];
+    for (i, t) in qh.iter_mut().enumerate() {
+        *t = crate::formats::trit(block[48 + i % 4], i / 4);
+    }
+    // SAFETY: `qh` holds 16 bytes.
+    let qh = unsafe { vld1q_u8(qh.as_ptr()) };
+    accumulate_lanes(&mut lanes, [trits(q2, 4), qh], &y.qs[224..]);
+    store_lanes(lanes)
 }

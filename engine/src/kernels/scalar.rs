@@ -32,7 +32,8 @@ pub fn i2s_dot_ref(codes: &[u8], act: &[i8]) -> i32 {
 }
 
 /// Accumulates one block's eight i32 lanes into the float lanes: `acc += lane · (d_w · d_a)`.
-fn accumulate_block(
+/// Shared by the kernels that compute the integer lanes with SIMD, so every ISA scales alike.
+pub(crate) fn accumulate_block(
     acc: &mut [f32; 8],
     lanes: &mut [i32; 8],
     block_d: [u8; 2],

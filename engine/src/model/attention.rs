@@ -64,6 +64,18 @@ impl KvCache {
         }
     }
 
+    /// Bytes held by the cached keys and values.
+    pub fn bytes(&self) -> usize {
+        self.k
+            .iter()
+            .chain(&self.v)
+            .map(|cells| match cells {
+                Cells::F16(c) => size_of_val(c.as_slice()),
+                Cells::F32(c) => size_of_val(c.as_slice()),
+            })
+            .sum()
+    }
+
     /// Zeroes every cell.
     pub fn clear(&mut self) {
         for cells in self.k.iter_mut().chain(self.v.iter_mut()) {
@@ -197,4 +209,91 @@ fn gather(x: &[f32], stride: usize, offset: usize, width: usize) -> Vec<f32> {
         .flat_map(|token| &token[offset..offset + width])
         .copied()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::SplitMix64;
+
+    fn values(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.next_normal() as f32).collect()
+    }
+
+    /// Causal attention in f64 of every query of `q` (positions `first..`) over the keys and
+    /// values of positions `0..=position`, heads of a group sharing one KV head.
+    fn attention_f64(
+        h: HeadLayout,
+        first: usize,
+        q: &[f32],
+        keys: &[f32],
+        vals: &[f32],
+    ) -> Vec<f64> {
+        let (hd, n_embd, n_embd_kv) = (h.head_dim, h.n_embd(), h.n_embd_kv());
+        let group = h.n_head / h.n_head_kv;
+        let mut out = Vec::new();
+        for (t, query) in q.chunks(n_embd).enumerate() {
+            let seen = first + t + 1;
+            for head in 0..h.n_head {
+                let kv = (head / group) * hd;
+                let qh = &query[head * hd..(head + 1) * hd];
+                let scores: Vec<f64> = (0..seen)
+                    .map(|p| {
+                        let k = &keys[p * n_embd_kv + kv..][..hd];
+                        let dot: f64 = qh
+                            .iter()
+                            .zip(k)
+                            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                            .sum();
+                        dot / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for d in 0..hd {
+                    let value: f64 = (0..seen)
+                        .map(|p| weights[p] * f64::from(vals[p * n_embd_kv + kv + d]))
+                        .sum();
+                    out.push(value / total);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn causal_grouped_attention_matches_the_f64_formula() {
+        let h = HeadLayout {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 8,
+        };
+        let kernels = CpuKernels::best(1).unwrap();
+        let mut rng = SplitMix64::new(11);
+        let positions = 7;
+        let keys = values(&mut rng, positions * h.n_embd_kv());
+        let vals = values(&mut rng, positions * h.n_embd_kv());
+        let q = values(&mut rng, positions * h.n_embd());
+        for (f16, tol) in [(false, 1e-5), (true, 5e-3)] {
+            let mut cache = KvCache::new(h, 1, 40, f16);
+            // A batch of four positions, then three single positions.
+            for (first, len) in [(0, 4), (4, 1), (5, 1), (6, 1)] {
+                let kv = first * h.n_embd_kv()..(first + len) * h.n_embd_kv();
+                let qs = &q[first * h.n_embd()..(first + len) * h.n_embd()];
+                let actual = cache
+                    .attend(&kernels, 0, first, qs, &keys[kv.clone()], &vals[kv])
+                    .unwrap();
+                let expected = attention_f64(h, first, qs, &keys, &vals);
+                for (i, (&a, &e)) in actual.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (f64::from(a) - e).abs() <= tol * e.abs().max(1.0),
+                        "f16 {f16}, first {first} [{i}]: {a} vs {e}"
+                    );
+                }
+            }
+            let cells = 64 * h.n_embd_kv() * 2;
+            assert_eq!(cache.bytes(), cells * if f16 { 2 } else { 4 });
+        }
+    }
 }

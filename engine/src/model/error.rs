@@ -1,5 +1,6 @@
 //! Errors of model loading and evaluation.
 
+use super::DeviceError;
 use crate::formats::FormatError;
 use crate::gguf::{GgmlType, GgufError};
 use crate::kernels::KernelError;
@@ -7,6 +8,9 @@ use crate::kernels::KernelError;
 /// Why a model could not be loaded or evaluated.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The requested device cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// The file could not be read or lacks a key or tensor.
     #[error(transparent)]
     Gguf(#[from] GgufError),

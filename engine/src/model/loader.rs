@@ -1,11 +1,12 @@
 //! Loading a model: hyperparameters and per-layer tensors of a memory-mapped GGUF file.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::attention::HeadLayout;
 use super::ops::RopeKind;
-use super::{Linear, ModelError, ModelOptions};
-use crate::gguf::{GgmlType, GgufFile, ModelHparams};
+use super::{resolve_device, DeviceChoice, Linear, ModelError, ModelOptions};
+use crate::gguf::{GgmlType, GgufFile, Metadata, ModelHparams};
 use crate::kernels::CpuKernels;
 use crate::synth::Arch;
 
@@ -36,6 +37,15 @@ pub struct Layer {
     pub ffn_sub_norm: Option<Vec<f32>>,
 }
 
+/// Where the weights live: bytes of tensor data mapped from the file, and bytes copied to the heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightMemory {
+    /// Tensor data in the memory-mapped file (paged in by the OS as it is read, never copied).
+    pub mapped: usize,
+    /// Weights copied to the heap: the f32 norm vectors.
+    pub copied: usize,
+}
+
 /// A loaded model: the mapped file, its hyperparameters, tensors and kernels.
 pub struct Model {
     pub(crate) file: GgufFile,
@@ -49,11 +59,15 @@ pub struct Model {
     pub(crate) options: ModelOptions,
     pub(crate) n_vocab: usize,
     pub(crate) bos: Option<u32>,
+    device: DeviceChoice,
+    load_time: Duration,
 }
 
 impl Model {
-    /// Opens `path` and checks every tensor the graph needs.
+    /// Resolves the device, opens `path` and checks every tensor the graph needs.
     pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Self, ModelError> {
+        let start = Instant::now();
+        let device = resolve_device(options.device, options.gpu_memory_limit)?;
         let file = GgufFile::open(path)?;
         let arch_name = file.metadata().get_str("general.architecture")?;
         let arch = Arch::from_name(arch_name)
@@ -119,7 +133,44 @@ impl Model {
             options: *options,
             n_vocab,
             bos,
+            device,
+            load_time: start.elapsed(),
         })
+    }
+
+    /// The file's metadata (tokenizer, chat template, …).
+    pub fn metadata(&self) -> &Metadata {
+        self.file.metadata()
+    }
+
+    /// The device the model runs on, and why it was chosen.
+    pub fn device(&self) -> &DeviceChoice {
+        &self.device
+    }
+
+    /// How long [`Model::load`] took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Bytes of weights mapped from the file and copied to the heap.
+    pub fn weight_memory(&self) -> WeightMemory {
+        let norms = self.layers.iter().fold(self.output_norm.len(), |n, layer| {
+            n + layer.attn_norm.len()
+                + layer.ffn_norm.len()
+                + layer.attn_sub_norm.as_ref().map_or(0, Vec::len)
+                + layer.ffn_sub_norm.as_ref().map_or(0, Vec::len)
+        });
+        WeightMemory {
+            mapped: self
+                .file
+                .layout()
+                .tensors
+                .iter()
+                .map(|t| t.n_bytes as usize)
+                .sum(),
+            copied: norms * size_of::<f32>(),
+        }
     }
 
     /// The hyperparameters.

@@ -7,9 +7,10 @@
 //! vectorized `expf`; the F16 KV cache rounds keys and values when stored and the attended length is
 //! padded to 32 cells; `K·q` takes the vector dot product per token (on f16-rounded queries) while
 //! `V·p` and the dense weights follow the reference's batched dispatch. Weights stay in the
-//! memory-mapped file; only the small norm vectors are copied.
+//! memory-mapped file; only the small norm vectors are copied ([`Model::weight_memory`]).
 
 mod attention;
+mod device;
 mod error;
 mod linear;
 mod loader;
@@ -20,9 +21,10 @@ mod session;
 mod vec_math;
 
 pub use crate::synth::Arch;
+pub use device::{resolve_device, Device, DeviceChoice, DeviceError, DeviceStrategy};
 pub use error::ModelError;
 pub use linear::Linear;
-pub use loader::{Layer, Model};
+pub use loader::{Layer, Model, WeightMemory};
 pub use options::ModelOptions;
-pub use perplexity::{perplexity, Perplexity};
-pub use session::{argmax, Logits, Session};
+pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
+pub use session::{argmax, Logits, Session, TracedOp};

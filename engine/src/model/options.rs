@@ -1,5 +1,6 @@
 //! How a model is run.
 
+use super::DeviceStrategy;
 use crate::formats::FpContract;
 use crate::kernels::{Numerics, ReduceWidth};
 
@@ -12,10 +13,14 @@ pub struct ModelOptions {
     pub kv_f16: bool,
     /// Numerics of the kernels and of activation quantization.
     pub numerics: Numerics,
+    /// Which device runs the model.
+    pub device: DeviceStrategy,
+    /// The most bytes a GPU backend may allocate (`None`: no limit); unused on the CPU.
+    pub gpu_memory_limit: Option<u64>,
 }
 
 impl Default for ModelOptions {
-    /// One thread, F16 KV cache and the numerics of a GCC `-O3 -march=native` reference build on
+    /// One thread, F16 KV cache, automatic device choice and the numerics of a GCC `-O3 -march=native` reference build on
     /// this CPU, which contracts `x·s + magic` into an FMA where the CPU has one.
     fn default() -> Self {
         ModelOptions {
@@ -25,6 +30,8 @@ impl Default for ModelOptions {
                 contract: native_gcc_contract(),
                 width: ReduceWidth::native(),
             },
+            device: DeviceStrategy::Auto,
+            gpu_memory_limit: None,
         }
     }
 }

@@ -23,6 +23,17 @@ pub fn perplexity(
     n_ctx: usize,
     max_chunks: usize,
 ) -> Result<Perplexity, ModelError> {
+    perplexity_with_progress(model, tokens, n_ctx, max_chunks, |_, _| {})
+}
+
+/// [`perplexity`], calling `on_chunk(done, total)` after each chunk is scored.
+pub fn perplexity_with_progress(
+    model: &Model,
+    tokens: &[u32],
+    n_ctx: usize,
+    max_chunks: usize,
+    mut on_chunk: impl FnMut(usize, usize),
+) -> Result<Perplexity, ModelError> {
     let available = tokens.len() / n_ctx.max(1);
     let chunks = if max_chunks == 0 {
         available
@@ -38,7 +49,7 @@ pub fn perplexity(
     }
     let mut session = Session::new(model, n_ctx);
     let mut nll = Vec::with_capacity(chunks * (n_ctx - 1 - n_ctx / 2));
-    for chunk in tokens.chunks_exact(n_ctx).take(chunks) {
+    for (done, chunk) in tokens.chunks_exact(n_ctx).take(chunks).enumerate() {
         let mut input = chunk.to_vec();
         if let Some(bos) = model.bos() {
             input[0] = bos;
@@ -49,6 +60,7 @@ pub fn perplexity(
             let row = logits.row(j).expect("one row per position");
             nll.push(token_nll(row, chunk[j + 1] as usize));
         }
+        on_chunk(done + 1, chunks);
     }
     let count = nll.len() as f64;
     let mean = nll.iter().sum::<f64>() / count;

@@ -34,6 +34,48 @@ impl Logits {
     }
 }
 
+/// One intermediate tensor of an evaluation, handed to the tracer of [`Session::eval_traced`].
+///
+/// Names follow the reference's graph (`attn_norm`, `Qcur`, `Kcur`, `Vcur`, `kqv_out`,
+/// `attn_sub_norm`, `attn_o_out`, `ffn_inp`, `ffn_norm`, `ffn_sub_out`, `ffn_sub_norm`,
+/// `ffn_down`, `ffn_out`, `l_out` per layer; `result_norm`, `result_output` at the end);
+/// values are token-major, the innermost axis first, as ggml lays them out.
+#[derive(Debug, Clone, Copy)]
+pub struct TracedOp<'a> {
+    /// The op's name.
+    pub op: &'static str,
+    /// The block it belongs to; `None` after the last block.
+    pub layer: Option<usize>,
+    /// Its values for every token of the batch.
+    pub values: &'a [f32],
+}
+
+impl<'a> TracedOp<'a> {
+    fn layer(op: &'static str, layer: usize, values: &'a [f32]) -> Self {
+        TracedOp {
+            op,
+            layer: Some(layer),
+            values,
+        }
+    }
+
+    fn last(op: &'static str, values: &'a [f32]) -> Self {
+        TracedOp {
+            op,
+            layer: None,
+            values,
+        }
+    }
+
+    /// The reference's name of the tensor: `op-layer` inside a block, `op` after the blocks.
+    pub fn graph_name(&self) -> String {
+        match self.layer {
+            Some(layer) => format!("{}-{layer}", self.op),
+            None => self.op.to_string(),
+        }
+    }
+}
+
 /// The index of the largest value (the first on ties).
 pub fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
@@ -75,6 +117,16 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// The model this session evaluates.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// Bytes of the KV cache (allocated in full when the session is created).
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+
     /// The context length.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
@@ -94,6 +146,25 @@ impl<'m> Session<'m> {
     /// Evaluates `tokens` as one batch after the cached positions; returns the logits of every
     /// token (`all_logits`) or of the last one.
     pub fn eval(&mut self, tokens: &[u32], all_logits: bool) -> Result<Logits, ModelError> {
+        self.run(tokens, all_logits, &mut |_| {})
+    }
+
+    /// [`Session::eval`] with the logits of every token, handing each intermediate tensor to
+    /// `trace` as it is computed, named as the reference's graph names it (see [`TracedOp`]).
+    pub fn eval_traced(
+        &mut self,
+        tokens: &[u32],
+        trace: &mut dyn FnMut(TracedOp<'_>),
+    ) -> Result<Logits, ModelError> {
+        self.run(tokens, true, trace)
+    }
+
+    fn run(
+        &mut self,
+        tokens: &[u32],
+        all_logits: bool,
+        trace: &mut dyn FnMut(TracedOp<'_>),
+    ) -> Result<Logits, ModelError> {
         let model = self.model;
         if tokens.is_empty() {
             return Err(ModelError::Request("empty batch".into()));
@@ -127,6 +198,7 @@ impl<'m> Session<'m> {
         for (il, layer) in model.layers.iter().enumerate() {
             let mut h = x.clone();
             rms_norm(&mut h, n_embd, &layer.attn_norm, eps);
+            trace(TracedOp::layer("attn_norm", il, &h));
             let mut q = layer.wq.apply(bytes, kernels, &h)?;
             let mut k = layer.wk.apply(bytes, kernels, &h)?;
             let v = layer.wv.apply(bytes, kernels, &h)?;
@@ -159,19 +231,34 @@ impl<'m> Session<'m> {
                     contract,
                 );
             }
+            trace(TracedOp::layer("Qcur", il, &q));
+            trace(TracedOp::layer("Kcur", il, &k));
+            trace(TracedOp::layer("Vcur", il, &v));
             let mut attn = self.cache.attend(kernels, il, self.n_past, &q, &k, &v)?;
+            // The reference's `kqv_out` is the attention output where a sub-norm follows it,
+            // and the output projection's result in the plain llama graph.
             if let Some(w) = &layer.attn_sub_norm {
+                trace(TracedOp::layer("kqv_out", il, &attn));
                 rms_norm(&mut attn, n_embd, w, eps);
+                trace(TracedOp::layer("attn_sub_norm", il, &attn));
             }
             let mut cur = layer.wo.apply(bytes, kernels, &attn)?;
+            let projected = if layer.attn_sub_norm.is_some() {
+                "attn_o_out"
+            } else {
+                "kqv_out"
+            };
+            trace(TracedOp::layer(projected, il, &cur));
             if il + 1 == model.layers.len() && !all_logits {
                 cur.drain(..(tokens.len() - 1) * n_embd);
                 x.drain(..(tokens.len() - 1) * n_embd);
             }
             add_assign(&mut cur, &x);
             let ffn_inp = cur;
+            trace(TracedOp::layer("ffn_inp", il, &ffn_inp));
             let mut h = ffn_inp.clone();
             rms_norm(&mut h, n_embd, &layer.ffn_norm, eps);
+            trace(TracedOp::layer("ffn_norm", il, &h));
             let up = layer.ffn_up.apply(bytes, kernels, &h)?;
             let mut act = layer.ffn_gate.apply(bytes, kernels, &h)?;
             match model.arch {
@@ -181,15 +268,24 @@ impl<'m> Session<'m> {
                 }
             }
             if let Some(w) = &layer.ffn_sub_norm {
+                trace(TracedOp::layer("ffn_sub_out", il, &act));
                 rms_norm(&mut act, n_ff, w, eps);
+                trace(TracedOp::layer("ffn_sub_norm", il, &act));
             }
             let mut out = layer.ffn_down.apply(bytes, kernels, &act)?;
+            trace(TracedOp::layer("ffn_down", il, &out));
+            if layer.ffn_sub_norm.is_none() {
+                trace(TracedOp::layer("ffn_out", il, &out));
+            }
             add_assign(&mut out, &ffn_inp);
+            trace(TracedOp::layer("l_out", il, &out));
             x = out;
         }
         self.n_past += tokens.len();
         rms_norm(&mut x, n_embd, &model.output_norm, eps);
+        trace(TracedOp::last("result_norm", &x));
         let values = model.output.apply(bytes, kernels, &x)?;
+        trace(TracedOp::last("result_output", &values));
         Ok(Logits {
             n_vocab: model.n_vocab,
             values,

@@ -6,6 +6,7 @@
 
 mod error;
 mod rng;
+mod shapes;
 mod spec;
 mod vocab;
 mod writer;
@@ -14,4 +15,4 @@ pub use error::SynthError;
 pub use rng::SplitMix64;
 pub use spec::{Arch, SynthSpec, VocabSource, WeightFormat};
 pub use vocab::{byte_level_vocab, byte_symbol, ByteLevelVocab};
-pub use writer::{build_model, write_model};
+pub use writer::{build_model, write_model, write_model_with_progress};

@@ -28,6 +28,9 @@ impl Arch {
         }
     }
 
+    /// Every `general.architecture` string [`Arch::from_name`] accepts.
+    pub const NAMES: [&'static str; 4] = ["bitnet", "bitnet-b1.58", "bitnet-25", "llama"];
+
     /// The architecture of a `general.architecture` string (`bitnet-25` is an alias of
     /// `bitnet-b1.58`).
     pub fn from_name(name: &str) -> Option<Self> {
@@ -110,6 +113,9 @@ pub enum VocabSource {
     Gguf(PathBuf),
     /// The small GPT-2 byte-level vocabulary of [`super::byte_level_vocab`].
     ByteLevel,
+    /// The byte-level vocabulary padded with unused placeholder tokens to this many entries:
+    /// for benchmark models, where only the vocabulary size matters.
+    ByteLevelPadded(usize),
 }
 
 /// A synthetic model: shapes, formats, vocabulary and seed.
@@ -202,5 +208,22 @@ impl SynthSpec {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_name_parses_and_every_arch_is_listed() {
+        for name in Arch::NAMES {
+            assert!(Arch::from_name(name).is_some(), "{name}");
+        }
+        for arch in Arch::ALL {
+            assert!(Arch::NAMES.contains(&arch.name()), "{arch:?}");
+        }
+        assert_eq!(Arch::from_name("bitnet-25"), Some(Arch::BitnetB158));
+        assert_eq!(Arch::from_name("gpt2"), None);
     }
 }

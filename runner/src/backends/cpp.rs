@@ -4,12 +4,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bitnet_conformance::backend::{
-    Backend, BackendError, BackendInfo, Capabilities, GenerateRequest, LogitsRequest,
+    Backend, BackendError, BackendInfo, Capabilities, GenerateRequest, GraphTensor, LogitsRequest,
     PerplexityOutput, PerplexityRequest, PerplexityText, PromptLogits, QuantOutput, QuantRequest,
-    TensorInfo, TensorTable, TokenizeRequest,
+    TensorInfo, TensorTable, TokenizeRequest, TraceRequest,
 };
 use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFormat};
 use bitnet_conformance::inputs::random_tokens;
+use bitnet_conformance::localize::{FINAL_OPS, LAYER_OPS};
 use bitnet_ffi_cpp::{
     reference_info, Context, ContextParams, GgmlType, GgufHeader, Model, ModelParams, RefError,
 };
@@ -29,7 +30,11 @@ impl CppBackend {
         let capabilities = Capabilities {
             kinds: CaseKind::ALL.into_iter().collect(),
             formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
-            archs: BTreeSet::new(),
+            archs: bitnet_ffi_cpp::reference_info()
+                .architectures
+                .iter()
+                .map(|arch| arch.to_string())
+                .collect(),
             device: Device::Cpu,
             features: BTreeSet::from([Capability::Reference]),
         };
@@ -89,13 +94,22 @@ impl CppBackend {
     /// A context of `n_ctx` tokens on one thread: trials already run in parallel, and ggml's
     /// spinning thread pools starve each other when several contexts share the cores.
     fn context(&self, model: &Model, n_ctx: usize) -> Result<Context, BackendError> {
+        self.capturing_context(model, n_ctx, Vec::new())
+    }
+
+    fn capturing_context(
+        &self,
+        model: &Model,
+        n_ctx: usize,
+        capture: Vec<String>,
+    ) -> Result<Context, BackendError> {
         let n_ctx = u32::try_from(n_ctx)
             .map_err(|_| BackendError::Failed(format!("context of {n_ctx} tokens")))?;
         let params = ContextParams {
             n_ctx,
             n_batch: n_ctx,
             n_threads: 1,
-            ..ContextParams::default()
+            capture,
         };
         model.new_context(&params).map_err(failed)
     }
@@ -226,6 +240,38 @@ impl Backend for CppBackend {
                     logits: logits.into_vec(),
                     tokens,
                 })
+            })
+            .collect()
+    }
+
+    fn trace(&self, request: &TraceRequest<'_>) -> Result<Vec<GraphTensor>, BackendError> {
+        let model = self.load(request.model, false)?;
+        let tokens = model
+            .tokenize(request.prompt, request.add_bos, false)
+            .map_err(failed)?;
+        let patterns = LAYER_OPS
+            .iter()
+            .map(|op| format!("{op}-*"))
+            .chain(FINAL_OPS.iter().map(|op| op.to_string()))
+            .collect();
+        let mut context = self.capturing_context(&model, tokens.len().max(8), patterns)?;
+        context.eval(&tokens).map_err(failed)?;
+        // ggml names views of a tensor after it (`Qcur-0 (reshaped)`, `Vcur-0 (transposed)`):
+        // they hold no new values, so only the computed tensors are kept.
+        context
+            .take_captures()
+            .map_err(failed)?
+            .into_iter()
+            .filter(|capture| !capture.name.ends_with(')'))
+            .map(|capture| match capture.data {
+                Some(values) => Ok(GraphTensor {
+                    name: capture.name,
+                    values,
+                }),
+                None => Err(BackendError::Failed(format!(
+                    "captured tensor `{}` has a type the reference cannot convert to f32",
+                    capture.name
+                ))),
             })
             .collect()
     }

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bitnet_conformance::backend::{
-    Backend, BackendError, BackendInfo, Capabilities, GenerateRequest, LogitsRequest,
+    Backend, BackendError, BackendInfo, Capabilities, GenerateRequest, GraphTensor, LogitsRequest,
     PerplexityOutput, PerplexityRequest, PerplexityText, PromptLogits, QuantOutput, QuantRequest,
-    TensorInfo, TensorTable, TokenizeRequest,
+    TensorInfo, TensorTable, TokenizeRequest, TraceRequest,
 };
 use bitnet_conformance::case::{BackendId, CaseKind, Device, QuantFormat};
 use bitnet_conformance::inputs::random_tokens;
@@ -19,6 +19,7 @@ use bitnet_engine::formats::{
 use bitnet_engine::gguf::GgufFile;
 use bitnet_engine::kernels::{CpuKernels, Isa, KernelError, Numerics};
 use bitnet_engine::model::{perplexity, Model, ModelOptions, Session};
+use bitnet_engine::synth::Arch;
 use bitnet_engine::tokenizer::Tokenizer;
 
 use super::{compared_packed_len, isa_capabilities};
@@ -46,7 +47,7 @@ impl EngineBackend {
         let capabilities = Capabilities {
             kinds,
             formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
-            archs: BTreeSet::new(),
+            archs: Arch::NAMES.iter().map(|arch| arch.to_string()).collect(),
             device: Device::Cpu,
             features: isa_capabilities(isa).into_iter().collect(),
         };
@@ -100,6 +101,7 @@ impl EngineBackend {
             threads: self.kernels.threads(),
             kv_f16: true,
             numerics: self.kernels.numerics(),
+            ..ModelOptions::default()
         };
         let model = Model::load(path, &options).map_err(|e| load_error(path, e))?;
         let tokenizer = tokenizer(path)?;
@@ -199,6 +201,22 @@ impl Backend for EngineBackend {
                 })
             })
             .collect()
+    }
+
+    fn trace(&self, request: &TraceRequest<'_>) -> Result<Vec<GraphTensor>, BackendError> {
+        let (model, tokenizer) = self.load(request.model)?;
+        let tokens = tokenizer.encode(request.prompt, request.add_bos, false);
+        let mut session = Session::new(&model, tokens.len().max(8));
+        let mut traced = Vec::new();
+        session
+            .eval_traced(&tokens, &mut |op| {
+                traced.push(GraphTensor {
+                    name: op.graph_name(),
+                    values: op.values.to_vec(),
+                })
+            })
+            .map_err(failed)?;
+        Ok(traced)
     }
 
     fn perplexity(

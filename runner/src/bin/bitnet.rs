@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bitnet_runner::bench::{self, BenchArgs, WorkerArgs};
+use bitnet_runner::generate_command::{self, GenerateArgs};
 use bitnet_runner::inspect::InspectReport;
+use bitnet_runner::models::{self, ModelsArgs};
 use bitnet_runner::text_commands;
 use clap::{Parser, Subcommand};
 
@@ -17,6 +20,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Throughput of the engine beside the linked bitnet.cpp reference, llama-bench style.
+    Bench(BenchArgs),
+    /// One side of `bitnet bench`, run by it in a child process.
+    #[command(hide = true)]
+    BenchWorker(WorkerArgs),
+    /// Real models: list the declared ones, verify the files found, download into the cache.
+    Models(ModelsArgs),
     /// Print a GGUF file's header, hyper-parameters, tokenizer, tensors and validation report.
     Inspect {
         /// The GGUF file.
@@ -25,27 +35,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Greedy generation from a prompt, streamed as it is produced.
-    Generate {
-        /// The GGUF model.
-        #[arg(short, long)]
-        model: PathBuf,
-        /// The prompt text.
-        #[arg(short, long)]
-        prompt: String,
-        /// Tokens to generate.
-        #[arg(short, long, default_value_t = 64)]
-        n_predict: usize,
-        /// Threads for the matrix products.
-        #[arg(short, long, default_value_t = 1)]
-        threads: usize,
-        /// Context size (0: the model's training context).
-        #[arg(short, long, default_value_t = 0)]
-        ctx: usize,
-        /// Keep the KV cache in f32 instead of f16.
-        #[arg(long)]
-        kv_f32: bool,
-    },
+    /// Generation from a prompt (greedy or sampled), streamed as it is produced.
+    Generate(GenerateArgs),
     /// Perplexity of a text file (llama-perplexity's protocol).
     Perplexity {
         /// The GGUF model.
@@ -63,6 +54,9 @@ enum Command {
         /// Threads for the matrix products.
         #[arg(short, long, default_value_t = 1)]
         threads: usize,
+        /// Write each scored token's negative log-likelihood to this file, one per line.
+        #[arg(long, value_name = "FILE")]
+        nll_out: Option<PathBuf>,
     },
     /// Token ids of a text with a GGUF file's tokenizer.
     Tokenize {
@@ -93,6 +87,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Bench(args) => {
+            bench::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchWorker(args) => {
+            bench::run_worker(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models(args) => models::run(args),
         Command::Inspect { file, json } => {
             let report = InspectReport::of(&file);
             if json {
@@ -108,15 +111,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Generate {
-            model,
-            prompt,
-            n_predict,
-            threads,
-            ctx,
-            kv_f32,
-        } => {
-            text_commands::generate(&model, &prompt, n_predict, threads, ctx, !kv_f32)?;
+        Command::Generate(args) => {
+            generate_command::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Perplexity {
@@ -125,8 +121,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ctx,
             chunks,
             threads,
+            nll_out,
         } => {
-            text_commands::perplexity_of_file(&model, &file, ctx, chunks, threads)?;
+            text_commands::perplexity_of_file(
+                &model,
+                &file,
+                ctx,
+                chunks,
+                threads,
+                nll_out.as_deref(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokenize {

@@ -10,14 +10,14 @@ use bitnet_conformance::backend::{
     QuantRequest, TokenizeRequest,
 };
 use bitnet_conformance::case::{
-    held_out_tail, BackendId, Case, CaseParams, FileCheckError, FileRef, FileRoot, Input,
+    held_out_tail, BackendId, Case, CaseParams, FileCheckError, FileRef, FileRoot, Input, Origin,
     TextSource,
 };
 use bitnet_conformance::inputs::{activations, parse_tokenizer_vectors, VectorFileError};
-use bitnet_conformance::tolerance::Tolerances;
+use bitnet_conformance::tolerance::{Bound, Metric, Tolerances};
 use bitnet_conformance::trial::{
-    check_alignment, check_generate, check_logits, check_perplexity, check_quantization,
-    check_tokenize, Trial,
+    check_alignment, check_generate, check_logits, check_perplexity, check_perplexity_expected,
+    check_quantization, check_tokenize, Trial,
 };
 use bitnet_conformance::verdict::{Outcome, Verdict};
 use bitnet_conformance::xfail::Xfails;
@@ -25,6 +25,7 @@ use bitnet_engine::gguf::{GgmlType, GgufFile};
 
 use crate::backends::ExpectedBackend;
 
+use super::diagnose::localize_logits;
 use super::snapshot::{self, Summary};
 
 /// Everything a trial needs, shared by all trials of a run.
@@ -110,7 +111,11 @@ pub struct Executed {
 /// Runs `trial` and judges it.
 pub fn execute(context: &RunContext, trial: &Trial) -> Result<Executed, TrialError> {
     let (verdict, summary) = measure(context, trial)?;
-    let snapshot = snapshot::check(&context.snapshots(), &trial.case.id, &summary).err();
+    // Real models are not in the repository, so neither are snapshots of their outputs.
+    let snapshot = match trial.case.origin {
+        Origin::CaseFile => snapshot::check(&context.snapshots(), &trial.case.id, &summary).err(),
+        Origin::RealModel { .. } => None,
+    };
     Ok(Executed {
         outcome: context.xfails.judge(verdict),
         snapshot,
@@ -190,7 +195,20 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
             let sides = sides(context, trial)?;
             let candidate = on(c, sides.candidate.logits(&request))?;
             let reference = on(r, sides.reference.logits(&request))?;
-            let verdict = check_logits(trial, tolerances, &candidate, &reference);
+            let mut verdict = check_logits(trial, tolerances, &candidate, &reference);
+            if !verdict.passed() {
+                let bound = match tolerances.resolve(case, trial.pair, Metric::Nmse).bound {
+                    Bound::Max(limit) => limit,
+                    _ => 0.0,
+                };
+                verdict.diagnosis.push(localize_logits(
+                    sides.candidate,
+                    sides.reference,
+                    &request,
+                    (&candidate, &reference),
+                    bound,
+                ));
+            }
             let tokens: Vec<Vec<u32>> = candidate.into_iter().map(|p| p.tokens).collect();
             Ok((verdict, Summary::tokens(&params.prompts, &tokens)))
         }
@@ -215,6 +233,15 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
                 ctx: params.ctx,
                 chunks: params.chunks,
             };
+            if r == BackendId::Expected {
+                let published = params.expected_ppl.ok_or_else(|| {
+                    TrialError::Input("the `expected` reference needs `expected_ppl`".into())
+                })?;
+                let candidate = context.backends.get(&c).ok_or(TrialError::Missing(c))?;
+                let candidate = on(c, candidate.perplexity(&request))?;
+                let verdict = check_perplexity_expected(trial, tolerances, &candidate, published);
+                return Ok((verdict, Summary::scored(candidate.nll.len())));
+            }
             let sides = sides(context, trial)?;
             let candidate = on(c, sides.candidate.perplexity(&request))?;
             let reference = on(r, sides.reference.perplexity(&request))?;

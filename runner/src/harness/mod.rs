@@ -2,9 +2,13 @@
 //! backends, one libtest-mimic trial per case × pair, then the summary table, the JSON receipt
 //! and JUnit XML.
 
+mod archs;
+mod diagnose;
 mod execute;
+mod heartbeat;
 mod junit;
 mod options;
+mod real;
 mod receipt;
 mod record;
 mod snapshot;
@@ -23,6 +27,7 @@ use bitnet_conformance::xfail::{XfailError, Xfails};
 use libtest_mimic::{Completion, Conclusion, Failed};
 
 use crate::backends::Backends;
+use crate::models::ModelDirs;
 
 pub use execute::{execute, Executed, RunContext, TrialError};
 pub use options::{Options, OptionsError, Shard};
@@ -57,7 +62,12 @@ type Records = Arc<Mutex<Vec<Record>>>;
 /// Runs the harness and returns libtest's conclusion; trials failing never make this an error.
 pub fn run(mut options: Options) -> Result<Conclusion, HarnessError> {
     let started = Instant::now();
-    let discovered = discover(&options.fixtures);
+    let mut discovered = discover(&options.fixtures);
+    let (models_file, named) = options.models_file();
+    let model_dirs = ModelDirs::from_env(options.models.clone(), options.cache.clone());
+    let real = real::prepare(&models_file, named, &model_dirs);
+    discovered.cases.extend(real.cases);
+    discovered.errors.extend(real.errors);
     let tolerances = Tolerances::load(&options.tolerances)?;
     let xfails = if options.xfails.exists() {
         Xfails::load(&options.xfails)?
@@ -74,6 +84,11 @@ pub fn run(mut options: Options) -> Result<Conclusion, HarnessError> {
     if data_present {
         environment.granted.insert(Capability::Data);
     }
+    if options.slow {
+        environment.granted.insert(Capability::Slow);
+    }
+    environment.model_archs =
+        archs::model_architectures(&discovered.cases, &options.fixtures, &options.data);
     let mut trials = expand_all(discovered.cases, &environment);
     if !data_present {
         let why = format!(
@@ -84,6 +99,14 @@ pub fn run(mut options: Options) -> Result<Conclusion, HarnessError> {
             if trial.case.needs.contains(&Capability::Data) {
                 trial.ignore = Some(why.clone());
             }
+        }
+    }
+    for trial in &mut trials {
+        if let Some(why) = real.missing.get(&trial.case.id) {
+            trial.ignore = Some(match trial.ignore.take() {
+                Some(also) => format!("{why}; also: {also}"),
+                None => why.clone(),
+            });
         }
     }
     if let Some(shard) = options.shard {
@@ -129,10 +152,16 @@ pub fn run(mut options: Options) -> Result<Conclusion, HarnessError> {
         options.test.ignored = false;
         options.test.include_ignored = true;
     }
-    let run_ignored = options.test.include_ignored;
+    let ignored = if options.strict {
+        IgnoredTrials::FailStrict
+    } else if options.test.include_ignored {
+        IgnoredTrials::Fail
+    } else {
+        IgnoredTrials::Ignore
+    };
     let cases: Vec<Arc<Case>> = trials.iter().map(|t| Arc::clone(&t.case)).collect();
     for trial in trials {
-        tests.push(case_trial(trial, &context, &records, run_ignored));
+        tests.push(case_trial(trial, &context, &records, ignored));
     }
 
     let conclusion = libtest_mimic::run(&options.test, tests);
@@ -205,28 +234,46 @@ fn failing_trial(
     })
 }
 
+/// What becomes of a trial that cannot run here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IgnoredTrials {
+    /// Reported as ignored, with its reason.
+    Ignore,
+    /// Failed: `--include-ignored` asked to run it.
+    Fail,
+    /// Failed: `--strict` (or `BITNET_STRICT=1`) allows nothing to be left out.
+    FailStrict,
+}
+
 fn case_trial(
     trial: Trial,
     context: &Arc<RunContext>,
     records: &Records,
-    run_ignored: bool,
+    ignored: IgnoredTrials,
 ) -> libtest_mimic::Trial {
     let context = Arc::clone(context);
     let records = Arc::clone(records);
     let name = trial.name.clone();
     libtest_mimic::Trial::ignorable_test(name, move || {
         let started = Instant::now();
-        let (status, verdict, result) = match &trial.ignore {
-            Some(reason) if !run_ignored => (
+        let (status, verdict, result) = match (&trial.ignore, ignored) {
+            (Some(reason), IgnoredTrials::Ignore) => (
                 Status::Ignored(reason.clone()),
                 None,
                 Ok(Completion::ignored_with(reason)),
             ),
-            Some(reason) => {
+            (Some(reason), IgnoredTrials::Fail) => {
                 let message = format!("ignored trial cannot pass: {reason}");
                 (Status::Failed(message.clone()), None, Err(message.into()))
             }
-            None => judge(&context, &trial.name, execute(&context, &trial)),
+            (Some(reason), IgnoredTrials::FailStrict) => {
+                let message = format!("strict mode: this trial would be ignored: {reason}");
+                (Status::Failed(message.clone()), None, Err(message.into()))
+            }
+            (None, _) => {
+                let _progress = heartbeat::Heartbeat::on_stderr(&trial.name);
+                judge(&context, &trial.name, execute(&context, &trial))
+            }
         };
         push(
             &records,

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use bitnet_conformance::models::MODELS_FILE;
 use libtest_mimic::Arguments;
+
+use crate::models::MODELS_FILE_VAR;
 
 /// Where things are and what to write, besides libtest's own arguments.
 #[derive(Debug, Clone)]
@@ -22,6 +25,18 @@ pub struct Options {
     pub report: Option<PathBuf>,
     /// Where to write JUnit XML.
     pub junit: Option<PathBuf>,
+    /// The models file, when named (`--models-file`, `BITNET_MODELS_FILE`); otherwise
+    /// `models.yaml` in the fixtures root, if there is one.
+    pub models_file: Option<PathBuf>,
+    /// Folders holding real model files (`--models`, repeatable; `BITNET_MODELS` adds more).
+    pub models: Vec<PathBuf>,
+    /// The download cache (`--cache`; else `BITNET_CACHE` or the user's cache folder).
+    pub cache: Option<PathBuf>,
+    /// Every trial that would be ignored fails instead, with the same reason
+    /// (`--strict`, `BITNET_STRICT=1`).
+    pub strict: bool,
+    /// Runs cases that need `slow` (`--slow`, `BITNET_SLOW=1`).
+    pub slow: bool,
     /// Filtering, listing, threads: libtest's own arguments.
     pub test: Arguments,
 }
@@ -70,7 +85,8 @@ pub enum OptionsError {
 
 impl Options {
     /// Parses `args` (program name first). Our flags come out wherever they stand; defaults
-    /// come from the environment (`BITNET_FIXTURES`, `BITNET_DATA_DIR`), then the workspace.
+    /// come from the environment (`BITNET_FIXTURES`, `BITNET_DATA_DIR`, `BITNET_MODELS_FILE`,
+    /// `BITNET_STRICT`, `BITNET_SLOW`), then the workspace.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, OptionsError> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let workspace = manifest.parent().unwrap_or(manifest);
@@ -83,6 +99,11 @@ impl Options {
             shard: None,
             report: None,
             junit: None,
+            models_file: env_path(MODELS_FILE_VAR).filter(|p| !p.as_os_str().is_empty()),
+            models: Vec::new(),
+            cache: None,
+            strict: env_flag("BITNET_STRICT"),
+            slow: env_flag("BITNET_SLOW"),
             test: Arguments::default(),
         };
         let mut rest = Vec::new();
@@ -94,9 +115,28 @@ impl Options {
                 }
                 _ => (arg.clone(), None),
             };
+            match (flag.as_str(), &inline) {
+                ("--strict", None) => {
+                    options.strict = true;
+                    continue;
+                }
+                ("--slow", None) => {
+                    options.slow = true;
+                    continue;
+                }
+                _ => {}
+            }
             if !matches!(
                 flag.as_str(),
-                "--fixtures" | "--tolerances" | "--data" | "--shard" | "--report" | "--junit"
+                "--fixtures"
+                    | "--tolerances"
+                    | "--data"
+                    | "--shard"
+                    | "--report"
+                    | "--junit"
+                    | "--models-file"
+                    | "--models"
+                    | "--cache"
             ) {
                 rest.push(arg);
                 continue;
@@ -113,12 +153,31 @@ impl Options {
                 "--data" => options.data = value.into(),
                 "--shard" => options.shard = Some(value.parse()?),
                 "--report" => options.report = Some(value.into()),
+                "--models-file" => options.models_file = Some(value.into()),
+                "--models" => options.models.push(value.into()),
+                "--cache" => options.cache = Some(value.into()),
                 _ => options.junit = Some(value.into()),
             }
         }
         options.test = Arguments::from_iter(rest);
         Ok(options)
     }
+
+    /// The models file to read and whether it was named (a named file must exist).
+    pub fn models_file(&self) -> (PathBuf, bool) {
+        match &self.models_file {
+            Some(file) => (file.clone(), true),
+            None => (self.fixtures.join(MODELS_FILE), false),
+        }
+    }
+}
+
+/// Whether the variable `name` is set to something other than empty, `0`, `false` or `no`.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| {
+        let value = value.trim().to_ascii_lowercase();
+        !matches!(value.as_str(), "" | "0" | "false" | "no")
+    })
 }
 
 /// `name` in the folder that holds `workspace`.
@@ -151,6 +210,36 @@ mod tests {
         assert_eq!(options.data, PathBuf::from("/d"));
         assert_eq!(options.test.filter.as_deref(), Some("quantization/"));
         assert!(options.test.exact);
+    }
+
+    #[test]
+    fn model_flags_and_strict_mode() {
+        let options = parse(&[
+            "conformance",
+            "--strict",
+            "--models",
+            "/m1",
+            "--models=/m2",
+            "--models-file",
+            "/f/models.yaml",
+            "--cache",
+            "/c",
+            "--slow",
+            "real.",
+        ]);
+        assert!(options.strict && options.slow);
+        assert_eq!(options.models, [PathBuf::from("/m1"), PathBuf::from("/m2")]);
+        assert_eq!(options.cache, Some(PathBuf::from("/c")));
+        assert_eq!(
+            options.models_file(),
+            (PathBuf::from("/f/models.yaml"), true)
+        );
+        assert_eq!(options.test.filter.as_deref(), Some("real."));
+        let plain = parse(&["conformance", "--fixtures", "/fx"]);
+        assert_eq!(
+            plain.models_file().1,
+            std::env::var_os(MODELS_FILE_VAR).is_some()
+        );
     }
 
     #[test]

@@ -1,0 +1,405 @@
+//! The results of a benchmark: the JSON report and the llama-bench-like table.
+
+use bitnet_ffi_cpp::ReferenceInfo;
+use serde::Serialize;
+
+use super::bandwidth::{achieved_bandwidth, fraction_of, DecodeTraffic, ReadBandwidth};
+use super::machine::CpuInfo;
+use super::stats::Spread;
+use super::workload::BenchTest;
+
+/// Everything one `bitnet bench` run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// The model benchmarked.
+    pub model: ModelSummary,
+    /// The machine, with its probed memory read bandwidth.
+    pub machine: MachineSummary,
+    /// Version of the engine.
+    pub engine_version: &'static str,
+    /// The reference linked in (absent for `--engine-only`).
+    pub reference: Option<ReferenceInfo>,
+    /// Thread counts, in the order run.
+    pub threads: Vec<usize>,
+    /// Repetitions of each test on each side.
+    pub reps: usize,
+    /// How the tests are run.
+    pub method: &'static str,
+    /// One entry per test and thread count.
+    pub results: Vec<TestResult>,
+}
+
+/// How the tests are run, for readers of the report.
+pub const METHOD: &str = "ppN: one batch of N tokens in a fresh context, logits of the last only; \
+     tgN: N single-token decodes after an untimed 8-token prompt. Each test and thread count runs \
+     in fresh worker processes (one per side, loaded and warmed up before timing), alternating \
+     engine and reference each repetition. Peak RSS is the worker's VmHWM (ru_maxrss off Linux). \
+     Decode bandwidth is the block matrices plus the whole output head per token, times tokens/s.";
+
+/// The model and its decode traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// The file.
+    pub path: String,
+    /// The synthetic shape, when the model is one.
+    pub shape: Option<&'static str>,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// Size of the file.
+    pub file_bytes: u64,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// Blocks.
+    pub n_layer: u32,
+    /// Width.
+    pub n_embd: u32,
+    /// Bytes one decoded token streams.
+    pub decode_traffic: DecodeTraffic,
+    /// Seconds spent generating the synthetic file in this run (absent when it was cached or
+    /// given).
+    pub generated_seconds: Option<f64>,
+}
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineSummary {
+    /// CPU model and flags.
+    pub cpu: CpuInfo,
+    /// The read bandwidth probe, once per thread count.
+    pub memory_read_bandwidth: Vec<ReadBandwidth>,
+}
+
+/// One test at one thread count, on each side.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// `pp128`, `tg32`.
+    pub test: String,
+    /// The test.
+    pub kind: BenchTest,
+    /// Threads of both sides.
+    pub threads: usize,
+    /// The engine's figures.
+    pub engine: SideResult,
+    /// The reference's figures (absent for `--engine-only`).
+    pub reference: Option<SideResult>,
+    /// Median tokens/s of the engine over that of the reference.
+    pub ratio: Option<f64>,
+}
+
+/// One side's figures for one test.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideResult {
+    /// Tokens per second of the repetitions.
+    pub tokens_per_second: Spread,
+    /// Peak resident set of the worker process that ran the test.
+    pub peak_rss_bytes: Option<u64>,
+    /// Seconds the worker took to load the model and warm up.
+    pub load_seconds: f64,
+    /// Memory read bandwidth the median decode achieved (decode tests only).
+    pub decode_bandwidth: Option<Bandwidth>,
+}
+
+/// Achieved read bandwidth.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bandwidth {
+    /// Bytes per second.
+    pub bytes_per_second: f64,
+    /// As a fraction of the probed bandwidth at the same thread count.
+    pub fraction_of_probe: f64,
+}
+
+impl Bandwidth {
+    /// The bandwidth of decoding at `tokens_per_second` with `traffic`, against `probe`.
+    pub fn of_decode(
+        traffic: &DecodeTraffic,
+        tokens_per_second: f64,
+        probe: &ReadBandwidth,
+    ) -> Self {
+        let bytes_per_second = achieved_bandwidth(traffic.per_token(), tokens_per_second);
+        Bandwidth {
+            bytes_per_second,
+            fraction_of_probe: fraction_of(bytes_per_second, probe.bytes_per_second),
+        }
+    }
+}
+
+impl SideResult {
+    /// The figures of `samples` (tokens/s) for `test`.
+    pub fn new(
+        test: BenchTest,
+        samples: &[f64],
+        peak_rss_bytes: Option<u64>,
+        load_seconds: f64,
+        traffic: &DecodeTraffic,
+        probe: &ReadBandwidth,
+    ) -> Option<SideResult> {
+        let tokens_per_second = Spread::of(samples)?;
+        let decode_bandwidth = test
+            .is_decode()
+            .then(|| Bandwidth::of_decode(traffic, tokens_per_second.median, probe));
+        Some(SideResult {
+            tokens_per_second,
+            peak_rss_bytes,
+            load_seconds,
+            decode_bandwidth,
+        })
+    }
+}
+
+impl TestResult {
+    /// The result of `test` at `threads`, with the ratio of the medians.
+    pub fn new(
+        test: BenchTest,
+        threads: usize,
+        engine: SideResult,
+        reference: Option<SideResult>,
+    ) -> Self {
+        let ratio = reference
+            .as_ref()
+            .map(|r| engine.tokens_per_second.median / r.tokens_per_second.median);
+        TestResult {
+            test: test.name(),
+            kind: test,
+            threads,
+            engine,
+            reference,
+            ratio,
+        }
+    }
+}
+
+impl BenchReport {
+    /// The report as text: a summary of model and machine, then one table row per result.
+    pub fn render(&self) -> String {
+        let m = &self.model;
+        let t = &m.decode_traffic;
+        let mut out = format!(
+            "model: {} ({}{}), {}, {} layers, width {}, vocab {}\n",
+            m.path,
+            m.architecture,
+            m.shape
+                .map(|s| format!(", synthetic {s}"))
+                .unwrap_or_default(),
+            bytes(m.file_bytes as f64),
+            m.n_layer,
+            m.n_embd,
+            m.n_vocab,
+        );
+        out += &format!(
+            "decode streams {} per token: {} of block matrices + {} of output head\n",
+            bytes(t.per_token() as f64),
+            bytes(t.block_weights as f64),
+            bytes(t.head as f64),
+        );
+        let cpu = &self.machine.cpu;
+        out += &format!(
+            "cpu: {} ({} logical; {})\n",
+            cpu.model.as_deref().unwrap_or("unknown"),
+            cpu.logical_cpus,
+            cpu.kernel_flags().join(" "),
+        );
+        let probes: Vec<String> = self
+            .machine
+            .memory_read_bandwidth
+            .iter()
+            .map(|p| format!("{} thread(s) {}/s", p.threads, bytes(p.bytes_per_second)))
+            .collect();
+        out += &format!("memory read bandwidth (probe): {}\n", probes.join(", "));
+        if let Some(r) = &self.reference {
+            out += &format!("reference: {} ({})\n", r.version, r.isa);
+        }
+        out += &format!(
+            "{} repetition(s) per side{}; t/s: median [min-max]\n\n",
+            self.reps,
+            if self.reference.is_some() {
+                ", engine and reference alternated"
+            } else {
+                ""
+            }
+        );
+        out += &self.table();
+        out
+    }
+
+    fn table(&self) -> String {
+        let with_ref = self.reference.is_some();
+        let mut header = vec!["test", "threads", "engine t/s"];
+        if with_ref {
+            header.extend(["reference t/s", "engine/ref"]);
+        }
+        header.push("engine RSS");
+        if with_ref {
+            header.push("reference RSS");
+        }
+        header.push("engine decode BW");
+        if with_ref {
+            header.push("reference decode BW");
+        }
+        let rows: Vec<Vec<String>> = self
+            .results
+            .iter()
+            .map(|r| {
+                let reference = r.reference.as_ref();
+                let mut row = vec![r.test.clone(), r.threads.to_string(), rate(&r.engine)];
+                if with_ref {
+                    row.push(reference.map(rate).unwrap_or_default());
+                    row.push(r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default());
+                }
+                row.push(rss(&r.engine));
+                if with_ref {
+                    row.push(reference.map(rss).unwrap_or_default());
+                }
+                row.push(bw(&r.engine));
+                if with_ref {
+                    row.push(reference.map(bw).unwrap_or_default());
+                }
+                row
+            })
+            .collect();
+        markdown_table(&header, &rows)
+    }
+}
+
+fn rate(side: &SideResult) -> String {
+    let s = &side.tokens_per_second;
+    format!("{:.2} [{:.2}-{:.2}]", s.median, s.min, s.max)
+}
+
+fn rss(side: &SideResult) -> String {
+    side.peak_rss_bytes
+        .map(|b| bytes(b as f64))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn bw(side: &SideResult) -> String {
+    side.decode_bandwidth
+        .map(|b| {
+            format!(
+                "{}/s ({:.0}%)",
+                bytes(b.bytes_per_second),
+                100.0 * b.fraction_of_probe
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Decimal units, as bandwidths are quoted.
+fn bytes(b: f64) -> String {
+    match b {
+        b if b >= 1e9 => format!("{:.2} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.1} MB", b / 1e6),
+        b if b >= 1e3 => format!("{:.1} kB", b / 1e3),
+        b => format!("{b:.0} B"),
+    }
+}
+
+/// A Markdown table with padded columns: text left-aligned in the first column, the rest
+/// right-aligned.
+fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (text, &w))| match c {
+                0 => format!(" {text:<w$} "),
+                _ => format!(" {text:>w$} "),
+            })
+            .collect();
+        format!("|{}|\n", padded.join("|"))
+    };
+    let mut out = line(header.to_vec());
+    let rule: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(c, &w)| match c {
+            0 => format!(":{}", "-".repeat(w + 1)),
+            _ => format!("{}:", "-".repeat(w + 1)),
+        })
+        .collect();
+    out += &format!("|{}|\n", rule.join("|"));
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe() -> ReadBandwidth {
+        ReadBandwidth {
+            threads: 1,
+            bytes_per_second: 30e9,
+            buffer_bytes: 1 << 29,
+            passes: 10,
+        }
+    }
+
+    #[test]
+    fn decode_results_carry_bandwidth_and_prefill_results_do_not() {
+        let traffic = DecodeTraffic {
+            block_weights: 521_000_000,
+            head: 657_000_000,
+        };
+        let tg = SideResult::new(
+            BenchTest::Decode(32),
+            &[15.0, 16.0, 14.0],
+            Some(1),
+            0.5,
+            &traffic,
+            &probe(),
+        )
+        .unwrap();
+        let b = tg.decode_bandwidth.unwrap();
+        assert!((b.bytes_per_second - 1.178e9 * 15.0).abs() < 1.0);
+        assert!((b.fraction_of_probe - 1.178 * 15.0 / 30.0).abs() < 1e-9);
+        let pp = SideResult::new(
+            BenchTest::Prefill(8),
+            &[30.0],
+            None,
+            0.5,
+            &traffic,
+            &probe(),
+        )
+        .unwrap();
+        assert_eq!(pp.decode_bandwidth, None);
+        assert!(
+            SideResult::new(BenchTest::Prefill(8), &[], None, 0.5, &traffic, &probe()).is_none()
+        );
+
+        let r = TestResult::new(BenchTest::Prefill(8), 2, pp.clone(), Some(tg));
+        assert!((r.ratio.unwrap() - 2.0).abs() < 1e-12);
+        assert_eq!(
+            TestResult::new(BenchTest::Prefill(8), 2, pp, None).ratio,
+            None
+        );
+    }
+
+    #[test]
+    fn tables_pad_their_columns() {
+        let table = markdown_table(
+            &["test", "t/s"],
+            &[
+                vec!["pp128".into(), "1.00".into()],
+                vec!["tg8".into(), "123.45".into()],
+            ],
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "| test  |    t/s |");
+        assert_eq!(lines[1], "|:------|-------:|");
+        assert_eq!(lines[3], "| tg8   | 123.45 |");
+        assert_eq!(bytes(1.186e9), "1.19 GB");
+        assert_eq!(bytes(249.3e6), "249.3 MB");
+    }
+}

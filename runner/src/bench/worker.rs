@@ -1,0 +1,222 @@
+//! The worker process of `bitnet bench`: loads one model on one side (engine or reference) with
+//! one thread count, then times the tests the driver sends on stdin, so that each side's peak
+//! memory is its own.
+
+use std::hint::black_box;
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bitnet_engine::model::{argmax, DeviceStrategy, Model, ModelOptions, Session};
+use bitnet_ffi_cpp::{Backend, ContextParams, ModelParams};
+
+use super::machine::peak_rss_bytes;
+use super::workload::{prompt_tokens, BenchTest, Reply, Request, DECODE_PROMPT, REPLY_PREFIX};
+
+/// Which implementation a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The Rust engine (on the CPU).
+    Engine,
+    /// The linked bitnet.cpp reference.
+    Reference,
+}
+
+impl Side {
+    /// `engine` or `reference`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Engine => "engine",
+            Side::Reference => "reference",
+        }
+    }
+}
+
+/// The options of the hidden `bitnet bench-worker` command.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Which implementation to run.
+    #[arg(long, value_enum)]
+    pub side: Side,
+    /// The GGUF model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Threads.
+    #[arg(long)]
+    pub threads: usize,
+}
+
+/// Serves the driver on stdin/stdout until it asks to finish; a failure is reported to the
+/// driver as well as returned.
+pub fn run_worker(args: &WorkerArgs) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let result = serve(args, io::stdin().lock(), &mut out);
+    if let Err(e) = &result {
+        // The driver may be gone already; the error is returned either way.
+        let _ = reply(
+            &mut out,
+            &Reply::Failed {
+                error: format!("{e:#}"),
+            },
+        );
+    }
+    result
+}
+
+fn serve(args: &WorkerArgs, input: impl BufRead, out: &mut impl Write) -> Result<()> {
+    let start = Instant::now();
+    let mut side: Box<dyn Timer> = match args.side {
+        Side::Engine => Box::new(EngineTimer::load(args)?),
+        Side::Reference => Box::new(ReferenceTimer::load(args)?),
+    };
+    // Page the weights in and touch both the batched and the single-token paths.
+    side.time(BenchTest::Prefill(DECODE_PROMPT.min(side.n_ctx_train())))
+        .context("warm-up prefill")?;
+    side.time(BenchTest::Decode(1)).context("warm-up decode")?;
+    reply(
+        out,
+        &Reply::Ready {
+            load_seconds: start.elapsed().as_secs_f64(),
+        },
+    )?;
+    for line in input.lines() {
+        let line = line.context("reading a request")?;
+        let request: Request =
+            serde_json::from_str(&line).with_context(|| format!("bad request {line:?}"))?;
+        match request {
+            Request::Run(test) => {
+                let seconds = side
+                    .time(test)
+                    .with_context(|| format!("{} on the {}", test.name(), args.side.name()))?;
+                reply(out, &Reply::Timed { seconds })?;
+            }
+            Request::Finish => {
+                return reply(
+                    out,
+                    &Reply::Finished {
+                        peak_rss_bytes: peak_rss_bytes(),
+                    },
+                );
+            }
+        }
+    }
+    bail!("the driver closed stdin without asking to finish")
+}
+
+fn reply(out: &mut impl Write, reply: &Reply) -> Result<()> {
+    let json = serde_json::to_string(reply).context("encoding a reply")?;
+    writeln!(out, "{REPLY_PREFIX}{json}")
+        .and_then(|()| out.flush())
+        .context("writing a reply to the driver")
+}
+
+/// Runs one repetition of a test in a fresh context and returns the seconds of its timed part.
+trait Timer {
+    fn time(&mut self, test: BenchTest) -> Result<f64>;
+    fn n_ctx_train(&self) -> usize;
+}
+
+struct EngineTimer {
+    model: Model,
+}
+
+impl EngineTimer {
+    fn load(args: &WorkerArgs) -> Result<Self> {
+        let options = ModelOptions {
+            threads: args.threads,
+            device: DeviceStrategy::ForceCpu,
+            ..ModelOptions::default()
+        };
+        let model = Model::load(&args.model, &options)
+            .with_context(|| format!("loading {} in the engine", args.model.display()))?;
+        Ok(EngineTimer { model })
+    }
+}
+
+impl Timer for EngineTimer {
+    fn time(&mut self, test: BenchTest) -> Result<f64> {
+        let n_vocab = self.model.n_vocab();
+        let mut session = Session::new(&self.model, test.positions());
+        let last = |logits: &bitnet_engine::model::Logits| {
+            let rows = logits.n_rows();
+            logits.row(rows.saturating_sub(1)).map(argmax)
+        };
+        match test {
+            BenchTest::Prefill(n) => {
+                let tokens = prompt_tokens(n, n_vocab);
+                let start = Instant::now();
+                let logits = session.eval(&tokens, false)?;
+                black_box(last(&logits));
+                Ok(start.elapsed().as_secs_f64())
+            }
+            BenchTest::Decode(n) => {
+                let logits = session.eval(&prompt_tokens(DECODE_PROMPT, n_vocab), false)?;
+                let mut token = last(&logits).context("no logits")?;
+                let start = Instant::now();
+                for _ in 0..n {
+                    let logits = session.eval(&[token], false)?;
+                    token = last(&logits).context("no logits")?;
+                }
+                Ok(start.elapsed().as_secs_f64())
+            }
+        }
+    }
+
+    fn n_ctx_train(&self) -> usize {
+        self.model.n_ctx_train()
+    }
+}
+
+struct ReferenceTimer {
+    model: bitnet_ffi_cpp::Model,
+    threads: u32,
+}
+
+impl ReferenceTimer {
+    fn load(args: &WorkerArgs) -> Result<Self> {
+        let backend = Backend::init().context("initialising the reference")?;
+        let model = bitnet_ffi_cpp::Model::load(&backend, &args.model, &ModelParams::default())
+            .with_context(|| format!("loading {} in the reference", args.model.display()))?;
+        let threads = u32::try_from(args.threads).context("thread count")?;
+        Ok(ReferenceTimer { model, threads })
+    }
+}
+
+impl Timer for ReferenceTimer {
+    fn time(&mut self, test: BenchTest) -> Result<f64> {
+        let n_vocab = self.model.info().n_vocab as usize;
+        let n_ctx = u32::try_from(test.positions()).context("context length")?;
+        let mut ctx = self.model.new_context(&ContextParams {
+            n_ctx,
+            n_batch: n_ctx,
+            n_threads: self.threads,
+            capture: Vec::new(),
+        })?;
+        match test {
+            BenchTest::Prefill(n) => {
+                let tokens = prompt_tokens(n, n_vocab);
+                let start = Instant::now();
+                // One batch with the logits of the last token only, then a greedy pick.
+                black_box(ctx.generate_greedy(&tokens, 1, false)?);
+                Ok(start.elapsed().as_secs_f64())
+            }
+            BenchTest::Decode(n) => {
+                let logits = ctx.eval(&prompt_tokens(DECODE_PROMPT, n_vocab))?;
+                let last = logits.n_tokens().saturating_sub(1);
+                let mut token = logits.row(last).map(argmax).context("no logits")?;
+                let start = Instant::now();
+                for _ in 0..n {
+                    let logits = ctx.eval(&[token])?;
+                    token = logits.row(0).map(argmax).context("no logits")?;
+                }
+                Ok(start.elapsed().as_secs_f64())
+            }
+        }
+    }
+
+    fn n_ctx_train(&self) -> usize {
+        self.model.info().n_ctx_train as usize
+    }
+}
