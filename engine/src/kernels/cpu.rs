@@ -111,6 +111,15 @@ impl CpuKernels {
             .map_or(1, |pool| pool.current_num_threads())
     }
 
+    /// Runs `work` on a thread of the pool (directly without one), so the serial steps between
+    /// products do not compete for the cores with pool threads waiting for the next product.
+    pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+
     /// The dot-product table.
     pub fn dots(&self) -> &'static DotKernels {
         self.dots

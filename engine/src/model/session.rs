@@ -154,7 +154,7 @@ impl<'m> Session<'m> {
     pub fn eval_traced(
         &mut self,
         tokens: &[u32],
-        trace: &mut dyn FnMut(TracedOp<'_>),
+        trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
     ) -> Result<Logits, ModelError> {
         self.run(tokens, true, trace)
     }
@@ -163,7 +163,17 @@ impl<'m> Session<'m> {
         &mut self,
         tokens: &[u32],
         all_logits: bool,
-        trace: &mut dyn FnMut(TracedOp<'_>),
+        trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
+    ) -> Result<Logits, ModelError> {
+        let kernels = &self.model.kernels;
+        kernels.install(|| self.run_here(tokens, all_logits, trace))
+    }
+
+    fn run_here(
+        &mut self,
+        tokens: &[u32],
+        all_logits: bool,
+        trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
     ) -> Result<Logits, ModelError> {
         let model = self.model;
         if tokens.is_empty() {
