@@ -97,6 +97,19 @@ impl CppBackend {
         self.capturing_context(model, n_ctx, Vec::new())
     }
 
+    /// The prompt's tokens and a context that holds them, capturing `capture`.
+    fn prompt_context(
+        &self,
+        model: &Model,
+        prompt: &str,
+        add_bos: bool,
+        capture: Vec<String>,
+    ) -> Result<(Vec<u32>, Context), BackendError> {
+        let tokens = model.tokenize(prompt, add_bos, false).map_err(failed)?;
+        let context = self.capturing_context(model, tokens.len().max(8), capture)?;
+        Ok((tokens, context))
+    }
+
     fn capturing_context(
         &self,
         model: &Model,
@@ -230,10 +243,8 @@ impl Backend for CppBackend {
             .prompts
             .iter()
             .map(|prompt| {
-                let tokens = model
-                    .tokenize(prompt, request.add_bos, false)
-                    .map_err(failed)?;
-                let mut context = self.context(&model, tokens.len().max(8))?;
+                let (tokens, mut context) =
+                    self.prompt_context(&model, prompt, request.add_bos, Vec::new())?;
                 let logits = context.eval(&tokens).map_err(failed)?;
                 Ok(PromptLogits {
                     vocab: logits.n_vocab(),
@@ -246,15 +257,13 @@ impl Backend for CppBackend {
 
     fn trace(&self, request: &TraceRequest<'_>) -> Result<Vec<GraphTensor>, BackendError> {
         let model = self.load(request.model, false)?;
-        let tokens = model
-            .tokenize(request.prompt, request.add_bos, false)
-            .map_err(failed)?;
         let patterns = LAYER_OPS
             .iter()
             .map(|op| format!("{op}-*"))
             .chain(FINAL_OPS.iter().map(|op| op.to_string()))
             .collect();
-        let mut context = self.capturing_context(&model, tokens.len().max(8), patterns)?;
+        let (tokens, mut context) =
+            self.prompt_context(&model, request.prompt, request.add_bos, patterns)?;
         context.eval(&tokens).map_err(failed)?;
         // ggml names views of a tensor after it (`Qcur-0 (reshaped)`, `Vcur-0 (transposed)`):
         // they hold no new values, so only the computed tensors are kept.
