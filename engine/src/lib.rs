@@ -2,6 +2,7 @@
 //!
 //! This crate is the system under test of the conformance harness; it knows nothing about tests.
 
+pub mod cuda;
 pub mod formats;
 pub mod generation;
 pub mod gguf;

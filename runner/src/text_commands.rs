@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bitnet_engine::gguf::GgufFile;
-use bitnet_engine::model::{perplexity_with_progress, Model, ModelOptions};
+use bitnet_engine::model::{perplexity_with_progress, DeviceStrategy, Model, ModelOptions};
 use bitnet_engine::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -19,22 +19,24 @@ pub(crate) fn load(path: &Path, options: &ModelOptions) -> Result<(Model, Tokeni
     Ok((model, tokenizer))
 }
 
-/// Perplexity of a text file, following llama-perplexity's protocol, with a progress bar on
-/// stderr (when it is a terminal); `nll_out` receives each scored token's negative
-/// log-likelihood, one per line.
+/// Perplexity of a text file, following llama-perplexity's protocol with chunks of `n_ctx`
+/// (`chunks` of them, 0: all), with a progress bar on stderr (when it is a terminal);
+/// `nll_out` receives each scored token's negative log-likelihood, one per line.
 pub fn perplexity_of_file(
     path: &Path,
     text: &Path,
-    n_ctx: usize,
-    chunks: usize,
+    (n_ctx, chunks): (usize, usize),
     threads: usize,
+    device: DeviceStrategy,
     nll_out: Option<&Path>,
 ) -> Result<()> {
     let options = ModelOptions {
         threads,
+        device,
         ..ModelOptions::default()
     };
     let (model, tokenizer) = load(path, &options)?;
+    eprintln!("device: {}", model.device());
     let text = std::fs::read_to_string(text)
         .with_context(|| format!("reading the text {}", text.display()))?;
     let tokens = tokenizer.encode(&text, true, false);

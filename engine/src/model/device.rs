@@ -1,14 +1,12 @@
 //! Where a model runs: the requested strategy, the device it resolves to, and why.
 //!
-//! Only the CPU backend exists so far. [`resolve_device`] is the one place that probes for GPU backends;
-//! a GPU backend adds a [`Device`] variant and an arm to its probe, and every caller (load-time
-//! errors, the reason reported in run metrics) follows.
+//! [`resolve_device`] is the one place that probes for a GPU (CUDA device 0); every caller
+//! (load-time errors, the reason reported in run metrics) follows from its answer.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Why no GPU can be used in this build.
-const NO_GPU_BACKEND: &str = "this build has no GPU backend (built without CUDA support)";
+use crate::cuda;
 
 /// The device a caller asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,12 +60,15 @@ impl FromStr for DeviceStrategy {
 pub enum Device {
     /// The CPU kernels.
     Cpu,
+    /// The CUDA backend on the device of this ordinal.
+    Cuda(usize),
 }
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
         }
     }
 }
@@ -96,11 +97,13 @@ impl fmt::Display for DeviceChoice {
 /// Why a device request cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
-    /// The strategy needs a GPU and this build has no GPU backend.
-    #[error("device `{strategy}` needs a GPU, but {NO_GPU_BACKEND}")]
-    NoGpuBackend {
+    /// The strategy needs a GPU and none can be used.
+    #[error("device `{strategy}` needs a GPU, but {reason}")]
+    NoGpu {
         /// The strategy asked for.
         strategy: DeviceStrategy,
+        /// Why no GPU can be used.
+        reason: String,
     },
     /// A GPU memory limit of zero bytes.
     #[error("the GPU memory limit must be at least one byte")]
@@ -119,17 +122,25 @@ pub fn resolve_device(
     if gpu_memory_limit == Some(0) {
         return Err(DeviceError::ZeroGpuMemoryLimit);
     }
-    let cpu = |reason: &str| DeviceChoice {
+    let cpu = |reason: String| DeviceChoice {
         strategy,
         device: Device::Cpu,
-        reason: reason.to_string(),
+        reason,
     };
-    match strategy {
-        DeviceStrategy::ForceCpu => Ok(cpu("requested")),
-        DeviceStrategy::Auto => Ok(cpu(NO_GPU_BACKEND)),
-        DeviceStrategy::ForceGpu | DeviceStrategy::Hybrid => {
-            Err(DeviceError::NoGpuBackend { strategy })
-        }
+    if strategy == DeviceStrategy::ForceCpu {
+        return Ok(cpu("requested".into()));
+    }
+    match cuda::probe(0) {
+        Ok(info) => Ok(DeviceChoice {
+            strategy,
+            device: Device::Cuda(0),
+            reason: info.to_string(),
+        }),
+        Err(e) if strategy == DeviceStrategy::Auto => Ok(cpu(format!("no usable GPU: {e}"))),
+        Err(e) => Err(DeviceError::NoGpu {
+            strategy,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -137,6 +148,7 @@ pub fn resolve_device(
 mod tests {
     use super::*;
 
+    #[cfg(not(feature = "cuda"))]
     #[test]
     fn auto_falls_back_to_the_cpu_and_says_why() {
         let choice = resolve_device(DeviceStrategy::Auto, None).unwrap();
@@ -150,11 +162,12 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "cuda"))]
     #[test]
     fn gpu_strategies_are_typed_errors_without_a_backend() {
         for strategy in [DeviceStrategy::ForceGpu, DeviceStrategy::Hybrid] {
             let err = resolve_device(strategy, None).unwrap_err();
-            assert_eq!(err, DeviceError::NoGpuBackend { strategy });
+            assert!(matches!(&err, DeviceError::NoGpu { strategy: s, .. } if *s == strategy));
             assert!(err.to_string().contains("built without CUDA support"));
         }
         assert_eq!(

@@ -11,6 +11,9 @@ pub enum ModelError {
     /// The requested device cannot be used.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// The CUDA backend failed.
+    #[error("CUDA: {0}")]
+    Cuda(#[from] crate::cuda::CudaError),
     /// The file could not be read or lacks a key or tensor.
     #[error(transparent)]
     Gguf(#[from] GgufError),

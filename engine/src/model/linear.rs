@@ -72,6 +72,17 @@ impl Linear {
         self.ty
     }
 
+    /// The per-tensor output scale, if the file has one.
+    pub fn scale(&self) -> Option<f32> {
+        self.scale
+    }
+
+    #[cfg(feature = "cuda")]
+    /// The tensor's bytes within the model file's bytes.
+    pub(crate) fn data<'a>(&self, file_bytes: &'a [u8]) -> &'a [u8] {
+        &file_bytes[self.bytes.clone()]
+    }
+
     /// The shape (`ne0` inputs, `ne1` outputs).
     pub fn shape(&self) -> Shape {
         self.shape

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use super::attention::HeadLayout;
 use super::ops::RopeKind;
-use super::{resolve_device, DeviceChoice, Linear, ModelError, ModelOptions};
+use super::{
+    resolve_device, Device, DeviceChoice, DeviceStrategy, Linear, ModelError, ModelOptions,
+};
+use crate::cuda::CudaModel;
 use crate::gguf::{GgmlType, GgufFile, Metadata, ModelHparams};
 use crate::kernels::CpuKernels;
 use crate::synth::Arch;
@@ -59,6 +62,8 @@ pub struct Model {
     pub(crate) options: ModelOptions,
     pub(crate) n_vocab: usize,
     pub(crate) bos: Option<u32>,
+    /// The weights on the GPU, when the model runs there.
+    pub(crate) cuda: Option<CudaModel>,
     device: DeviceChoice,
     load_time: Duration,
 }
@@ -121,7 +126,7 @@ impl Model {
             .collect::<Result<Vec<_>, ModelError>>()?;
         let kernels = CpuKernels::best(options.threads)?.with_numerics(options.numerics);
         let bos = file.metadata().get_opt_u32("tokenizer.ggml.bos_token_id")?;
-        Ok(Model {
+        let mut model = Model {
             file,
             hparams,
             arch,
@@ -133,9 +138,49 @@ impl Model {
             options: *options,
             n_vocab,
             bos,
+            cuda: None,
             device,
             load_time: start.elapsed(),
-        })
+        };
+        if let Device::Cuda(ordinal) = model.device.device {
+            match CudaModel::upload(&model, ordinal, options.gpu_memory_limit) {
+                Ok(cuda) => model.cuda = Some(cuda),
+                Err(e) if options.device == DeviceStrategy::Auto => {
+                    model.device = DeviceChoice {
+                        strategy: options.device,
+                        device: Device::Cpu,
+                        reason: format!(
+                            "the GPU could not take the model ({e}); running on the CPU"
+                        ),
+                    };
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        model.load_time = start.elapsed();
+        Ok(model)
+    }
+
+    #[cfg(feature = "cuda")]
+    /// Every weight matrix of the graph, the output projection once even when it is tied to the
+    /// token embeddings.
+    pub(crate) fn linears(&self) -> Vec<&Linear> {
+        let mut all = vec![&self.token_embd];
+        if self.output.name() != self.token_embd.name() {
+            all.push(&self.output);
+        }
+        for l in &self.layers {
+            all.extend([
+                &l.wq,
+                &l.wk,
+                &l.wv,
+                &l.wo,
+                &l.ffn_gate,
+                &l.ffn_up,
+                &l.ffn_down,
+            ]);
+        }
+        all
     }
 
     /// The file's metadata (tokenizer, chat template, …).

@@ -39,13 +39,7 @@ pub fn rope(
     kind: RopeKind,
     contract: FpContract,
 ) {
-    let theta_scale = base.powf(-2.0 / n_rot as f32);
-    let mut cos_sin = Vec::with_capacity(n_rot / 2);
-    let mut theta = pos as f32;
-    for _ in 0..n_rot / 2 {
-        cos_sin.push((theta.cos(), theta.sin()));
-        theta *= theta_scale;
-    }
+    let cos_sin = rope_angles(pos, n_rot, base);
     for head in x.chunks_exact_mut(head_dim) {
         for (i, &(cos, sin)) in cos_sin.iter().enumerate() {
             let (a, b) = match kind {
@@ -59,6 +53,19 @@ pub fn rope(
             };
         }
     }
+}
+
+/// `(cos, sin)` of the `n_rot / 2` rotation angles at position `pos`: `pos · base^(−2i/n_rot)`, the
+/// power advanced by repeated f32 multiplication as ggml does.
+pub fn rope_angles(pos: usize, n_rot: usize, base: f32) -> Vec<(f32, f32)> {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut cos_sin = Vec::with_capacity(n_rot / 2);
+    let mut theta = pos as f32;
+    for _ in 0..n_rot / 2 {
+        cos_sin.push((theta.cos(), theta.sin()));
+        theta *= theta_scale;
+    }
+    cos_sin
 }
 
 /// `softmax(row · scale)` with entries from `valid` on masked (`−inf`), as `ggml_soft_max_ext`:

@@ -3,6 +3,7 @@
 use super::attention::KvCache;
 use super::ops::{add_assign, relu_sqr_mul, rms_norm, rope, silu_mul};
 use super::{Model, ModelError};
+use crate::cuda::{CudaModel, CudaSession};
 use crate::synth::Arch;
 
 /// Logits of consecutive positions, `n_vocab` values each.
@@ -87,12 +88,20 @@ pub fn argmax(row: &[f32]) -> u32 {
     best as u32
 }
 
-/// A context of at most `n_ctx` positions over a model.
+/// Where a session keeps its context.
+enum State {
+    /// The CPU's KV cache.
+    Cpu(KvCache),
+    /// The GPU's session, allocated by the first evaluation.
+    Cuda(Option<Box<CudaSession>>),
+}
+
+/// A context of at most `n_ctx` positions over a model, on the model's device.
 pub struct Session<'m> {
     model: &'m Model,
     n_ctx: usize,
     n_past: usize,
-    cache: KvCache,
+    state: State,
 }
 
 impl<'m> Session<'m> {
@@ -103,17 +112,21 @@ impl<'m> Session<'m> {
         } else {
             n_ctx
         };
-        let cache = KvCache::new(
-            model.heads(),
-            model.layers.len(),
-            n_ctx,
-            model.options.kv_f16,
-        );
+        let state = if model.cuda.is_some() {
+            State::Cuda(None)
+        } else {
+            State::Cpu(KvCache::new(
+                model.heads(),
+                model.layers.len(),
+                n_ctx,
+                model.options.kv_f16,
+            ))
+        };
         Session {
             model,
             n_ctx,
             n_past: 0,
-            cache,
+            state,
         }
     }
 
@@ -122,9 +135,17 @@ impl<'m> Session<'m> {
         self.model
     }
 
-    /// Bytes of the KV cache (allocated in full when the session is created).
+    /// Bytes of the KV cache (on the CPU allocated in full when the session is created; on the
+    /// GPU by the first evaluation).
     pub fn kv_cache_bytes(&self) -> usize {
-        self.cache.bytes()
+        match &self.state {
+            State::Cpu(cache) => cache.bytes(),
+            State::Cuda(Some(cuda)) => cuda.kv_cache_bytes(),
+            State::Cuda(None) => {
+                let heads = self.model.heads();
+                2 * self.model.layers.len() * heads.n_head_kv * heads.head_dim * self.n_ctx * 2
+            }
+        }
     }
 
     /// The context length.
@@ -139,24 +160,96 @@ impl<'m> Session<'m> {
 
     /// Forgets every evaluated position.
     pub fn clear(&mut self) {
-        self.cache.clear();
+        if let State::Cpu(cache) = &mut self.state {
+            cache.clear();
+        }
         self.n_past = 0;
     }
 
     /// Evaluates `tokens` as one batch after the cached positions; returns the logits of every
     /// token (`all_logits`) or of the last one.
     pub fn eval(&mut self, tokens: &[u32], all_logits: bool) -> Result<Logits, ModelError> {
-        self.run(tokens, all_logits, &mut |_| {})
+        if self.model.cuda.is_none() {
+            return self.run(tokens, all_logits, &mut |_| {});
+        }
+        self.check_batch(tokens)?;
+        let n_past = self.n_past;
+        let (session, cuda) = self.cuda_session()?;
+        let values = session.eval(cuda, tokens, n_past, all_logits)?;
+        self.n_past += tokens.len();
+        Ok(Logits {
+            n_vocab: self.model.n_vocab,
+            values,
+        })
     }
 
     /// [`Session::eval`] with the logits of every token, handing each intermediate tensor to
     /// `trace` as it is computed, named as the reference's graph names it (see [`TracedOp`]).
+    /// Runs on the CPU only.
     pub fn eval_traced(
         &mut self,
         tokens: &[u32],
         trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
     ) -> Result<Logits, ModelError> {
+        if self.model.cuda.is_some() {
+            return Err(ModelError::Request(
+                "tracing intermediate tensors runs on the CPU; load the model with device `cpu`"
+                    .into(),
+            ));
+        }
         self.run(tokens, true, trace)
+    }
+
+    /// Evaluates `tokens` and returns the most likely next token (the first on ties); on the GPU
+    /// the pick happens on the device and only the token comes back.
+    pub fn eval_greedy(&mut self, tokens: &[u32]) -> Result<u32, ModelError> {
+        if self.model.cuda.is_none() {
+            return Ok(argmax(self.eval(tokens, false)?.as_slice()));
+        }
+        self.check_batch(tokens)?;
+        let n_past = self.n_past;
+        let (session, cuda) = self.cuda_session()?;
+        let next = session.eval_argmax(cuda, tokens, n_past)?;
+        self.n_past += tokens.len();
+        Ok(next)
+    }
+
+    /// The GPU session, allocated on first use, and the model's GPU weights.
+    fn cuda_session(&mut self) -> Result<(&mut CudaSession, &'m CudaModel), ModelError> {
+        let model = self.model;
+        let cuda = model
+            .cuda
+            .as_ref()
+            .ok_or_else(|| ModelError::Request("the model is not on a GPU".into()))?;
+        let State::Cuda(slot) = &mut self.state else {
+            return Err(ModelError::Request("the session is not on a GPU".into()));
+        };
+        if slot.is_none() {
+            *slot = Some(Box::new(CudaSession::new(model, cuda, self.n_ctx)?));
+        }
+        let session = slot.as_mut().expect("allocated above");
+        Ok((session, cuda))
+    }
+
+    /// Checks that `tokens` is a non-empty batch of vocabulary ids that fits the context.
+    fn check_batch(&self, tokens: &[u32]) -> Result<(), ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::Request("empty batch".into()));
+        }
+        if self.n_past + tokens.len() > self.n_ctx {
+            return Err(ModelError::ContextFull {
+                n_ctx: self.n_ctx,
+                n_past: self.n_past,
+                requested: tokens.len(),
+            });
+        }
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= self.model.n_vocab) {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                n_vocab: self.model.n_vocab,
+            });
+        }
+        Ok(())
     }
 
     fn run(
@@ -176,16 +269,10 @@ impl<'m> Session<'m> {
         trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
     ) -> Result<Logits, ModelError> {
         let model = self.model;
-        if tokens.is_empty() {
-            return Err(ModelError::Request("empty batch".into()));
-        }
-        if self.n_past + tokens.len() > self.n_ctx {
-            return Err(ModelError::ContextFull {
-                n_ctx: self.n_ctx,
-                n_past: self.n_past,
-                requested: tokens.len(),
-            });
-        }
+        self.check_batch(tokens)?;
+        let State::Cpu(cache) = &mut self.state else {
+            return Err(ModelError::Request("the session is not on the CPU".into()));
+        };
         let bytes = model.file.bytes();
         let kernels = &model.kernels;
         let hp = &model.hparams;
@@ -197,12 +284,6 @@ impl<'m> Session<'m> {
         let heads = model.heads();
         let mut x = Vec::with_capacity(tokens.len() * n_embd);
         for &token in tokens {
-            if token as usize >= model.n_vocab {
-                return Err(ModelError::TokenOutOfRange {
-                    token,
-                    n_vocab: model.n_vocab,
-                });
-            }
             x.extend(model.token_embd.row_f32(bytes, token as usize)?);
         }
         for (il, layer) in model.layers.iter().enumerate() {
@@ -244,7 +325,7 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("Qcur", il, &q));
             trace(TracedOp::layer("Kcur", il, &k));
             trace(TracedOp::layer("Vcur", il, &v));
-            let mut attn = self.cache.attend(kernels, il, self.n_past, &q, &k, &v)?;
+            let mut attn = cache.attend(kernels, il, self.n_past, &q, &k, &v)?;
             // The reference's `kqv_out` is the attention output where a sub-norm follows it,
             // and the output projection's result in the plain llama graph.
             if let Some(w) = &layer.attn_sub_norm {
@@ -309,10 +390,10 @@ impl<'m> Session<'m> {
         if n == 0 {
             return Ok(out);
         }
-        let mut next = argmax(self.eval(prompt, false)?.as_slice());
+        let mut next = self.eval_greedy(prompt)?;
         out.push(next);
         while out.len() < n {
-            next = argmax(self.eval(&[next], false)?.as_slice());
+            next = self.eval_greedy(&[next])?;
             out.push(next);
         }
         Ok(out)

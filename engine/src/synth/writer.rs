@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use half::f16;
+use rayon::prelude::*;
 
 use super::spec::{SynthSpec, VocabSource, WeightFormat};
 use super::vocab::byte_level_vocab;
@@ -44,14 +45,36 @@ pub fn write_model_with_progress(
     let mut sink = w.create(path)?;
     let maker = TensorMaker { spec };
     let mut written = 0u64;
-    for t in &plan.tensors {
-        sink.begin_tensor(&t.name)?;
-        maker.emit(t, &mut |bytes| {
-            sink.write(bytes)?;
-            written += bytes.len() as u64;
-            progress(written, total);
-            Ok(())
-        })?;
+    // Tensors draw from independent streams, so a group of them is generated in parallel and
+    // written in file order; the embedding streams in slices from one generator.
+    for group in plan.tensors.chunks(rayon::current_num_threads().max(1)) {
+        let made: Vec<Option<Vec<u8>>> = group
+            .par_iter()
+            .map(|t| match t.kind {
+                TensorKind::Embedding => Ok(None),
+                _ => {
+                    let mut data = Vec::new();
+                    maker.emit(t, &mut |bytes| {
+                        data.extend_from_slice(bytes);
+                        Ok(())
+                    })?;
+                    Ok(Some(data))
+                }
+            })
+            .collect::<Result<_, SynthError>>()?;
+        for (t, data) in group.iter().zip(made) {
+            sink.begin_tensor(&t.name)?;
+            let mut write = |bytes: &[u8]| {
+                sink.write(bytes)?;
+                written += bytes.len() as u64;
+                progress(written, total);
+                Ok(())
+            };
+            match data {
+                Some(data) => write(&data)?,
+                None => maker.emit(t, &mut write)?,
+            }
+        }
     }
     sink.finish()?;
     Ok(())

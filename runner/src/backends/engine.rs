@@ -1,6 +1,7 @@
 //! The Rust engine as a backend: GGUF tensor tables and ternary quantization with its CPU
 //! kernels at one instruction set, and whole models (logits, perplexity, greedy generation) at
-//! the best instruction set of this CPU.
+//! the best instruction set of this CPU; or, as `engine-cuda`, products and whole models on CUDA
+//! device 0.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,24 +11,27 @@ use bitnet_conformance::backend::{
     PerplexityOutput, PerplexityRequest, PerplexityText, PromptLogits, QuantOutput, QuantRequest,
     TensorInfo, TensorTable, TokenizeRequest, TraceRequest,
 };
-use bitnet_conformance::case::{BackendId, CaseKind, Device, QuantFormat};
+use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFormat};
 use bitnet_conformance::inputs::random_tokens;
+use bitnet_engine::cuda::{CudaError, CudaOps};
 use bitnet_engine::formats::{
     I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tq1_0, Tq2_0, TqKind,
     TqMatrix,
 };
-use bitnet_engine::gguf::GgufFile;
+use bitnet_engine::gguf::{GgmlType, GgufFile};
 use bitnet_engine::kernels::{CpuKernels, Isa, KernelError, Numerics};
-use bitnet_engine::model::{perplexity, Model, ModelOptions, Session};
+use bitnet_engine::model::{perplexity, DeviceStrategy, Model, ModelOptions, Session};
 use bitnet_engine::synth::Arch;
 use bitnet_engine::tokenizer::Tokenizer;
 
 use super::{compared_packed_len, isa_capabilities};
 
-/// The engine's kernels of one ISA, single-threaded so results never depend on scheduling.
+/// The engine's kernels of one ISA, single-threaded so results never depend on scheduling, or
+/// the engine on a CUDA device.
 pub struct EngineBackend {
     id: BackendId,
     kernels: CpuKernels,
+    cuda: Option<CudaOps>,
     capabilities: Capabilities,
 }
 
@@ -54,6 +58,33 @@ impl EngineBackend {
         Ok(EngineBackend {
             id,
             kernels,
+            cuda: None,
+            capabilities,
+        })
+    }
+
+    /// The engine on CUDA device 0 (`engine-cuda`), rounding as `numerics` says.
+    pub fn cuda(numerics: Numerics) -> Result<Self, CudaError> {
+        let ops = CudaOps::new(0)?;
+        let kernels = CpuKernels::new(Isa::best(), 1)
+            .map_err(|e| CudaError::Request(e.to_string()))?
+            .with_numerics(numerics);
+        let capabilities = Capabilities {
+            kinds: BTreeSet::from([
+                CaseKind::Quantization,
+                CaseKind::Logits,
+                CaseKind::Perplexity,
+                CaseKind::TokenMatch,
+            ]),
+            formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
+            archs: Arch::NAMES.iter().map(|arch| arch.to_string()).collect(),
+            device: Device::Cuda,
+            features: BTreeSet::from([Capability::Cuda]),
+        };
+        Ok(EngineBackend {
+            id: BackendId::EngineCuda,
+            kernels,
+            cuda: Some(ops),
             capabilities,
         })
     }
@@ -67,7 +98,19 @@ impl EngineBackend {
     ) -> Result<Vec<f32>, BackendError> {
         let tokens = activations.len() / shape.ne0;
         let mut out = vec![0f32; shape.ne1 * tokens];
-        let contract = self.kernels.numerics().contract;
+        let numerics = self.kernels.numerics();
+        let contract = numerics.contract;
+        if let Some(cuda) = &self.cuda {
+            let ty = match format {
+                QuantFormat::I2S => GgmlType::I2_S,
+                QuantFormat::Tq1_0 => GgmlType::TQ1_0,
+                QuantFormat::Tq2_0 => GgmlType::TQ2_0,
+                other => return Err(self.unsupported(&format!("{other} dot products"))),
+            };
+            return cuda
+                .matmul(ty, packed, shape, activations, contract, numerics.width)
+                .map_err(failed);
+        }
         match format {
             QuantFormat::I2S => {
                 let w = I2sMatrix::new(packed, shape).map_err(failed)?;
@@ -91,16 +134,21 @@ impl EngineBackend {
         Ok(out)
     }
 
-    /// Loads `path` as a model with this backend's thread count and numerics, and its tokenizer;
-    /// unsupported off the best ISA, where models never run.
+    /// Loads `path` as a model with this backend's device, thread count and numerics, and its
+    /// tokenizer; unsupported off the best ISA, where models never run.
     fn load(&self, path: &Path) -> Result<(Model, Tokenizer), BackendError> {
         if self.kernels.isa() != Isa::best() {
             return Err(self.unsupported(&format!("models on {}", self.kernels.isa())));
         }
+        let device = match self.cuda {
+            Some(_) => DeviceStrategy::ForceGpu,
+            None => DeviceStrategy::ForceCpu,
+        };
         let options = ModelOptions {
             threads: self.kernels.threads(),
             kv_f16: true,
             numerics: self.kernels.numerics(),
+            device,
             ..ModelOptions::default()
         };
         let model = Model::load(path, &options).map_err(|e| load_error(path, e))?;
@@ -124,9 +172,14 @@ impl Backend for EngineBackend {
 
     fn info(&self) -> BackendInfo {
         let numerics = self.kernels.numerics();
+        let device = match &self.cuda {
+            Some(cuda) => cuda.info().to_string(),
+            None => "cpu".to_string(),
+        };
         BackendInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             details: [
+                ("device".to_string(), device),
                 ("isa".to_string(), self.kernels.isa().to_string()),
                 ("threads".to_string(), self.kernels.threads().to_string()),
                 (
@@ -204,6 +257,9 @@ impl Backend for EngineBackend {
     }
 
     fn trace(&self, request: &TraceRequest<'_>) -> Result<Vec<GraphTensor>, BackendError> {
+        if self.cuda.is_some() {
+            return Err(self.unsupported("graph traces (they run on the CPU)"));
+        }
         let (model, tokenizer) = self.load(request.model)?;
         let tokens = tokenizer.encode(request.prompt, request.add_bos, false);
         let mut session = Session::new(&model, tokens.len().max(8));

@@ -46,10 +46,12 @@ pub fn reference_numerics(info: &ReferenceInfo) -> Numerics {
     } else {
         FpContract::Off
     };
+    // The lanes of the build, not of the CPU running it: a reference built for AVX2 reduces in
+    // 8 lanes even on an AVX-512 machine.
     let width = if info.isa.to_ascii_lowercase().contains("avx512f") {
         ReduceWidth::Lanes16
     } else {
-        ReduceWidth::native()
+        ReduceWidth::Lanes8
     };
     Numerics { contract, width }
 }
@@ -97,10 +99,10 @@ impl Backends {
             isa => engine_backend(BackendId::EngineSimd, isa, numerics),
         };
         results.push((BackendId::EngineSimd, simd));
-        results.push((
-            BackendId::EngineCuda,
-            Err("the engine has no CUDA device support in this build".to_string()),
-        ));
+        let cuda = EngineBackend::cuda(numerics)
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(|e| format!("no CUDA device for the engine: {e}"));
+        results.push((BackendId::EngineCuda, cuda));
         let cpp = CppBackend::init()
             .map(|b| Arc::new(b) as Arc<dyn Backend>)
             .map_err(|e| format!("the C++ reference failed to initialise: {e}"));

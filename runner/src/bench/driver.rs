@@ -7,6 +7,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use bitnet_engine::gguf::{GgufFile, ModelHparams};
+use bitnet_engine::model::DeviceStrategy;
 use bitnet_engine::synth::Arch;
 use bitnet_ffi_cpp::reference_info;
 
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// Buffer of the memory bandwidth probe, in MiB (much larger than the last-level cache).
     #[arg(long, default_value_t = 512, value_parser = positive)]
     pub probe_mib: usize,
+    /// Where the engine runs: cpu, or gpu (a build with the `cuda` feature); the reference
+    /// always runs on the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceStrategy,
 }
 
 fn positive(text: &str) -> Result<usize, String> {
@@ -174,9 +179,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         for &test in &tests {
             results.push(run_test(
                 &path,
-                test,
-                n_threads,
-                args.reps,
+                &Setup {
+                    test,
+                    threads: n_threads,
+                    reps: args.reps,
+                    device: args.device,
+                },
                 sides,
                 &model.summary.decode_traffic,
                 &probe,
@@ -243,19 +251,31 @@ fn summarize(
     })
 }
 
-/// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker.
-fn run_test(
-    model: &Path,
+/// One test at one thread count, repeated, with the engine's device.
+struct Setup {
     test: BenchTest,
     threads: usize,
     reps: usize,
+    device: DeviceStrategy,
+}
+
+/// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker.
+fn run_test(
+    model: &Path,
+    setup: &Setup,
     sides: &[Side],
     traffic: &DecodeTraffic,
     probe: &ReadBandwidth,
 ) -> Result<TestResult> {
+    let Setup {
+        test,
+        threads,
+        reps,
+        device,
+    } = *setup;
     let mut workers = sides
         .iter()
-        .map(|&side| Worker::spawn(side, model, threads))
+        .map(|&side| Worker::spawn(side, model, threads, device))
         .collect::<Result<Vec<_>>>()?;
     let mut samples = vec![Vec::with_capacity(reps); sides.len()];
     for rep in 1..=reps {
@@ -270,10 +290,14 @@ fn run_test(
     }
     let mut results = Vec::new();
     for (worker, samples) in workers.into_iter().zip(&samples) {
-        let load_seconds = worker.load_seconds;
-        let peak_rss = worker.finish()?;
-        let result = SideResult::new(test, samples, peak_rss, load_seconds, traffic, probe)
+        let (load_seconds, device) = (worker.load_seconds, worker.device.clone());
+        let (peak_rss, peak_gpu) = worker.finish()?;
+        // The CPU's bandwidth probe says nothing of a GPU's decode.
+        let probe = (peak_gpu.is_none()).then_some(probe);
+        let mut result = SideResult::new(test, samples, peak_rss, load_seconds, traffic, probe)
             .context("no repetitions")?;
+        result.device = device;
+        result.peak_gpu_bytes = peak_gpu;
         results.push(result);
     }
     let mut results = results.into_iter();
@@ -289,18 +313,24 @@ struct Worker {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     load_seconds: f64,
+    device: String,
 }
 
 impl Worker {
     /// Starts a worker and waits until it has loaded the model and warmed up.
-    fn spawn(side: Side, model: &Path, threads: usize) -> Result<Worker> {
+    fn spawn(side: Side, model: &Path, threads: usize, device: DeviceStrategy) -> Result<Worker> {
         let exe = std::env::current_exe().context("locating the bitnet executable")?;
+        let device = match side {
+            Side::Engine => device,
+            Side::Reference => DeviceStrategy::ForceCpu,
+        };
         let mut child = Command::new(exe)
             .arg("bench-worker")
             .args(["--side", side.name()])
             .arg("--model")
             .arg(model)
             .args(["--threads", &threads.to_string()])
+            .args(["--device", device.name()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -315,9 +345,16 @@ impl Worker {
             stdin,
             stdout,
             load_seconds: 0.0,
+            device: String::new(),
         };
         match worker.read_reply("loading")? {
-            Reply::Ready { load_seconds } => worker.load_seconds = load_seconds,
+            Reply::Ready {
+                load_seconds,
+                device,
+            } => {
+                worker.load_seconds = load_seconds;
+                worker.device = device;
+            }
             other => bail!(worker.unexpected(&other, "loading")),
         }
         Ok(worker)
@@ -333,11 +370,14 @@ impl Worker {
         }
     }
 
-    /// Asks the worker to exit; returns its peak resident set.
-    fn finish(mut self) -> Result<Option<u64>> {
+    /// Asks the worker to exit; returns its peak resident set and peak device memory.
+    fn finish(mut self) -> Result<(Option<u64>, Option<u64>)> {
         self.send(Request::Finish, "finishing")?;
         let peak = match self.read_reply("finishing")? {
-            Reply::Finished { peak_rss_bytes } => peak_rss_bytes,
+            Reply::Finished {
+                peak_rss_bytes,
+                peak_gpu_bytes,
+            } => (peak_rss_bytes, peak_gpu_bytes),
             other => bail!(self.unexpected(&other, "finishing")),
         };
         let status = self.child.wait().context("waiting for a worker")?;

@@ -34,7 +34,8 @@ pub const METHOD: &str = "ppN: one batch of N tokens in a fresh context, logits 
      tgN: N single-token decodes after an untimed 8-token prompt. Each test and thread count runs \
      in fresh worker processes (one per side, loaded and warmed up before timing), alternating \
      engine and reference each repetition. Peak RSS is the worker's VmHWM (ru_maxrss off Linux). \
-     Decode bandwidth is the block matrices plus the whole output head per token, times tokens/s.";
+     Decode bandwidth (CPU sides) is the block matrices plus the whole output head per token, \
+     times tokens/s; a GPU side reports the most device memory in use while a test ran instead.";
 
 /// The model and its decode traffic.
 #[derive(Debug, Clone, Serialize)]
@@ -95,8 +96,12 @@ pub struct SideResult {
     pub peak_rss_bytes: Option<u64>,
     /// Seconds the worker took to load the model and warm up.
     pub load_seconds: f64,
-    /// Memory read bandwidth the median decode achieved (decode tests only).
+    /// Memory read bandwidth the median decode achieved (decode tests on the CPU only).
     pub decode_bandwidth: Option<Bandwidth>,
+    /// Where the side ran, and why.
+    pub device: String,
+    /// Most device memory in use while the test ran (a side on a GPU).
+    pub peak_gpu_bytes: Option<u64>,
 }
 
 /// Achieved read bandwidth.
@@ -131,17 +136,19 @@ impl SideResult {
         peak_rss_bytes: Option<u64>,
         load_seconds: f64,
         traffic: &DecodeTraffic,
-        probe: &ReadBandwidth,
+        probe: Option<&ReadBandwidth>,
     ) -> Option<SideResult> {
         let tokens_per_second = Spread::of(samples)?;
-        let decode_bandwidth = test
-            .is_decode()
-            .then(|| Bandwidth::of_decode(traffic, tokens_per_second.median, probe));
+        let decode_bandwidth = probe
+            .filter(|_| test.is_decode())
+            .map(|probe| Bandwidth::of_decode(traffic, tokens_per_second.median, probe));
         Some(SideResult {
             tokens_per_second,
             peak_rss_bytes,
             load_seconds,
             decode_bandwidth,
+            device: "cpu".into(),
+            peak_gpu_bytes: None,
         })
     }
 }
@@ -205,6 +212,9 @@ impl BenchReport {
             .map(|p| format!("{} thread(s) {}/s", p.threads, bytes(p.bytes_per_second)))
             .collect();
         out += &format!("memory read bandwidth (probe): {}\n", probes.join(", "));
+        if let Some(first) = self.results.first() {
+            out += &format!("engine device: {}\n", first.engine.device);
+        }
         if let Some(r) = &self.reference {
             out += &format!("reference: {} ({})\n", r.version, r.isa);
         }
@@ -227,9 +237,16 @@ impl BenchReport {
         if with_ref {
             header.extend(["reference t/s", "engine/ref"]);
         }
+        let on_gpu = self
+            .results
+            .iter()
+            .any(|r| r.engine.peak_gpu_bytes.is_some());
         header.push("engine RSS");
         if with_ref {
             header.push("reference RSS");
+        }
+        if on_gpu {
+            header.push("engine GPU memory");
         }
         header.push("engine decode BW");
         if with_ref {
@@ -248,6 +265,13 @@ impl BenchReport {
                 row.push(rss(&r.engine));
                 if with_ref {
                     row.push(reference.map(rss).unwrap_or_default());
+                }
+                if on_gpu {
+                    row.push(
+                        r.engine
+                            .peak_gpu_bytes
+                            .map_or("n/a".into(), |b| bytes(b as f64)),
+                    );
                 }
                 row.push(bw(&r.engine));
                 if with_ref {
@@ -358,7 +382,7 @@ mod tests {
             Some(1),
             0.5,
             &traffic,
-            &probe(),
+            Some(&probe()),
         )
         .unwrap();
         let b = tg.decode_bandwidth.unwrap();
@@ -370,13 +394,19 @@ mod tests {
             None,
             0.5,
             &traffic,
-            &probe(),
+            Some(&probe()),
         )
         .unwrap();
         assert_eq!(pp.decode_bandwidth, None);
-        assert!(
-            SideResult::new(BenchTest::Prefill(8), &[], None, 0.5, &traffic, &probe()).is_none()
-        );
+        assert!(SideResult::new(
+            BenchTest::Prefill(8),
+            &[],
+            None,
+            0.5,
+            &traffic,
+            Some(&probe())
+        )
+        .is_none());
 
         let r = TestResult::new(BenchTest::Prefill(8), 2, pp.clone(), Some(tg));
         assert!((r.ratio.unwrap() - 2.0).abs() < 1e-12);

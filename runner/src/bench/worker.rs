@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bitnet_engine::model::{argmax, DeviceStrategy, Model, ModelOptions, Session};
+use bitnet_engine::cuda;
+use bitnet_engine::model::{argmax, Device, DeviceStrategy, Model, ModelOptions, Session};
 use bitnet_ffi_cpp::{Backend, ContextParams, ModelParams};
 
 use super::machine::peak_rss_bytes;
@@ -18,7 +19,7 @@ use super::workload::{prompt_tokens, BenchTest, Reply, Request, DECODE_PROMPT, R
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
-    /// The Rust engine (on the CPU).
+    /// The Rust engine (on the device of `--device`).
     Engine,
     /// The linked bitnet.cpp reference.
     Reference,
@@ -46,6 +47,9 @@ pub struct WorkerArgs {
     /// Threads.
     #[arg(long)]
     pub threads: usize,
+    /// Where the engine runs (cpu or gpu); the reference always runs on the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceStrategy,
 }
 
 /// Serves the driver on stdin/stdout until it asks to finish; a failure is reported to the
@@ -79,6 +83,7 @@ fn serve(args: &WorkerArgs, input: impl BufRead, out: &mut impl Write) -> Result
         out,
         &Reply::Ready {
             load_seconds: start.elapsed().as_secs_f64(),
+            device: side.device(),
         },
     )?;
     for line in input.lines() {
@@ -97,6 +102,7 @@ fn serve(args: &WorkerArgs, input: impl BufRead, out: &mut impl Write) -> Result
                     out,
                     &Reply::Finished {
                         peak_rss_bytes: peak_rss_bytes(),
+                        peak_gpu_bytes: side.peak_gpu_bytes(),
                     },
                 );
             }
@@ -116,22 +122,40 @@ fn reply(out: &mut impl Write, reply: &Reply) -> Result<()> {
 trait Timer {
     fn time(&mut self, test: BenchTest) -> Result<f64>;
     fn n_ctx_train(&self) -> usize;
+    /// Where this side runs.
+    fn device(&self) -> String {
+        "cpu".into()
+    }
+    /// The most device memory in use while a test ran, for a side on a GPU.
+    fn peak_gpu_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 struct EngineTimer {
     model: Model,
+    /// Free device memory before the model was loaded, and the least seen since.
+    gpu_free: Option<(u64, u64)>,
 }
 
 impl EngineTimer {
     fn load(args: &WorkerArgs) -> Result<Self> {
         let options = ModelOptions {
             threads: args.threads,
-            device: DeviceStrategy::ForceCpu,
+            device: args.device,
             ..ModelOptions::default()
         };
+        let before = (args.device != DeviceStrategy::ForceCpu)
+            .then(|| cuda::probe(0).ok())
+            .flatten()
+            .map(|info| info.free_memory);
         let model = Model::load(&args.model, &options)
             .with_context(|| format!("loading {} in the engine", args.model.display()))?;
-        Ok(EngineTimer { model })
+        let gpu_free = match model.device().device {
+            Device::Cuda(_) => before.map(|b| (b, b)),
+            _ => None,
+        };
+        Ok(EngineTimer { model, gpu_free })
     }
 }
 
@@ -139,33 +163,45 @@ impl Timer for EngineTimer {
     fn time(&mut self, test: BenchTest) -> Result<f64> {
         let n_vocab = self.model.n_vocab();
         let mut session = Session::new(&self.model, test.positions());
-        let last = |logits: &bitnet_engine::model::Logits| {
-            let rows = logits.n_rows();
-            logits.row(rows.saturating_sub(1)).map(argmax)
-        };
-        match test {
+        let seconds = match test {
             BenchTest::Prefill(n) => {
                 let tokens = prompt_tokens(n, n_vocab);
                 let start = Instant::now();
-                let logits = session.eval(&tokens, false)?;
-                black_box(last(&logits));
-                Ok(start.elapsed().as_secs_f64())
+                black_box(session.eval_greedy(&tokens)?);
+                start.elapsed().as_secs_f64()
             }
             BenchTest::Decode(n) => {
-                let logits = session.eval(&prompt_tokens(DECODE_PROMPT, n_vocab), false)?;
-                let mut token = last(&logits).context("no logits")?;
+                let mut token = session.eval_greedy(&prompt_tokens(DECODE_PROMPT, n_vocab))?;
                 let start = Instant::now();
                 for _ in 0..n {
-                    let logits = session.eval(&[token], false)?;
-                    token = last(&logits).context("no logits")?;
+                    token = session.eval_greedy(&[token])?;
                 }
-                Ok(start.elapsed().as_secs_f64())
+                start.elapsed().as_secs_f64()
             }
+        };
+        // Device memory in use while the session still holds its cache.
+        let free = self
+            .gpu_free
+            .and_then(|_| cuda::probe(0).ok())
+            .map(|info| info.free_memory);
+        drop(session);
+        if let (Some((_, least)), Some(free)) = (self.gpu_free.as_mut(), free) {
+            *least = (*least).min(free);
         }
+        Ok(seconds)
     }
 
     fn n_ctx_train(&self) -> usize {
         self.model.n_ctx_train()
+    }
+
+    fn device(&self) -> String {
+        self.model.device().to_string()
+    }
+
+    fn peak_gpu_bytes(&self) -> Option<u64> {
+        self.gpu_free
+            .map(|(before, least)| before.saturating_sub(least))
     }
 }
 

@@ -80,6 +80,8 @@ pub enum Reply {
     Ready {
         /// Seconds from start to ready.
         load_seconds: f64,
+        /// Where the side runs, and why.
+        device: String,
     },
     /// One repetition ran.
     Timed {
@@ -90,6 +92,8 @@ pub enum Reply {
     Finished {
         /// Bytes, when the system tells.
         peak_rss_bytes: Option<u64>,
+        /// Most device memory in use while a test ran, for a side on a GPU.
+        peak_gpu_bytes: Option<u64>,
     },
     /// The worker failed and exits.
     Failed {
@@ -131,6 +135,7 @@ mod tests {
         }
         let reply = Reply::Finished {
             peak_rss_bytes: Some(5),
+            peak_gpu_bytes: Some(7),
         };
         let line = serde_json::to_string(&reply).unwrap();
         assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), reply);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bitnet_engine::model::DeviceStrategy;
 use bitnet_runner::bench::{self, BenchArgs, WorkerArgs};
 use bitnet_runner::generate_command::{self, GenerateArgs};
 use bitnet_runner::inspect::InspectReport;
@@ -57,6 +58,9 @@ enum Command {
         /// Write each scored token's negative log-likelihood to this file, one per line.
         #[arg(long, value_name = "FILE")]
         nll_out: Option<PathBuf>,
+        /// Where to run: auto, cpu, gpu or hybrid.
+        #[arg(long, default_value = "auto")]
+        device: DeviceStrategy,
     },
     /// Token ids of a text with a GGUF file's tokenizer.
     Tokenize {
@@ -122,13 +126,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chunks,
             threads,
             nll_out,
+            device,
         } => {
             text_commands::perplexity_of_file(
                 &model,
                 &file,
-                ctx,
-                chunks,
+                (ctx, chunks),
                 threads,
+                device,
                 nll_out.as_deref(),
             )?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,694 @@
+// Kernels of the engine's CUDA backend, compiled at run time by NVRTC with `--fmad=false`: a
+// multiply-add that the CPU engine fuses is written `__fmaf_rn` here, every other one rounds twice,
+// so the integer cores and the quantizers return the CPU engine's bits. Each kernel's CPU twin is
+// named in its comment.
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+
+#define FULL_MASK 0xffffffffu
+// Tokens that one warp multiplies against each weight row it loads.
+#define TOKEN_TILE 8
+#define INFINITY __int_as_float(0x7f800000)
+// Values per thread that rms_norm_quantize keeps in registers.
+#define ROW_CACHE 8
+
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float round_f16(float f) { return f16_to_f32(f32_to_f16(f)); }
+
+// formats::FpContract::nearest_int_of_product.
+__device__ __forceinline__ int nearest_int_of_product(float a, float b, int fused) {
+    const float magic = 12582912.0f;
+    float s = fused ? __fmaf_rn(a, b, magic) : __fadd_rn(__fmul_rn(a, b), magic);
+    return (__float_as_int(s) & 0x007fffff) - 0x00400000;
+}
+
+struct Add {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+
+struct Max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v, Op op) {
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+__device__ __forceinline__ int warp_sum_int(int v) { return warp_reduce(v, Add()); }
+
+// A block-wide reduction over at most 32 warps; every thread gets the result.
+template <typename T, typename Op> __device__ T block_reduce(T v, Op op, T identity) {
+    __shared__ T partial[32];
+    __shared__ T total;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_reduce(v, op);
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        T w = lane < (int)((blockDim.x + 31) >> 5) ? partial[lane] : identity;
+        w = warp_reduce(w, op);
+        if (lane == 0) total = w;
+    }
+    __syncthreads();
+    return total;
+}
+
+__device__ double block_sum_double(double v) { return block_reduce(v, Add(), 0.0); }
+__device__ int block_sum_int(int v) { return block_reduce(v, Add(), 0); }
+__device__ float block_max_float(float v) { return block_reduce(v, Max(), -INFINITY); }
+
+// model::ops::vec_expf: one lane of the reference's vectorized expf; `lanes` is 8 or 16.
+__device__ float vec_expf(float x, int lanes) {
+    const float round = 12582912.0f;
+    const float log2_e = __uint_as_float(0x3fb8aa3bu);
+    const float ln2_hi = __uint_as_float(0x3f317200u);
+    const float ln2_lo = __uint_as_float(0x35bfbe8eu);
+    const float p5 = __uint_as_float(0x3c072010u);
+    const float p4 = __uint_as_float(0x3d2b9f17u);
+    const float p3 = __uint_as_float(0x3e2aaf33u);
+    const float p2 = __uint_as_float(0x3efffedbu);
+    const float p1 = __uint_as_float(0x3f7ffff6u);
+    float z = __fmaf_rn(x, log2_e, round);
+    float n = __fsub_rn(z, round);
+    float b = __fmaf_rn(-n, ln2_lo, __fmaf_rn(-n, ln2_hi, x));
+    float u = __fmul_rn(b, b);
+    float poly = __fmaf_rn(__fmaf_rn(p5, b, p4), u, __fmaf_rn(p3, b, p2));
+    if (lanes == 16) {
+        float j = __fmaf_rn(poly, u, __fmaf_rn(p1, b, 1.0f));
+        if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+        return __double2float_rn((double)j * ldexp(1.0, (int)n));
+    }
+    float j = __fmaf_rn(poly, u, __fmul_rn(p1, b));
+    u32 e = __float_as_uint(z) << 23;
+    float k = __uint_as_float(e + __float_as_uint(1.0f));
+    if (fabsf(n) <= 126.0f) return __fmaf_rn(j, k, k);
+    u32 g = n <= 0.0f ? 0x82000000u : 0u;
+    float s1 = __uint_as_float(g + 0x7f000000u);
+    float s2 = __uint_as_float(e - g);
+    if (fabsf(n) > 192.0f) return __fmul_rn(s1, s1);
+    return __fmul_rn(__fmaf_rn(s2, j, s2), s1);
+}
+
+// model::ops::lane_sum of `lanes` values (missing values count as zero).
+__device__ float lane_sum(const float* x, int count, int lanes) {
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = i < count && i < lanes ? x[i] : 0.0f;
+    if (lanes == 16) {
+        for (int i = 0; i < 8; i++) v[i] = __fadd_rn(v[i], v[i + 8]);
+    }
+    return __fadd_rn(__fadd_rn(__fadd_rn(v[0], v[4]), __fadd_rn(v[2], v[6])),
+                     __fadd_rn(__fadd_rn(v[1], v[5]), __fadd_rn(v[3], v[7])));
+}
+
+// Linear::row_f32 for a batch of tokens: out[t] = table[tokens[t]].
+extern "C" __global__ void embed_f16(const u16* table, const u32* tokens, float* out, int n_embd) {
+    const u16* row = table + (size_t)tokens[blockIdx.x] * n_embd;
+    float* o = out + (size_t)blockIdx.x * n_embd;
+    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) o[i] = f16_to_f32(row[i]);
+}
+
+extern "C" __global__ void embed_f32(const float* table, const u32* tokens, float* out, int n_embd) {
+    const float* row = table + (size_t)tokens[blockIdx.x] * n_embd;
+    float* o = out + (size_t)blockIdx.x * n_embd;
+    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) o[i] = row[i];
+}
+
+// model::ops::rms_norm of one row per block, `out` may be `x`.
+extern "C" __global__ void rms_norm(const float* x, const float* weight, float* out, int width,
+                                    float eps) {
+    const float* row = x + (size_t)blockIdx.x * width;
+    float* o = out + (size_t)blockIdx.x * width;
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < width; i += blockDim.x) sum += (double)__fmul_rn(row[i], row[i]);
+    sum = block_sum_double(sum);
+    float mean = __double2float_rn(sum / (double)width);
+    float scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+    for (int i = threadIdx.x; i < width; i += blockDim.x)
+        o[i] = __fmul_rn(__fmul_rn(row[i], scale), weight[i]);
+}
+
+// model::ops::rms_norm followed by formats::I8sActivations::quantize of the normalized row, one
+// row per block: `out` gets the normalized values and `codes`, `scales`, `sums` their I8_S
+// quantization, as the two kernels give them one after the other.
+extern "C" __global__ void rms_norm_quantize(const float* x, const float* weight, float* out,
+                                             int width, float eps, int fused, i8* codes,
+                                             float* scales, int* sums) {
+    const float* row = x + (size_t)blockIdx.x * width;
+    float* o = out + (size_t)blockIdx.x * width;
+    i8* q = codes + (size_t)blockIdx.x * width;
+    // Each thread keeps its values in registers between the passes (rows of up to
+    // ROW_CACHE · blockDim values; longer rows are read again).
+    float v[ROW_CACHE];
+    double sum = 0.0;
+#pragma unroll
+    for (int c = 0; c < ROW_CACHE; c++) {
+        int i = threadIdx.x + c * blockDim.x;
+        v[c] = i < width ? row[i] : 0.0f;
+        sum += (double)__fmul_rn(v[c], v[c]);
+    }
+    for (int i = threadIdx.x + ROW_CACHE * blockDim.x; i < width; i += blockDim.x)
+        sum += (double)__fmul_rn(row[i], row[i]);
+    sum = block_sum_double(sum);
+    float scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__double2float_rn(sum / (double)width), eps)));
+    float amax = 0.0f;
+#pragma unroll
+    for (int c = 0; c < ROW_CACHE; c++) {
+        int i = threadIdx.x + c * blockDim.x;
+        if (i < width) {
+            v[c] = __fmul_rn(__fmul_rn(v[c], scale), weight[i]);
+            o[i] = v[c];
+            amax = fmaxf(amax, fabsf(v[c]));
+        }
+    }
+    for (int i = threadIdx.x + ROW_CACHE * blockDim.x; i < width; i += blockDim.x) {
+        float y = __fmul_rn(__fmul_rn(row[i], scale), weight[i]);
+        o[i] = y;
+        amax = fmaxf(amax, fabsf(y));
+    }
+    amax = block_max_float(amax);
+    float qscale = __double2float_rn(127.0 / fmax(1e-5, (double)amax));
+    int total = 0;
+#pragma unroll
+    for (int c = 0; c < ROW_CACHE; c++) {
+        int i = threadIdx.x + c * blockDim.x;
+        if (i < width) {
+            int r = min(max(nearest_int_of_product(v[c], qscale, fused), -128), 127);
+            q[i] = (i8)r;
+            total += r;
+        }
+    }
+    for (int i = threadIdx.x + ROW_CACHE * blockDim.x; i < width; i += blockDim.x) {
+        float y = __fmul_rn(__fmul_rn(row[i], scale), weight[i]);
+        int r = min(max(nearest_int_of_product(y, qscale, fused), -128), 127);
+        q[i] = (i8)r;
+        total += r;
+    }
+    total = block_sum_int(total);
+    if (threadIdx.x == 0) {
+        scales[blockIdx.x] = qscale;
+        sums[blockIdx.x] = total;
+    }
+}
+
+// formats::I8sActivations::quantize, one token per block.
+extern "C" __global__ void quantize_i8s(const float* x, int k, int fused, i8* codes, float* scales,
+                                        int* sums) {
+    const float* row = x + (size_t)blockIdx.x * k;
+    i8* q = codes + (size_t)blockIdx.x * k;
+    float amax = 0.0f;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(row[i]));
+    amax = block_max_float(amax);
+    float scale = __double2float_rn(127.0 / fmax(1e-5, (double)amax));
+    int sum = 0;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) {
+        int r = min(max(nearest_int_of_product(row[i], scale, fused), -128), 127);
+        q[i] = (i8)r;
+        sum += r;
+    }
+    sum = block_sum_int(sum);
+    if (threadIdx.x == 0) {
+        scales[blockIdx.x] = scale;
+        sums[blockIdx.x] = sum;
+    }
+}
+
+// formats::BlockQ8K::quantize: block (b, t) of 256 threads quantizes block b of token t.
+extern "C" __global__ void quantize_q8k(const float* x, int k, int fused, i8* codes, float* d) {
+    __shared__ float best_abs[8];
+    __shared__ int best_at[8];
+    __shared__ float block_max;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    size_t at = (size_t)blockIdx.y * k + (size_t)blockIdx.x * 256 + threadIdx.x;
+    float v = x[at];
+    float a = fabsf(v);
+    int i = threadIdx.x;
+    // The largest |v|, the first on ties, as the CPU's strict `>` scan keeps it.
+    for (int o = 16; o > 0; o >>= 1) {
+        float oa = __shfl_xor_sync(FULL_MASK, a, o);
+        int oi = __shfl_xor_sync(FULL_MASK, i, o);
+        if (oa > a || (oa == a && oi < i)) {
+            a = oa;
+            i = oi;
+        }
+    }
+    if (lane == 0) {
+        best_abs[warp] = a;
+        best_at[warp] = i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float ba = best_abs[0];
+        int bi = best_at[0];
+        for (int w = 1; w < 8; w++) {
+            if (best_abs[w] > ba) {
+                ba = best_abs[w];
+                bi = best_at[w];
+            }
+        }
+        block_max = ba == 0.0f ? 0.0f : x[at - threadIdx.x + bi];
+    }
+    __syncthreads();
+    float max = block_max;
+    size_t block = (size_t)blockIdx.y * (k / 256) + blockIdx.x;
+    if (max == 0.0f) {
+        codes[at] = 0;
+        if (threadIdx.x == 0) d[block] = 0.0f;
+        return;
+    }
+    float iscale = __fdiv_rn(-127.0f, max);
+    codes[at] = (i8)min(nearest_int_of_product(iscale, v, fused), 127);
+    if (threadIdx.x == 0) d[block] = __fdiv_rn(1.0f, iscale);
+}
+
+// Rows of an I2_S product per warp (the kernel is written for two), and the most tokens per
+// block (grid.y walks the token tiles of `tile` tokens).
+#define I2S_ROWS_PER_WARP 2
+#define I2S_TOKEN_TILE 16
+
+// kernels::scalar::i2s_dot_ref with kernels::i2s_epilogue. A block of 8 warps stages the int8
+// activations of `tile` (at most I2S_TOKEN_TILE) tokens in shared memory (dynamic: tile × k
+// bytes) and each
+// warp multiplies I2S_ROWS_PER_WARP rows against all of them. Rows are repacked at upload to one
+// u32 per 16 weights, weight 16q + 4s + b at bits 8b + 2s of word q, so `(word >> 2s) & 0x03030303`
+// holds four consecutive codes and lane q reads the 16 activation bytes of word q. `accumulate`
+// adds each result to what `out` holds (a residual connection).
+extern "C" __global__ void i2s_matmul(const u32* w, float w_scale, const i8* act,
+                                      const float* act_scale, const int* act_sum, float out_scale,
+                                      int has_out_scale, int accumulate, float* out, int rows,
+                                      int k, int tokens, int tile) {
+    extern __shared__ int4 staged[];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int t0 = blockIdx.y * tile;
+    int nt = min(tile, tokens - t0);
+    int words = k / 16;
+    const int4* src = (const int4*)(act + (size_t)t0 * k);
+    for (int i = threadIdx.x; i < nt * words; i += blockDim.x) staged[i] = __ldg(src + i);
+    __syncthreads();
+    int row0 = (blockIdx.x * (blockDim.x >> 5) + warp) * I2S_ROWS_PER_WARP;
+    if (row0 >= rows) return;
+    // The warp's two rows advance together, so that their weight loads are in flight at once; a
+    // missing second row repeats the first and is not written.
+    int row1 = min(row0 + 1, rows - 1);
+    const u32* w0 = w + (size_t)row0 * words;
+    const u32* w1 = w + (size_t)row1 * words;
+    int acc0[I2S_TOKEN_TILE], acc1[I2S_TOKEN_TILE];
+#pragma unroll
+    for (int tt = 0; tt < I2S_TOKEN_TILE; tt++) acc0[tt] = acc1[tt] = 0;
+#pragma unroll 2
+    for (int q = lane; q < words; q += 32) {
+        u32 v0 = __ldg(w0 + q), v1 = __ldg(w1 + q);
+        int a0 = (int)(v0 & 0x03030303u), a1 = (int)((v0 >> 2) & 0x03030303u);
+        int a2 = (int)((v0 >> 4) & 0x03030303u), a3 = (int)((v0 >> 6) & 0x03030303u);
+        int b0 = (int)(v1 & 0x03030303u), b1 = (int)((v1 >> 2) & 0x03030303u);
+        int b2 = (int)((v1 >> 4) & 0x03030303u), b3 = (int)((v1 >> 6) & 0x03030303u);
+#pragma unroll
+        for (int tt = 0; tt < I2S_TOKEN_TILE; tt++) {
+            if (tt < nt) {
+                int4 x = staged[tt * words + q];
+                acc0[tt] = __dp4a(a3, x.w, __dp4a(a2, x.z, __dp4a(a1, x.y, __dp4a(a0, x.x, acc0[tt]))));
+                acc1[tt] = __dp4a(b3, x.w, __dp4a(b2, x.z, __dp4a(b1, x.y, __dp4a(b0, x.x, acc1[tt]))));
+            }
+        }
+    }
+#pragma unroll
+    for (int tt = 0; tt < I2S_TOKEN_TILE; tt++) {
+        if (tt < nt) {
+            int s0 = warp_sum_int(acc0[tt]), s1 = warp_sum_int(acc1[tt]);
+            int t = t0 + tt;
+            if (lane < 2 && (lane == 0 || row0 + 1 < rows)) {
+                int row = row0 + lane;
+                int s = lane == 0 ? s0 : s1;
+                float r = __fmul_rn(
+                    __fdiv_rn(__fsub_rn(__int2float_rn(s), __int2float_rn(act_sum[t])), act_scale[t]),
+                    w_scale);
+                if (has_out_scale) r = __fmul_rn(r, out_scale);
+                size_t at = (size_t)t * rows + row;
+                out[at] = accumulate ? __fadd_rn(out[at], r) : r;
+            }
+        }
+    }
+}
+
+// kernels::scalar::tq2_dot_ref (TQ1_0 rows are repacked to this layout at upload): one warp per
+// row, lane m reads bytes m and 32 + m of each block; the eight integer lanes of the CPU kernel are
+// the sums of lanes 4l..4l+3, scaled into eight float lanes and summed by hsum_float_8.
+extern "C" __global__ void tq_matmul(const u8* codes, const float* w_d, const i8* act,
+                                     const float* act_d, float out_scale, int has_out_scale,
+                                     int accumulate, int fused, float* out, int rows, int k,
+                                     int tokens) {
+    int lane = threadIdx.x & 31;
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int t0 = blockIdx.y * TOKEN_TILE;
+    if (row >= rows) return;
+    int nt = min(TOKEN_TILE, tokens - t0);
+    int nb = k / 256;
+    float acc[TOKEN_TILE];
+#pragma unroll
+    for (int tt = 0; tt < TOKEN_TILE; tt++) acc[tt] = 0.0f;
+    for (int b = 0; b < nb; b++) {
+        const u8* block = codes + ((size_t)row * nb + b) * 64;
+        u32 c0 = block[lane], c1 = block[32 + lane];
+        float dw = w_d[(size_t)row * nb + b];
+#pragma unroll
+        for (int tt = 0; tt < TOKEN_TILE; tt++) {
+            if (tt < nt) {
+                const i8* q = act + (size_t)(t0 + tt) * k + (size_t)b * 256;
+                int s = 0;
+#pragma unroll
+                for (int l = 0; l < 4; l++) {
+                    s += (int)((c0 >> (2 * l)) & 3) * q[32 * l + lane];
+                    s += (int)((c1 >> (2 * l)) & 3) * q[128 + 32 * l + lane];
+                }
+                int qs = 0;
+#pragma unroll
+                for (int i = 0; i < 8; i++) qs += q[8 * lane + i];
+                int v = s - qs;
+                v += __shfl_xor_sync(FULL_MASK, v, 1);
+                v += __shfl_xor_sync(FULL_MASK, v, 2);
+                float d = __fmul_rn(act_d[(size_t)(t0 + tt) * nb + b], dw);
+                float fv = __int2float_rn(v);
+                acc[tt] = fused ? __fmaf_rn(fv, d, acc[tt]) : __fadd_rn(__fmul_rn(fv, d), acc[tt]);
+            }
+        }
+    }
+#pragma unroll
+    for (int tt = 0; tt < TOKEN_TILE; tt++) {
+        float x[8];
+#pragma unroll
+        for (int l = 0; l < 8; l++) x[l] = __shfl_sync(FULL_MASK, acc[tt], 4 * l);
+        if (lane == 0 && tt < nt) {
+            float r0 = __fadd_rn(x[4], x[0]), r1 = __fadd_rn(x[5], x[1]);
+            float r2 = __fadd_rn(x[6], x[2]), r3 = __fadd_rn(x[7], x[3]);
+            float r = __fadd_rn(__fadd_rn(r0, r2), __fadd_rn(r1, r3));
+            if (has_out_scale) r = __fmul_rn(r, out_scale);
+            size_t at = (size_t)(t0 + tt) * rows + row;
+            out[at] = accumulate ? __fadd_rn(out[at], r) : r;
+        }
+    }
+}
+
+__device__ __forceinline__ float load_value(const u16* p, size_t i) { return f16_to_f32(p[i]); }
+__device__ __forceinline__ float load_value(const float* p, size_t i) { return p[i]; }
+
+// hsum8_pairs of the values held by lanes 0..7 of each group of `width` lanes; the group's
+// lane 0 gets the result.
+__device__ __forceinline__ float lanes_hsum8_pairs(float h, int width) {
+    float r = __fadd_rn(__shfl_down_sync(FULL_MASK, h, 4, width), h);
+    float u = __fadd_rn(r, __shfl_down_sync(FULL_MASK, r, 2, width));
+    return __fadd_rn(u, __shfl_down_sync(FULL_MASK, u, 1, width));
+}
+
+// kernels::reduce's reduce_vec_dot of the four accumulators of `lanes` lanes, chain c (lane
+// c % lanes of accumulator c / lanes) held by warp lane c (`a0`) or, for c >= 32, by lane c - 32
+// (`a1`); lane 0 gets the result.
+__device__ __forceinline__ float lanes_reduce_vec_dot(float a0, float a1, int lanes) {
+    if (lanes == 8) {
+        float c1 = __shfl_down_sync(FULL_MASK, a0, 8);
+        float c2 = __shfl_down_sync(FULL_MASK, a0, 16);
+        float c3 = __shfl_down_sync(FULL_MASK, a0, 24);
+        float x = __fadd_rn(__fadd_rn(a0, c2), __fadd_rn(c1, c3));
+        // ggml's hadd tail: ((x0 + x4) + (x1 + x5)) + ((x2 + x6) + (x3 + x7)).
+        float t = __fadd_rn(x, __shfl_down_sync(FULL_MASK, x, 4));
+        float u = __fadd_rn(t, __shfl_down_sync(FULL_MASK, t, 1));
+        return __fadd_rn(u, __shfl_down_sync(FULL_MASK, u, 2));
+    }
+    float b0 = __shfl_down_sync(FULL_MASK, a0, 16), b1 = __shfl_down_sync(FULL_MASK, a1, 16);
+    float x = __fadd_rn(__fadd_rn(a0, a1), __fadd_rn(b0, b1));
+    float h = __fadd_rn(__shfl_down_sync(FULL_MASK, x, 8), x);
+    return lanes_hsum8_pairs(h, 32);
+}
+
+// kernels::scalar::f16_vec_dot_ref / f32_vec_dot_ref over `n` values, computed by one warp: lane
+// L runs the chains L and L + 32 (when there are 4 · lanes = 64), each accumulating its values
+// in order with fused multiply-adds; the chains are reduced in the CPU's tree and the tail added
+// as the CPU does (in f64 of rounded f32 products for f16 operands, in f32 for f32 ones).
+// `x_f16` rounds the second operand to f16 first. Returns the dot in lane 0.
+template <typename W, typename X>
+__device__ float warp_vec_dot(const W* w, const X* x, int n, int lanes, int x_f16, int f64_tail) {
+    int lane = threadIdx.x & 31;
+    int step = 4 * lanes;
+    int whole = n - n % step;
+    float a0 = 0.0f, a1 = 0.0f;
+#pragma unroll 4
+    for (int i = 0; i < whole; i += step) {
+        float xv = load_value(x, i + lane);
+        a0 = __fmaf_rn(load_value(w, i + lane), x_f16 ? round_f16(xv) : xv, a0);
+        if (step == 64) {
+            float xv1 = load_value(x, i + 32 + lane);
+            a1 = __fmaf_rn(load_value(w, i + 32 + lane), x_f16 ? round_f16(xv1) : xv1, a1);
+        }
+    }
+    float v = lanes_reduce_vec_dot(a0, a1, lanes);
+    int tail = n - whole;
+    if (tail == 0) return v;
+    // Tail products in parallel (lane i takes value whole + i, and whole + 32 + i), summed in
+    // order by lane 0.
+    float p0 = 0.0f, p1 = 0.0f;
+    if (lane < tail) {
+        float xv = load_value(x, whole + lane);
+        p0 = __fmul_rn(load_value(w, whole + lane), x_f16 ? round_f16(xv) : xv);
+    }
+    if (32 + lane < tail) {
+        float xv = load_value(x, whole + 32 + lane);
+        p1 = __fmul_rn(load_value(w, whole + 32 + lane), x_f16 ? round_f16(xv) : xv);
+    }
+    double sum = (double)v;
+    for (int i = 0; i < tail; i++) {
+        float p = __shfl_sync(FULL_MASK, i < 32 ? p0 : p1, i & 31);
+        if (f64_tail) {
+            sum += (double)p;
+        } else {
+            v = __fadd_rn(v, p);
+        }
+    }
+    return f64_tail ? __double2float_rn(sum) : v;
+}
+
+// kernels::scalar::f16_tiled_dot_ref / f32_tiled_dot_ref over `n` values (a multiple of
+// `lanes`), computed by the `lanes` consecutive lanes of one group: lane l accumulates values
+// l, l + lanes, ... in order, then kernels::reduce's reduce_tiled; the group's first lane gets
+// the dot.
+template <typename W, typename X>
+__device__ float group_tiled_dot(const W* w, const X* x, int n, int lanes) {
+    int l = (threadIdx.x & 31) % lanes;
+    float acc = 0.0f;
+#pragma unroll 4
+    for (int i = l; i < n; i += lanes) acc = __fmaf_rn(load_value(w, i), load_value(x, i), acc);
+    if (lanes == 8) return lanes_hsum8_pairs(acc, 8);
+    float h = __fadd_rn(__shfl_down_sync(FULL_MASK, acc, 8, 16), acc);
+    return lanes_hsum8_pairs(h, 16);
+}
+
+// kernels::CpuKernels::f16_gemm / f32_gemm: dense rows times f32 tokens in the CPU's order. With
+// `tiled` (two or more tokens, rows a multiple of `lanes`) each group of `lanes` lanes of a warp
+// takes one token (tinyBLAS's order); otherwise the warp computes one token at a time
+// (ggml_vec_dot's order, activations rounded to f16 for f16 weights). One warp per row. With
+// `accumulate` every product is added to what `out` holds (a residual connection).
+template <typename W>
+__device__ void dense_matmul(const W* w, const float* x, int tiled, int lanes, int f16_weights,
+                             float out_scale, int has_out_scale, int accumulate, float* out,
+                             int rows, int k, int tokens) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int row = blockIdx.x * (blockDim.x >> 5) + warp;
+    if (row >= rows) return;
+    const W* wr = w + (size_t)row * k;
+    if (tiled) {
+        int groups = 32 / lanes, g = lane / lanes;
+        for (int t0 = 0; t0 < tokens; t0 += groups) {
+            int t = min(t0 + g, tokens - 1);
+            float s = group_tiled_dot(wr, x + (size_t)t * k, k, lanes);
+            if (lane % lanes == 0 && t0 + g < tokens) {
+                if (has_out_scale) s = __fmul_rn(s, out_scale);
+                size_t at = (size_t)t * rows + row;
+                out[at] = accumulate ? __fadd_rn(out[at], s) : s;
+            }
+        }
+        return;
+    }
+    for (int t = 0; t < tokens; t++) {
+        float s = warp_vec_dot(wr, x + (size_t)t * k, k, lanes, f16_weights, f16_weights);
+        if (lane == 0) {
+            if (has_out_scale) s = __fmul_rn(s, out_scale);
+            size_t at = (size_t)t * rows + row;
+            out[at] = accumulate ? __fadd_rn(out[at], s) : s;
+        }
+    }
+}
+
+extern "C" __global__ void f16_matmul(const u16* w, const float* x, int tiled, int lanes,
+                                      float out_scale, int has_out_scale, int accumulate,
+                                      float* out, int rows, int k, int tokens) {
+    dense_matmul(w, x, tiled, lanes, 1, out_scale, has_out_scale, accumulate, out, rows, k,
+                 tokens);
+}
+
+extern "C" __global__ void f32_matmul(const float* w, const float* x, int tiled, int lanes,
+                                      float out_scale, int has_out_scale, int accumulate,
+                                      float* out, int rows, int k, int tokens) {
+    dense_matmul(w, x, tiled, lanes, 0, out_scale, has_out_scale, accumulate, out, rows, k,
+                 tokens);
+}
+
+// model::ops::rope on the queries and keys of token blockIdx.x (at position *n_past + blockIdx.x),
+// with angles from the host's table `cos_sin[pos][i] = (cos, sin)`, then the keys and values of
+// that token stored in the F16 cache of one layer: keys `[kv_head][cell][head_dim]`, values
+// transposed, `[kv_head][head_dim][cell]`, so both products of attention read along a row.
+extern "C" __global__ void rope_store(float* q, float* k, const float* v, const float* cos_sin,
+                                      u16* k_cache, u16* v_cache, int n_head, int n_head_kv,
+                                      int head_dim, int n_rot, int neox, int fused,
+                                      const int* n_past, int capacity) {
+    int t = blockIdx.x;
+    int pos = *n_past + t;
+    int half = n_rot / 2;
+    int n_embd = n_head * head_dim, n_embd_kv = n_head_kv * head_dim;
+    const float* angles = cos_sin + (size_t)pos * n_rot;
+    for (int idx = threadIdx.x; idx < (n_head + n_head_kv) * half; idx += blockDim.x) {
+        int head = idx / half, i = idx % half;
+        float* x = head < n_head ? q + (size_t)t * n_embd + head * head_dim
+                                 : k + (size_t)t * n_embd_kv + (head - n_head) * head_dim;
+        int a = neox ? i : 2 * i;
+        int b = neox ? i + half : 2 * i + 1;
+        float c = angles[2 * i], s = angles[2 * i + 1];
+        float x0 = x[a], x1 = x[b];
+        if (fused) {
+            x[a] = __fmaf_rn(x0, c, -__fmul_rn(x1, s));
+            x[b] = __fmaf_rn(x0, s, __fmul_rn(x1, c));
+        } else {
+            x[a] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+            x[b] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+        }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < n_embd_kv; idx += blockDim.x) {
+        int kv_head = idx / head_dim, d = idx % head_dim;
+        k_cache[((size_t)kv_head * capacity + pos) * head_dim + d] =
+            f32_to_f16(k[(size_t)t * n_embd_kv + idx]);
+        v_cache[((size_t)kv_head * head_dim + d) * capacity + pos] =
+            f32_to_f16(v[(size_t)t * n_embd_kv + idx]);
+    }
+}
+
+// model::attention::KvCache::attend for head blockIdx.x and token blockIdx.y of a batch of
+// `tokens` over the F16 cache, in the CPU's order: each score is ggml_vec_dot_f16 of the key and
+// the f16-rounded query (one warp per cell), the masked softmax uses the reference's expf with
+// lane sums added in f64, and each output is the CPU's product of the transposed values with the
+// probabilities over the `n_kv` cells the CPU attends (the batch's end rounded up to 32): the
+// vector dot on f16-rounded probabilities for one token, the tiled dot otherwise. `n_past` is
+// read from device memory, so that one captured launch serves every decode step. Dynamic shared
+// memory: `n_kv` probabilities and their lane sums.
+extern "C" __global__ void attention(const float* q, const u16* k_cache, const u16* v_cache,
+                                     float* out, int n_head, int n_head_kv, int head_dim,
+                                     int capacity, const int* n_past_at, int tokens, float scale,
+                                     int lanes) {
+    extern __shared__ float shared[];
+    int n_past = *n_past_at;
+    int n_kv = min((n_past + tokens + 31) / 32 * 32, capacity);
+    __shared__ float query[256];
+    __shared__ float inverse;
+    int head = blockIdx.x, t = blockIdx.y;
+    int kv_head = head / (n_head / n_head_kv);
+    int n_embd = n_head * head_dim;
+    int valid = n_past + t + 1;
+    int groups = n_kv / lanes;
+    float* probs = shared;
+    float* group_sums = shared + n_kv;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+        query[d] = round_f16(q[(size_t)t * n_embd + head * head_dim + d]);
+    for (int j = valid + threadIdx.x; j < n_kv; j += blockDim.x) probs[j] = 0.0f;
+    __syncthreads();
+    const u16* keys = k_cache + (size_t)kv_head * capacity * head_dim;
+    for (int j = warp; j < valid; j += warps) {
+        float s = warp_vec_dot(keys + (size_t)j * head_dim, query, head_dim, lanes, 0, 1);
+        if (lane == 0) probs[j] = __fmul_rn(s, scale);
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) m = fmaxf(m, probs[j]);
+    m = block_max_float(m);
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) probs[j] = vec_expf(__fsub_rn(probs[j], m), lanes);
+    __syncthreads();
+    for (int g = threadIdx.x; g < groups; g += blockDim.x)
+        group_sums[g] = lane_sum(probs + g * lanes, lanes, lanes);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double sum = 0.0;
+        for (int g = 0; g < groups; g++) sum += (double)group_sums[g];
+        inverse = __double2float_rn(1.0 / sum);
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < valid; j += blockDim.x) {
+        float p = __fmul_rn(probs[j], inverse);
+        probs[j] = tokens == 1 ? round_f16(p) : p;
+    }
+    __syncthreads();
+    const u16* values = v_cache + (size_t)kv_head * head_dim * capacity;
+    float* o = out + (size_t)t * n_embd + head * head_dim;
+    if (tokens == 1) {
+        for (int d = warp; d < head_dim; d += warps) {
+            float s = warp_vec_dot(values + (size_t)d * capacity, probs, n_kv, lanes, 0, 1);
+            if (lane == 0) o[d] = s;
+        }
+    } else {
+        int per_warp = 32 / lanes, g = lane / lanes;
+        for (int d0 = warp * per_warp; d0 < head_dim; d0 += warps * per_warp) {
+            int d = min(d0 + g, head_dim - 1);
+            float s = group_tiled_dot(values + (size_t)d * capacity, probs, n_kv, lanes);
+            if (lane % lanes == 0 && d0 + g < head_dim) o[d] = s;
+        }
+    }
+}
+
+// model::ops::silu_mul: `gate = silu(gate) · up` on rows of `width`, vec_expf on the whole
+// vectors of `lanes` values of each row and expf on the tail.
+extern "C" __global__ void silu_mul(float* gate, const float* up, int width, int lanes, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    int full = width / lanes * lanes;
+    float g = gate[i];
+    float e = (i % width) < full ? vec_expf(-g, lanes) : expf(-g);
+    gate[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, e)), up[i]);
+}
+
+// model::ops::relu_sqr_mul.
+extern "C" __global__ void relu_sqr_mul(float* gate, const float* up, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float r = fmaxf(gate[i], 0.0f);
+    gate[i] = __fmul_rn(__fmul_rn(r, r), up[i]);
+}
+
+// model::argmax of one row: every block reduces a stride of the row and folds its best into
+// `*best` with atomicMax on a key that orders by value, then by the lower index (`*best` must
+// start at 0). NaN never wins, as in the CPU's strict comparisons.
+extern "C" __global__ void argmax(const float* row, int n, unsigned long long* best) {
+    unsigned long long key = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float x = row[i];
+        if (x != x) continue;
+        u32 bits = x == 0.0f ? 0u : __float_as_uint(x);
+        u32 ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+        unsigned long long k = ((unsigned long long)ordered << 32) | (0xffffffffu - (u32)i);
+        key = k > key ? k : key;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        unsigned long long other = __shfl_xor_sync(FULL_MASK, key, o);
+        key = other > key ? other : key;
+    }
+    if ((threadIdx.x & 31) == 0 && key != 0) atomicMax(best, key);
+}

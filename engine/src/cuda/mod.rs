@@ -1,0 +1,43 @@
+//! The CUDA backend: the whole forward pass on an NVIDIA GPU.
+//!
+//! Kernels are CUDA C (`kernels.cu`) compiled at run time by
+//! NVRTC for the device's compute capability and cached per device; the driver and NVRTC are
+//! loaded dynamically, so a build with the `cuda` feature runs (and reports [`CudaError`]) on
+//! machines without either. Each kernel has a CPU twin it is checked against ([`CudaOps`]): the
+//! activation quantizers and the ternary integer cores return the CPU's bits, and the float steps
+//! follow the CPU's evaluation where it is cheap to do so (RMSNorm, the reference's `expf`,
+//! activation rounding to f16) and sum in a GPU-friendly order elsewhere (attention, dense dots).
+//!
+//! Without the `cuda` feature this module keeps its types, and every constructor returns
+//! [`CudaError::NotBuilt`].
+
+mod error;
+mod info;
+
+#[cfg(feature = "cuda")]
+mod gpu;
+#[cfg(feature = "cuda")]
+mod launch;
+#[cfg(feature = "cuda")]
+mod ops;
+#[cfg(feature = "cuda")]
+mod session;
+#[cfg(feature = "cuda")]
+mod weights;
+
+#[cfg(not(feature = "cuda"))]
+mod stub;
+
+pub use error::CudaError;
+#[cfg(feature = "cuda")]
+pub use gpu::probe;
+pub use info::GpuInfo;
+#[cfg(feature = "cuda")]
+pub use ops::CudaOps;
+#[cfg(feature = "cuda")]
+pub use session::CudaSession;
+#[cfg(feature = "cuda")]
+pub use weights::CudaModel;
+
+#[cfg(not(feature = "cuda"))]
+pub use stub::{probe, CudaModel, CudaOps, CudaSession};
