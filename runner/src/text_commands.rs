@@ -36,7 +36,6 @@ pub fn perplexity_of_file(
         ..ModelOptions::default()
     };
     let (model, tokenizer) = load(path, &options)?;
-    eprintln!("device: {}", model.device());
     let text = std::fs::read_to_string(text)
         .with_context(|| format!("reading the text {}", text.display()))?;
     let tokens = tokenizer.encode(&text, true, false);
@@ -49,12 +48,13 @@ pub fn perplexity_of_file(
     bar.finish_and_clear();
     let p = p?;
     println!(
-        "PPL = {:.4} ± {:.4} over {} scored tokens ({} tokens of text, ctx {n_ctx}, {:.1} s)",
+        "PPL = {:.4} ± {:.4} over {} scored tokens ({} tokens of text, ctx {n_ctx}, {:.1} s on {})",
         p.ppl,
         p.ppl_err,
         p.nll.len(),
         tokens.len(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        model.device().device
     );
     if let Some(out) = nll_out {
         let lines: String = p.nll.iter().map(|v| format!("{v}\n")).collect();
