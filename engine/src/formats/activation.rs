@@ -1,6 +1,7 @@
 //! Activation quantization: I8_S (per-token int8 for I2_S) and Q8_K (per-256 blocks for TQ1_0/TQ2_0).
 
 use super::{FormatError, FpContract};
+use crate::kernels::with_fma;
 
 /// Values per Q8_K block (ggml's `QK_K`).
 pub const QK_K: usize = 256;
@@ -102,26 +103,28 @@ impl I8sActivations {
     }
 }
 
-/// Quantizes one token; returns its scale and code sum.
-fn quantize_row_i8_s(x: &[f32], out: &mut [i8], contract: FpContract) -> (f32, i32) {
-    // The reference's MAX macro keeps the left operand only when it is strictly larger, so a NaN
-    // replaces the running maximum; reproduce that instead of f64::max.
-    let amax = x.iter().fold(1e-5f64, |max, &v| {
-        let a = f64::from(v).abs();
-        if max > a {
-            max
-        } else {
-            a
+with_fma! {
+    /// Quantizes one token; returns its scale and code sum.
+    fn quantize_row_i8_s(x: &[f32], out: &mut [i8], contract: FpContract) -> (f32, i32) {
+        // The reference's MAX macro keeps the left operand only when it is strictly larger, so a
+        // NaN replaces the running maximum; reproduce that instead of f64::max.
+        let amax = x.iter().fold(1e-5f64, |max, &v| {
+            let a = f64::from(v).abs();
+            if max > a {
+                max
+            } else {
+                a
+            }
+        });
+        let scale = (127.0 / amax) as f32;
+        let mut sum = 0i32;
+        for (q, &v) in out.iter_mut().zip(x) {
+            let rounded = contract.nearest_int_of_product(v, scale).clamp(-128, 127);
+            sum = sum.wrapping_add(rounded);
+            *q = rounded as i8;
         }
-    });
-    let scale = (127.0 / amax) as f32;
-    let mut sum = 0i32;
-    for (q, &v) in out.iter_mut().zip(x) {
-        let rounded = contract.nearest_int_of_product(v, scale).clamp(-128, 127);
-        sum = sum.wrapping_add(rounded);
-        *q = rounded as i8;
+        (scale, sum)
     }
-    (scale, sum)
 }
 
 /// One Q8_K block: `d`, 256 int8 codes and the sums of each 16 codes.
@@ -141,6 +144,13 @@ impl BlockQ8K {
     /// An all-zero block gets `d = 0` and zero codes (the reference leaves its `bsums` unset; they
     /// are zero here and only ever multiplied by `d = 0`).
     pub fn quantize(x: &[f32; QK_K], contract: FpContract) -> Self {
+        quantize_block_q8k(x, contract)
+    }
+}
+
+with_fma! {
+    /// [`BlockQ8K::quantize`].
+    fn quantize_block_q8k(x: &[f32; QK_K], contract: FpContract) -> BlockQ8K {
         let mut amax = 0f32;
         let mut max = 0f32;
         for &v in x {

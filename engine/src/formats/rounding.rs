@@ -18,7 +18,7 @@ pub enum FpContract {
 
 impl FpContract {
     /// `a * b + c` under this contraction mode.
-    #[inline]
+    #[inline(always)]
     pub fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
         match self {
             FpContract::Off => a * b + c,
@@ -27,7 +27,7 @@ impl FpContract {
     }
 
     /// ggml's `nearest_int(a * b)` under this contraction mode.
-    #[inline]
+    #[inline(always)]
     pub fn nearest_int_of_product(self, a: f32, b: f32) -> i32 {
         from_magic_sum(self.mul_add(a, b, ROUND_MAGIC))
     }
@@ -45,7 +45,7 @@ pub fn nearest_int(x: f32) -> i32 {
     from_magic_sum(x + ROUND_MAGIC)
 }
 
-#[inline]
+#[inline(always)]
 fn from_magic_sum(sum: f32) -> i32 {
     (sum.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }

@@ -28,6 +28,7 @@
 mod cpu;
 mod dense;
 mod error;
+mod fma;
 mod isa;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -40,6 +41,7 @@ mod x86;
 pub use cpu::{i2s_epilogue, CpuKernels, Numerics};
 pub use dense::DenseMatrix;
 pub use error::KernelError;
+pub(crate) use fma::with_fma;
 pub use isa::Isa;
 pub use reduce::ReduceWidth;
 pub use table::DotKernels;

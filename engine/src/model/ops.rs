@@ -2,6 +2,7 @@
 
 pub use super::vec_math::{lane_sum, vec_expf};
 use crate::formats::FpContract;
+use crate::kernels::with_fma;
 use crate::kernels::ReduceWidth;
 
 /// How RoPE pairs the dimensions of a head.
@@ -26,31 +27,33 @@ pub fn rms_norm(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
     }
 }
 
-/// Rotates the first `n_rot` dimensions of each head (`head_dim` wide) of one token at position
-/// `pos`. Angles are `pos · base^(−2i/n_rot)`, the power advanced by repeated f32 multiplication as
-/// ggml does; under [`FpContract::Fused`] each rotated value is one FMA over the rounded other
-/// product, as GCC contracts the reference's expression.
-pub fn rope(
-    x: &mut [f32],
-    head_dim: usize,
-    n_rot: usize,
-    pos: usize,
-    base: f32,
-    kind: RopeKind,
-    contract: FpContract,
-) {
-    let cos_sin = rope_angles(pos, n_rot, base);
-    for head in x.chunks_exact_mut(head_dim) {
-        for (i, &(cos, sin)) in cos_sin.iter().enumerate() {
-            let (a, b) = match kind {
-                RopeKind::Normal => (2 * i, 2 * i + 1),
-                RopeKind::Neox => (i, i + n_rot / 2),
-            };
-            let (x0, x1) = (head[a], head[b]);
-            (head[a], head[b]) = match contract {
-                FpContract::Off => (x0 * cos - x1 * sin, x0 * sin + x1 * cos),
-                FpContract::Fused => (x0.mul_add(cos, -(x1 * sin)), x0.mul_add(sin, x1 * cos)),
-            };
+with_fma! {
+    /// Rotates the first `n_rot` dimensions of each head (`head_dim` wide) of one token at position
+    /// `pos`. Angles are `pos · base^(−2i/n_rot)`, the power advanced by repeated f32 multiplication as
+    /// ggml does; under [`FpContract::Fused`] each rotated value is one FMA over the rounded other
+    /// product, as GCC contracts the reference's expression.
+    pub fn rope(
+        x: &mut [f32],
+        head_dim: usize,
+        n_rot: usize,
+        pos: usize,
+        base: f32,
+        kind: RopeKind,
+        contract: FpContract,
+    ) {
+        let cos_sin = rope_angles(pos, n_rot, base);
+        for head in x.chunks_exact_mut(head_dim) {
+            for (i, &(cos, sin)) in cos_sin.iter().enumerate() {
+                let (a, b) = match kind {
+                    RopeKind::Normal => (2 * i, 2 * i + 1),
+                    RopeKind::Neox => (i, i + n_rot / 2),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                (head[a], head[b]) = match contract {
+                    FpContract::Off => (x0 * cos - x1 * sin, x0 * sin + x1 * cos),
+                    FpContract::Fused => (x0.mul_add(cos, -(x1 * sin)), x0.mul_add(sin, x1 * cos)),
+                };
+            }
         }
     }
 }
@@ -68,47 +71,51 @@ pub fn rope_angles(pos: usize, n_rot: usize, base: f32) -> Vec<(f32, f32)> {
     cos_sin
 }
 
-/// `softmax(row · scale)` with entries from `valid` on masked (`−inf`), as `ggml_soft_max_ext`:
-/// exponentials by [`vec_expf`] on whole vectors of `simd` lanes and by `expf` on the tail, their
-/// sum accumulated in f64 vector by vector, and every value scaled by the f32 inverse of the sum.
-pub fn masked_softmax(row: &mut [f32], scale: f32, valid: usize, simd: ReduceWidth) {
-    for (i, v) in row.iter_mut().enumerate() {
-        *v = if i < valid {
-            *v * scale
-        } else {
-            f32::NEG_INFINITY
-        };
+with_fma! {
+    /// `softmax(row · scale)` with entries from `valid` on masked (`−inf`), as `ggml_soft_max_ext`:
+    /// exponentials by [`vec_expf`] on whole vectors of `simd` lanes and by `expf` on the tail, their
+    /// sum accumulated in f64 vector by vector, and every value scaled by the f32 inverse of the sum.
+    pub fn masked_softmax(row: &mut [f32], scale: f32, valid: usize, simd: ReduceWidth) {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = if i < valid {
+                *v * scale
+            } else {
+                f32::NEG_INFINITY
+            };
+        }
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lanes = simd.lanes();
+        let full = row.len() / lanes * lanes;
+        let mut sum = 0f64;
+        for vector in row[..full].chunks_exact_mut(lanes) {
+            vector
+                .iter_mut()
+                .for_each(|v| *v = vec_expf(*v - max, simd));
+            sum += f64::from(lane_sum(vector, simd));
+        }
+        for v in &mut row[full..] {
+            *v = (*v - max).exp();
+            sum += f64::from(*v);
+        }
+        let inv = (1.0 / sum) as f32;
+        row.iter_mut().for_each(|v| *v *= inv);
     }
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lanes = simd.lanes();
-    let full = row.len() / lanes * lanes;
-    let mut sum = 0f64;
-    for vector in row[..full].chunks_exact_mut(lanes) {
-        vector
-            .iter_mut()
-            .for_each(|v| *v = vec_expf(*v - max, simd));
-        sum += f64::from(lane_sum(vector, simd));
-    }
-    for v in &mut row[full..] {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
-    }
-    let inv = (1.0 / sum) as f32;
-    row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// `silu(gate) · up` for rows of `width` values, into `gate`: SiLU as `x / (1 + exp(−x))` with
-/// [`vec_expf`] on whole vectors of `simd` lanes and `expf` on the tail of each row.
-pub fn silu_mul(gate: &mut [f32], up: &[f32], width: usize, simd: ReduceWidth) {
-    let full = width / simd.lanes() * simd.lanes();
-    for (row, up_row) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
-        for (i, (g, &u)) in row.iter_mut().zip(up_row).enumerate() {
-            let e = if i < full {
-                vec_expf(-*g, simd)
-            } else {
-                (-*g).exp()
-            };
-            *g = *g / (1.0 + e) * u;
+with_fma! {
+    /// `silu(gate) · up` for rows of `width` values, into `gate`: SiLU as `x / (1 + exp(−x))` with
+    /// [`vec_expf`] on whole vectors of `simd` lanes and `expf` on the tail of each row.
+    pub fn silu_mul(gate: &mut [f32], up: &[f32], width: usize, simd: ReduceWidth) {
+        let full = width / simd.lanes() * simd.lanes();
+        for (row, up_row) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
+            for (i, (g, &u)) in row.iter_mut().zip(up_row).enumerate() {
+                let e = if i < full {
+                    vec_expf(-*g, simd)
+                } else {
+                    (-*g).exp()
+                };
+                *g = *g / (1.0 + e) * u;
+            }
         }
     }
 }

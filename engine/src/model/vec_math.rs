@@ -17,6 +17,7 @@ const P2: f32 = f32::from_bits(0x3eff_fedb); // 0x1.fffdb6p-2
 const P1: f32 = f32::from_bits(0x3f7f_fff6); // 0x1.ffffecp-1
 
 /// `exp(x)` as one lane of the reference's `ggml_v_expf` for the build of `width`.
+#[inline(always)]
 pub fn vec_expf(x: f32, width: ReduceWidth) -> f32 {
     let z = x.mul_add(LOG2_E, ROUND);
     let n = z - ROUND;
@@ -52,6 +53,7 @@ pub fn vec_expf(x: f32, width: ReduceWidth) -> f32 {
 }
 
 /// The horizontal sum of one vector of `width` lanes, in the reference's reduction order.
+#[inline(always)]
 pub fn lane_sum(lanes: &[f32], width: ReduceWidth) -> f32 {
     let tree8 = |x: [f32; 8]| ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
     match width {
