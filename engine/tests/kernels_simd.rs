@@ -128,6 +128,21 @@ proptest! {
     }
 
     #[test]
+    fn i2s_four_token_dots_match_four_single_dots(seed: u64, blocks in 0usize..42) {
+        let mut rng = Rng::new(seed);
+        let codes = rng.bytes(blocks * 32);
+        let acts: Vec<Vec<i8>> = (0..4).map(|_| rng.i8s(blocks * 128)).collect();
+        let acts: [&[i8]; 4] = std::array::from_fn(|t| acts[t].as_slice());
+        let reference = acts.map(|act| scalar::i2s_dot_ref(&codes, act));
+        prop_assert_eq!(scalar::i2s_dot_x4_ref(&codes, acts), reference);
+        for isa in simd_isas() {
+            if let Some(dot_x4) = isa.dots().unwrap().i2s_x4 {
+                prop_assert_eq!(dot_x4(&codes, acts), reference, "{}", isa);
+            }
+        }
+    }
+
+    #[test]
     fn tq_dots_match_scalar_bit_for_bit(seed: u64, blocks in 0usize..12) {
         let mut rng = Rng::new(seed);
         let act = q8k_blocks(&mut rng, blocks);
@@ -173,7 +188,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     #[test]
-    fn products_match_scalar_on_any_thread_count(seed: u64, rows in 1usize..70, blocks in 1usize..4, tokens in 1usize..4) {
+    fn products_match_scalar_on_any_thread_count(seed: u64, rows in 1usize..70, blocks in 1usize..4, tokens in 1usize..10) {
         let mut rng = Rng::new(seed);
         let k = QK_K * blocks;
         let shape = Shape::new(k, rows);

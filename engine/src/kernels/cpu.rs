@@ -149,11 +149,24 @@ impl CpuKernels {
         let shape = w.shape();
         expect_len("i2_s activation width", shape.ne0, x.k())?;
         expect_len("i2_s output length", shape.ne1 * x.tokens(), out.len())?;
-        let dot = self.dots.i2s;
+        let (dot, dot_x4) = (self.dots.i2s, self.dots.i2s_x4);
         let (scales, sums, w_scale) = (x.scales(), x.sums(), w.scale());
-        self.for_each_output(shape.ne1, x.tokens(), out, |row, token| {
-            let d = dot(w.row(row), x.token_codes(token));
-            i2s_epilogue(d, sums[token], scales[token], w_scale)
+        let epilogue = |d: i32, token: usize| i2s_epilogue(d, sums[token], scales[token], w_scale);
+        self.for_each_row(shape.ne1, x.tokens(), out, |row, row_out| {
+            let codes = w.row(row);
+            let mut first = 0;
+            if let Some(dot_x4) = dot_x4 {
+                while first + 4 <= row_out.len() {
+                    let acts = std::array::from_fn(|j| x.token_codes(first + j));
+                    for (j, d) in dot_x4(codes, acts).into_iter().enumerate() {
+                        row_out[first + j] = epilogue(d, first + j);
+                    }
+                    first += 4;
+                }
+            }
+            for (token, o) in row_out.iter_mut().enumerate().skip(first) {
+                *o = epilogue(dot(codes, x.token_codes(token)), token);
+            }
         });
         Ok(())
     }
@@ -283,10 +296,23 @@ impl CpuKernels {
     where
         F: Fn(usize, usize) -> f32 + Sync,
     {
+        self.for_each_row(rows, tokens, out, |row, row_out| {
+            for (token, o) in row_out.iter_mut().enumerate() {
+                *o = f(row, token);
+            }
+        });
+    }
+
+    /// Runs `f(row, outputs)` for every weight row, `outputs` holding the row's value for each
+    /// token, and stores them token-major in `out`.
+    fn for_each_row<F>(&self, rows: usize, tokens: usize, out: &mut [f32], f: F)
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
         if tokens == 1 {
             self.split_rows(out, 1, rows, |first, chunk| {
-                for (i, o) in chunk.iter_mut().enumerate() {
-                    *o = f(first + i, 0);
+                for (i, o) in chunk.chunks_exact_mut(1).enumerate() {
+                    f(first + i, o);
                 }
             });
             return;
@@ -295,9 +321,7 @@ impl CpuKernels {
         let mut by_row = vec![0f32; rows * tokens];
         self.split_rows(&mut by_row, tokens, rows, |first, chunk| {
             for (i, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
-                for (token, o) in row_out.iter_mut().enumerate() {
-                    *o = f(first + i, token);
-                }
+                f(first + i, row_out);
             }
         });
         for (row, values) in by_row.chunks_exact(tokens).enumerate() {

@@ -44,4 +44,4 @@ pub use error::KernelError;
 pub(crate) use fma::with_fma;
 pub use isa::Isa;
 pub use reduce::ReduceWidth;
-pub use table::DotKernels;
+pub use table::{DotKernels, I2sDotX4};

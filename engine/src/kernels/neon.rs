@@ -11,6 +11,7 @@ use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES}
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
+    i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     f16_vec: scalar::f16_vec_dot_ref,

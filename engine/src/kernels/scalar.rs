@@ -31,6 +31,14 @@ pub fn i2s_dot_ref(codes: &[u8], act: &[i8]) -> i32 {
     sum
 }
 
+/// [`i2s_dot_ref`] of one row against four tokens' activations.
+///
+/// # Panics
+/// As [`i2s_dot_ref`], for any of the tokens.
+pub fn i2s_dot_x4_ref(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
+    acts.map(|act| i2s_dot_ref(codes, act))
+}
+
 /// Accumulates one block's eight i32 lanes into the float lanes: `acc += lane · (d_w · d_a)`.
 /// Shared by the kernels that compute the integer lanes with SIMD, so every ISA scales alike.
 pub(crate) fn accumulate_block(

@@ -6,12 +6,18 @@ use super::reduce::ReduceWidth;
 use super::scalar;
 use crate::formats::{BlockQ8K, FpContract};
 
+/// Σ code · a of one I2_S row against four tokens.
+pub type I2sDotX4 = fn(&[u8], [&[i8]; 4]) -> [i32; 4];
+
 /// The dot products of one ISA. Every entry computes exactly what its scalar `*_ref` counterpart in
 /// [`scalar`](super::scalar) computes, with the same panics on mismatched lengths.
 #[derive(Debug)]
 pub struct DotKernels {
     /// Σ code · a over one I2_S row ([`scalar::i2s_dot_ref`]).
     pub i2s: fn(&[u8], &[i8]) -> i32,
+    /// The same for four tokens at once, decoding each weight block once
+    /// ([`scalar::i2s_dot_x4_ref`]); `None` where the ISA takes tokens one at a time.
+    pub i2s_x4: Option<I2sDotX4>,
     /// TQ1_0 × Q8_K over one row ([`scalar::tq1_dot_ref`]).
     pub tq1: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
     /// TQ2_0 × Q8_K over one row ([`scalar::tq2_dot_ref`]).
@@ -29,6 +35,7 @@ pub struct DotKernels {
 /// The scalar reference table.
 pub(crate) static SCALAR: DotKernels = DotKernels {
     i2s: scalar::i2s_dot_ref,
+    i2s_x4: Some(scalar::i2s_dot_x4_ref),
     tq1: scalar::tq1_dot_ref,
     tq2: scalar::tq2_dot_ref,
     f16_vec: scalar::f16_vec_dot_ref,

@@ -24,6 +24,7 @@ pub(crate) fn is_supported() -> bool {
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
+    i2s_x4: Some(i2s_dot_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
     f16_vec: f16_vec_dot,
@@ -168,6 +169,56 @@ pub(crate) fn i2s_block_products(codes: &[u8], act: &[i8]) -> __m256i {
     let p2 = _mm256_maddubs_epi16(c2, load_i8(&act[64..]));
     let p3 = _mm256_maddubs_epi16(c3, load_i8(&act[96..]));
     _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
+}
+
+fn i2s_dot_x4(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
+    let len = acts[0].len();
+    assert!(
+        len.is_multiple_of(128)
+            && codes.len() >= len / 4
+            && acts.iter().all(|act| act.len() == len),
+        "i2_s row/activation length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2 (see `kernels`).
+    unsafe { i2s_dot_x4_avx2(codes, acts) }
+}
+
+/// [`i2s_dot_avx2`] for four tokens: each block's codes are decoded once and multiplied with
+/// every token, whose i16 partial sums widen to i32 every [`I16_SAFE_BLOCKS`] blocks as there.
+#[target_feature(enable = "avx2")]
+pub(crate) fn i2s_dot_x4_avx2(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
+    let ones = _mm256_set1_epi16(1);
+    let mask = _mm256_set1_epi8(3);
+    let blocks = acts[0].len() / 128;
+    let mut total = [_mm256_setzero_si256(); 4];
+    for first in (0..blocks).step_by(I16_SAFE_BLOCKS) {
+        let mut partial = [_mm256_setzero_si256(); 4];
+        for block in first..(first + I16_SAFE_BLOCKS).min(blocks) {
+            let packed = load_u8(&codes[32 * block..]);
+            let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask);
+            let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask);
+            let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask);
+            let c3 = _mm256_and_si256(packed, mask);
+            for (sum, act) in partial.iter_mut().zip(acts) {
+                let act = &act[128 * block..];
+                let p0 = _mm256_maddubs_epi16(c0, load_i8(act));
+                let p1 = _mm256_maddubs_epi16(c1, load_i8(&act[32..]));
+                let p2 = _mm256_maddubs_epi16(c2, load_i8(&act[64..]));
+                let p3 = _mm256_maddubs_epi16(c3, load_i8(&act[96..]));
+                let products = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+                *sum = _mm256_add_epi16(*sum, products);
+            }
+        }
+        for (t, p) in total.iter_mut().zip(partial) {
+            *t = _mm256_add_epi32(*t, _mm256_madd_epi16(p, ones));
+        }
+    }
+    [
+        hsum_i32(total[0]),
+        hsum_i32(total[1]),
+        hsum_i32(total[2]),
+        hsum_i32(total[3]),
+    ]
 }
 
 #[target_feature(enable = "avx2")]

@@ -27,6 +27,7 @@ pub(crate) fn is_supported_vnni() -> bool {
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
+    i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     f16_vec: f16_vec_dot,
