@@ -282,8 +282,11 @@ fn metrics_count_tokens_and_memory() {
     assert!(m.prefill_tokens_per_s() > 0.0 && m.decode_tokens_per_s() > 0.0);
     let ttft = m.time_to_first_token.unwrap();
     assert!(ttft >= m.prefill + m.tokenize);
-    assert_eq!(m.device.device, Device::Cpu);
-    assert!(m.device.reason.contains("without CUDA"), "{}", m.device);
+    assert_eq!(&m.device, model.device());
+    if !cfg!(feature = "cuda") {
+        assert_eq!(m.device.device, Device::Cpu);
+        assert!(m.device.reason.contains("without CUDA"), "{}", m.device);
+    }
     if cfg!(target_os = "linux") {
         assert!(m.peak_rss_bytes.unwrap() > 1 << 20);
     }

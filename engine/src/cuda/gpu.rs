@@ -15,7 +15,7 @@ const SOURCE: &str = include_str!("kernels.cu");
 /// Describes device `ordinal`, or says why there is none. Never panics when the driver or
 /// NVRTC is missing.
 pub fn probe(ordinal: usize) -> Result<GpuInfo, CudaError> {
-    Ok(Gpu::get(ordinal)?.info())
+    Gpu::get(ordinal)?.info()
 }
 
 pub(crate) fn driver(during: &str) -> impl Fn(DriverError) -> CudaError + '_ {
@@ -155,15 +155,18 @@ impl Gpu {
 
     /// The device's description, with the memory free now (frees still queued on a stream count
     /// as used).
-    pub fn info(&self) -> GpuInfo {
-        let (free, total) = self.ctx.mem_get_info().unwrap_or((0, 0));
-        GpuInfo {
+    pub fn info(&self) -> Result<GpuInfo, CudaError> {
+        let (free, total) = self
+            .ctx
+            .mem_get_info()
+            .map_err(driver("reading the free device memory"))?;
+        Ok(GpuInfo {
             ordinal: self.ordinal,
             name: self.name.clone(),
             compute_capability: self.compute_capability,
             total_memory: total as u64,
             free_memory: free as u64,
-        }
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use cudarc::driver::{
 
 use super::gpu::{driver, Gpu};
 use super::CudaError;
+use crate::model::KV_PAD;
 
 /// Rows of a matmul per block (one warp each).
 const ROWS_PER_BLOCK: u32 = 4;
@@ -507,9 +508,6 @@ pub(crate) struct RopeGeometry {
     pub fused: bool,
     pub capacity: usize,
 }
-
-/// The reference pads the attended length (and the context) to a multiple of this many cells.
-pub(crate) const KV_PAD: usize = 32;
 
 /// Cells the CPU (and the reference) attend after `end` positions: `end` rounded up to
 /// [`KV_PAD`], at most the padded `capacity`.

@@ -31,8 +31,8 @@ impl CudaOps {
         Ok(CudaOps { gpu, stream })
     }
 
-    /// The device.
-    pub fn info(&self) -> GpuInfo {
+    /// The device, with its memory free now.
+    pub fn info(&self) -> Result<GpuInfo, CudaError> {
         self.gpu.info()
     }
 

@@ -8,13 +8,12 @@ use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, CudaView, CudaViewMut};
 use super::gpu::driver;
 use super::launch::{
     argmax_index, attended_cells, attention_shared_bytes, dim, DenseOrder, Launcher, RopeGeometry,
-    KV_PAD,
 };
-use super::weights::{check_fits, kv_cache_bytes, GpuLinear, GpuWeights};
+use super::weights::{check_fits, GpuLinear, GpuWeights};
 use super::{CudaError, CudaModel};
 use crate::formats::QK_K;
 use crate::model::ops::{rope_angles, RopeKind};
-use crate::model::Model;
+use crate::model::{Model, KV_PAD};
 use crate::synth::Arch;
 
 /// Buffers sized for a batch of up to `tokens` tokens.
@@ -148,10 +147,12 @@ impl CudaSession {
                 "a context of {n_ctx} positions (attention keeps its scores in shared memory)"
             )));
         }
-        let kv = kv_cache_bytes(model, capacity);
+        let kv = model
+            .heads()
+            .cache_bytes(model.layers().len(), capacity, true) as u64;
         let needed = cuda.weight_bytes() + kv;
         check_fits(
-            &cuda.device(),
+            &cuda.device()?,
             cuda.memory_limit,
             needed,
             "the weights and the KV cache",

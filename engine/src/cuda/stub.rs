@@ -33,7 +33,7 @@ impl CudaModel {
     }
 
     /// The device.
-    pub fn device(&self) -> GpuInfo {
+    pub fn device(&self) -> Result<GpuInfo, CudaError> {
         match *self {}
     }
 }
@@ -84,7 +84,7 @@ impl CudaOps {
     }
 
     /// The device.
-    pub fn info(&self) -> GpuInfo {
+    pub fn info(&self) -> Result<GpuInfo, CudaError> {
         match *self {}
     }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
-use half::f16;
 
 use super::gpu::{driver, Gpu};
 use super::{CudaError, GpuInfo};
@@ -217,9 +216,11 @@ impl CudaModel {
             .map(|l| GpuLinear::device_bytes(l.ty(), l.shape()))
             .sum::<u64>()
             + model.weight_memory().copied as u64;
-        let kv = kv_cache_bytes(model, model.n_ctx_train());
+        let kv = model
+            .heads()
+            .cache_bytes(model.layers.len(), model.n_ctx_train(), true) as u64;
         check_fits(
-            &gpu.info(),
+            &gpu.info()?,
             memory_limit,
             weight_bytes + kv,
             "the weights and a KV cache of the training context",
@@ -274,19 +275,13 @@ impl CudaModel {
     }
 
     /// The device, with its memory free now.
-    pub fn device(&self) -> GpuInfo {
+    pub fn device(&self) -> Result<GpuInfo, CudaError> {
         self.gpu.info()
     }
 
     pub(crate) fn output(&self) -> &GpuLinear {
         self.output.as_ref().unwrap_or(&self.token_embd)
     }
-}
-
-/// Bytes of an F16 KV cache of `n_ctx` positions for `model`.
-pub(crate) fn kv_cache_bytes(model: &Model, n_ctx: usize) -> u64 {
-    let heads = model.heads();
-    (2 * model.layers.len() * heads.n_head_kv * heads.head_dim * n_ctx * size_of::<f16>()) as u64
 }
 
 /// Checks that `needed` bytes fit the device's free memory and the limit.

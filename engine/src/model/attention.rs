@@ -8,7 +8,7 @@ use crate::formats::Shape;
 use crate::kernels::{CpuKernels, DenseMatrix};
 
 /// The reference pads the attended length (and the context) to a multiple of this many cells.
-const KV_PAD: usize = 32;
+pub(crate) const KV_PAD: usize = 32;
 
 /// Geometry of the attention of one model.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +19,13 @@ pub(crate) struct HeadLayout {
 }
 
 impl HeadLayout {
+    /// Bytes of the keys and values of `n_layer` layers for a context of `n_ctx` positions
+    /// (padded to [`KV_PAD`] cells), f16 or f32.
+    pub(crate) fn cache_bytes(&self, n_layer: usize, n_ctx: usize, f16: bool) -> usize {
+        let value = if f16 { 2 } else { 4 };
+        2 * n_layer * self.n_head_kv * self.head_dim * n_ctx.next_multiple_of(KV_PAD) * value
+    }
+
     fn n_embd(&self) -> usize {
         self.n_head * self.head_dim
     }

@@ -21,6 +21,8 @@ mod session;
 mod vec_math;
 
 pub use crate::synth::Arch;
+#[cfg(feature = "cuda")]
+pub(crate) use attention::KV_PAD;
 pub use device::{resolve_device, Device, DeviceChoice, DeviceError, DeviceStrategy};
 pub use error::ModelError;
 pub use linear::Linear;

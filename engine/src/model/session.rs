@@ -142,8 +142,8 @@ impl<'m> Session<'m> {
             State::Cpu(cache) => cache.bytes(),
             State::Cuda(Some(cuda)) => cuda.kv_cache_bytes(),
             State::Cuda(None) => {
-                let heads = self.model.heads();
-                2 * self.model.layers.len() * heads.n_head_kv * heads.head_dim * self.n_ctx * 2
+                let n_layer = self.model.layers.len();
+                self.model.heads().cache_bytes(n_layer, self.n_ctx, true)
             }
         }
     }

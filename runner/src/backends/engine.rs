@@ -173,7 +173,9 @@ impl Backend for EngineBackend {
     fn info(&self) -> BackendInfo {
         let numerics = self.kernels.numerics();
         let device = match &self.cuda {
-            Some(cuda) => cuda.info().to_string(),
+            Some(cuda) => cuda
+                .info()
+                .map_or_else(|e| e.to_string(), |i| i.to_string()),
             None => "cpu".to_string(),
         };
         BackendInfo {
