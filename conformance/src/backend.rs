@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::case::{BackendId, Capability, CaseKind, Device, QuantFormat, Shape};
+use crate::case::{BackendId, Capability, CaseKind, Device, QuantFormat, Shape, Tiling};
 
 /// What a backend can do, so trials it cannot run are ignored with a reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,6 +64,8 @@ pub struct QuantRequest<'a> {
     pub format: QuantFormat,
     /// The weights' shape.
     pub shape: Shape,
+    /// The LUT tiling (TL1/TL2).
+    pub tiling: Option<Tiling>,
     /// `shape.rows × shape.cols` values, row-major.
     pub weights: &'a [f32],
     /// Vectors of `shape.cols` values, concatenated; may be empty.

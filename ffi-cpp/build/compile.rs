@@ -1,7 +1,8 @@
 //! Compiling the reference and the shim into one static library.
 
 use crate::object_cache::ObjectCache;
-use crate::sources::ReferenceSources;
+use crate::sources::{self, ReferenceSources};
+use crate::tl2::{self, Tl2};
 
 use std::env;
 use std::ffi::OsString;
@@ -54,10 +55,12 @@ pub struct BuildRecord {
     pub cpp_flags: String,
     pub compiler: String,
     pub isa: String,
+    /// What was done about the TL2 kernels.
+    pub tl2: String,
 }
 
-/// Compiles the reference (reusing cached objects when nothing changed) and the shim, and
-/// archives both as `libbnref.a`.
+/// Compiles the reference (reusing cached objects when nothing changed), its TL2 kernels and
+/// the shim, and archives them all as `libbnref.a`.
 pub fn build_library(
     sources: &ReferenceSources,
     fingerprint: &str,
@@ -75,11 +78,14 @@ pub fn build_library(
 
     let c_tool = c_build.try_get_compiler().map_err(|e| e.to_string())?;
     let cpp_tool = cpp_build.try_get_compiler().map_err(|e| e.to_string())?;
+    let isa = target_isa(c_tool.to_command());
+    let tl2 = tl2::prepare(sources, out_dir, &isa)?;
     let record = BuildRecord {
         c_flags: describe_flags(c_tool.args()),
         cpp_flags: describe_flags(cpp_tool.args()),
         compiler: compiler_version(c_tool.path(), cpp_tool.path()),
-        isa: target_isa(c_tool.to_command()),
+        isa,
+        tl2: tl2.status.clone(),
     };
 
     // The ISA is part of the key because `-march=native` means something else on another CPU.
@@ -94,24 +100,23 @@ pub fn build_library(
             record.isa
         ),
     );
-    let objects = match cache.load() {
+    let mut objects = match cache.load() {
         Some(objects) => objects,
         None => cache.store(
             &object_dir,
             compile_reference(&c_build, &cpp_build, &object_dir)?,
         )?,
     };
+    objects.extend(compile_tl2(
+        sources,
+        &tl2,
+        fingerprint,
+        &record,
+        shim_dir,
+        out_dir,
+    )?);
 
-    let mut shim = configured();
-    for dir in sources.include_dirs() {
-        // The reference's headers are not ours to warn about.
-        shim.flag("-isystem").flag(dir.as_os_str());
-    }
-    shim.cpp(true)
-        .std(CPP_STD)
-        .include(shim_dir)
-        .warnings(true)
-        .extra_warnings(true)
+    shim_build(sources, shim_dir)
         .files(shim_files(shim_dir)?)
         .objects(objects)
         .out_dir(out_dir)
@@ -145,6 +150,74 @@ fn configured() -> cc::Build {
     build
 }
 
+/// The shim's translation units: ours, so warnings are on (but not for the reference's headers).
+fn shim_build(sources: &ReferenceSources, shim_dir: &Path) -> cc::Build {
+    let mut build = configured();
+    for dir in sources.include_dirs() {
+        build.flag("-isystem").flag(dir.as_os_str());
+    }
+    build
+        .cpp(true)
+        .std(CPP_STD)
+        .include(shim_dir)
+        .warnings(true)
+        .extra_warnings(true);
+    build
+}
+
+/// BitNet's LUT unit with the generated kernels (cached like the reference, when they were
+/// generated) and the shim's TL2 unit, both with `GGML_BITNET_X86_TL2` when the kernels exist.
+fn compile_tl2(
+    sources: &ReferenceSources,
+    tl2: &Tl2,
+    fingerprint: &str,
+    record: &BuildRecord,
+    shim_dir: &Path,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>, String> {
+    let mut objects = Vec::new();
+    let mut shim = shim_build(sources, shim_dir);
+    shim.include(&tl2.include_dir)
+        .file(shim_dir.join(TL2_SHIM))
+        .out_dir(out_dir.join("tl2").join("shim"));
+    if let Some(kernels) = &tl2.kernels {
+        shim.define(tl2::DEFINE, None);
+        let object_dir = out_dir.join("tl2").join("reference");
+        let mut lut = reference_build(sources, &object_dir);
+        lut.cpp(true)
+            .std(CPP_STD)
+            .include(&tl2.include_dir)
+            .define(tl2::DEFINE, None)
+            .file(&kernels.lut_source);
+        let lut_tool = lut.try_get_compiler().map_err(|e| e.to_string())?;
+        let cache = ObjectCache::new(
+            out_dir,
+            format!(
+                "{CACHE_LAYOUT}\n{fingerprint}\n{}\n{}\n{}\n{}\n",
+                sources::fingerprint(&[kernels.lut_source.clone(), kernels.header.clone()])?,
+                record.compiler,
+                describe_flags(lut_tool.args()),
+                record.isa
+            ),
+        );
+        objects.extend(match cache.load() {
+            Some(cached) => cached,
+            None => {
+                fresh_dir(&object_dir)?;
+                let compiled = lut
+                    .try_compile_intermediates()
+                    .map_err(|e| format!("compiling the TL2 kernels failed: {e}"))?;
+                cache.store(&object_dir, compiled)?
+            }
+        });
+    }
+    objects.extend(
+        shim.try_compile_intermediates()
+            .map_err(|e| format!("compiling the TL2 shim failed: {e}"))?,
+    );
+    Ok(objects)
+}
+
 /// The reference's own sources: third-party code, compiled quietly into `object_dir`.
 fn reference_build(sources: &ReferenceSources, object_dir: &Path) -> cc::Build {
     let mut build = configured();
@@ -165,6 +238,10 @@ fn native_build() -> bool {
     env::var("HOST").ok() == env::var("TARGET").ok()
 }
 
+/// The shim's TL2 unit, kept out of [`shim_files`] because it is compiled with the TL2 define.
+const TL2_SHIM: &str = "tl2/bnref_tl2.cpp";
+
+/// The shim's translation units other than [`TL2_SHIM`].
 fn shim_files(shim_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = fs::read_dir(shim_dir)
         .map_err(|e| format!("cannot list {}: {e}", shim_dir.display()))?
@@ -181,9 +258,7 @@ fn compile_reference(
     cpp_build: &cc::Build,
     object_dir: &Path,
 ) -> Result<Vec<PathBuf>, String> {
-    let _ = fs::remove_dir_all(object_dir);
-    fs::create_dir_all(object_dir)
-        .map_err(|e| format!("cannot create {}: {e}", object_dir.display()))?;
+    fresh_dir(object_dir)?;
     let (c_objects, cpp_objects) = thread::scope(|scope| {
         let c = scope.spawn(|| c_build.try_compile_intermediates());
         let cpp = cpp_build.try_compile_intermediates();
@@ -195,6 +270,12 @@ fn compile_reference(
     let cpp_objects =
         cpp_objects.map_err(|e| format!("compiling the reference's C++ sources failed: {e}"))?;
     Ok(c_objects.into_iter().chain(cpp_objects).collect())
+}
+
+/// Empties `dir`, creating it if needed.
+fn fresh_dir(dir: &Path) -> Result<(), String> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
 /// The compiler arguments minus include paths (which only say where the sources are).

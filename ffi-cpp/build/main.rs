@@ -4,6 +4,7 @@ mod bindings;
 mod compile;
 mod object_cache;
 mod sources;
+mod tl2;
 
 use std::env;
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ fn run() -> Result<(), String> {
     }
     let fingerprint = sources::fingerprint(&inputs)?;
     let architectures = reference.architectures()?.join(",");
+    let bitnet_root = reference.bitnet_root.display().to_string();
     let record = compile::build_library(&reference, &fingerprint, &shim_dir, &out_dir)?;
 
     let info = [
@@ -48,6 +50,9 @@ fn run() -> Result<(), String> {
         ("BNREF_CPP_FLAGS", record.cpp_flags.as_str()),
         ("BNREF_ISA", record.isa.as_str()),
         ("BNREF_ARCHITECTURES", architectures.as_str()),
+        ("BNREF_TL2", record.tl2.as_str()),
+        // The TL2 packer runs the reference's converter from this tree at run time.
+        ("BNREF_BITNET_ROOT", bitnet_root.as_str()),
     ];
     for (name, value) in info {
         println!("cargo:rustc-env={name}={}", value.replace('\n', " "));

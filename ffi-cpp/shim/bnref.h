@@ -109,6 +109,39 @@ bnref_status bnref_gemv_i2_i8_s(int64_t rows, int64_t n, const void *weights, si
 bnref_status bnref_vec_dot(int32_t type, int64_t n, const void *x, size_t x_len, const void *y,
                            size_t y_len, float *out);
 
+/* ---- TL2 (x86 LUT) kernels -------------------------------------------------------------- */
+
+/* A weight shape the TL2 kernels were generated for: m rows (ggml ne[1]) of k columns
+ * (ne[0]), in tiles of bm rows; columns go three at a time in blocks of bk, the last k % bk
+ * two at a time. */
+typedef struct bnref_tl2_shape {
+    int64_t m;
+    int64_t k;
+    int64_t bm;
+    int64_t bk;
+} bnref_tl2_shape;
+
+/* Whether the TL2 kernels were generated (by the reference's utils/codegen_tl2.py) and built. */
+bool bnref_tl2_available(void);
+
+/* A static line saying for which shapes the kernels were generated, or why they were not. */
+const char *bnref_tl2_status(void);
+
+/* The number of shapes with TL2 kernels (0 when they were not built). */
+size_t bnref_tl2_n_shapes(void);
+
+/* The index-th shape with TL2 kernels. */
+bnref_status bnref_tl2_shape_get(size_t index, bnref_tl2_shape *out);
+
+/* The reference's TL2 matmul, as ggml runs it for one token, applied to each of `n_tokens`
+ * tokens in turn: out[t*m + r] = row r of the m x k weights `packed` times token t of `x`
+ * (n_tokens x k floats). `packed` is a TL2 tensor as ggml stores it: the reference
+ * converter's codes, zeros up to a multiple of 32 bytes, then the f32 weight scale in a
+ * 32-byte block; packed_len must be its ggml_nbytes. Fails with BNREF_ERR_UNSUPPORTED when
+ * the kernels were not built or not generated for (m, k). */
+bnref_status bnref_tl2_gemm(const void *packed, size_t packed_len, int64_t m, int64_t k,
+                            const float *x, size_t n_tokens, float *out, size_t out_cap);
+
 /* ---- GGUF files ------------------------------------------------------------------------- */
 
 typedef struct bnref_gguf bnref_gguf;

@@ -47,6 +47,23 @@ const _: () = {
 };
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct bnref_tl2_shape {
+    pub m: i64,
+    pub k: i64,
+    pub bm: i64,
+    pub bk: i64,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of bnref_tl2_shape"][::std::mem::size_of::<bnref_tl2_shape>() - 32usize];
+    ["Alignment of bnref_tl2_shape"][::std::mem::align_of::<bnref_tl2_shape>() - 8usize];
+    ["Offset of field: bnref_tl2_shape::m"][::std::mem::offset_of!(bnref_tl2_shape, m) - 0usize];
+    ["Offset of field: bnref_tl2_shape::k"][::std::mem::offset_of!(bnref_tl2_shape, k) - 8usize];
+    ["Offset of field: bnref_tl2_shape::bm"][::std::mem::offset_of!(bnref_tl2_shape, bm) - 16usize];
+    ["Offset of field: bnref_tl2_shape::bk"][::std::mem::offset_of!(bnref_tl2_shape, bk) - 24usize];
+};
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct bnref_gguf {
     _unused: [u8; 0],
 }
@@ -344,6 +361,20 @@ extern "C" {
         y: *const ::std::os::raw::c_void,
         y_len: usize,
         out: *mut f32,
+    ) -> bnref_status;
+    pub fn bnref_tl2_available() -> bool;
+    pub fn bnref_tl2_status() -> *const ::std::os::raw::c_char;
+    pub fn bnref_tl2_n_shapes() -> usize;
+    pub fn bnref_tl2_shape_get(index: usize, out: *mut bnref_tl2_shape) -> bnref_status;
+    pub fn bnref_tl2_gemm(
+        packed: *const ::std::os::raw::c_void,
+        packed_len: usize,
+        m: i64,
+        k: i64,
+        x: *const f32,
+        n_tokens: usize,
+        out: *mut f32,
+        out_cap: usize,
     ) -> bnref_status;
     pub fn bnref_gguf_open(
         path: *const ::std::os::raw::c_char,

@@ -1,6 +1,7 @@
 //! The one error type of this crate, and the one place where C status codes become errors.
 
 use crate::bindings as sys;
+use crate::tl2::Tl2Shape;
 
 use std::ffi::CStr;
 
@@ -24,6 +25,27 @@ pub enum RefError {
     Internal { call: &'static str, message: String },
     #[error("{call}: wrote past the end of its {len}-element output buffer")]
     BufferOverrun { call: &'static str, len: usize },
+    #[error("{call}: the TL2 kernels were not built: {reason}")]
+    Tl2NotBuilt { call: &'static str, reason: String },
+    #[error(
+        "{call}: no TL2 kernel was generated for {m}x{k}; generated: {}",
+        shape_list(.generated)
+    )]
+    Tl2ShapeNotGenerated {
+        call: &'static str,
+        m: usize,
+        k: usize,
+        generated: Vec<Tl2Shape>,
+    },
+    #[error("{call}: {what} has {actual} elements, expected {expected}")]
+    LengthMismatch {
+        call: &'static str,
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("{call}: Python cannot run the reference's converter code: {message}")]
+    PythonUnavailable { call: &'static str, message: String },
     #[error("{call}: unknown status {status}: {message}")]
     UnknownStatus {
         call: &'static str,
@@ -40,6 +62,17 @@ impl RefError {
             message: message.into(),
         }
     }
+}
+
+fn shape_list(shapes: &[Tl2Shape]) -> String {
+    if shapes.is_empty() {
+        return "none".into();
+    }
+    shapes
+        .iter()
+        .map(Tl2Shape::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Turns the status of shim function `call` into a result, reading its message on failure.

@@ -11,6 +11,10 @@
 //! - models: [`Model`] (tokenization) and [`Context`] (logits, greedy generation,
 //!   perplexity, captured intermediate tensors).
 //!
+//! The reference's TL2 (x86 LUT) kernels are generated at build time for the shapes that
+//! [`tl2_shapes`] lists and need no token: [`tl2_gemm`] multiplies weights packed by the
+//! reference converter's own code, which [`tl2_reference_pack`] runs with Python.
+//!
 //! Inputs the reference would abort on (malformed GGUF headers, inconsistent expert counts,
 //! models its quantizer rejects by assertion) are checked first and reported as [`RefError`].
 //! The reference logs nothing unless `BITNET_REF_LOG` is set; errors it logs during a failing
@@ -38,6 +42,8 @@ mod kernels;
 mod model;
 mod model_quantize;
 mod perplexity;
+mod tl2;
+mod tl2_pack;
 mod types;
 
 pub use backend::Backend;
@@ -50,4 +56,6 @@ pub use kernels::{I2Dot, I8Activations};
 pub use model::{Model, ModelInfo, ModelParams, VocabType};
 pub use model_quantize::{quantize_model_file, FileType, QuantizeParams};
 pub use perplexity::Perplexity;
+pub use tl2::{tl2_gemm, tl2_shapes, tl2_tensor_nbytes, Tl2Shape};
+pub use tl2_pack::tl2_reference_pack;
 pub use types::{GgmlType, TypeInfo};

@@ -20,7 +20,7 @@ pub use pair::{BackendId, BackendPair, Device, PairError};
 pub use params::{
     held_out_tail, Activations, AlignmentParams, FileCheckError, FileRef, FileRoot, GenerateParams,
     Input, LogitsParams, PerplexityParams, QuantFormat, QuantizationParams, Sha256, Shape,
-    TextSource, TokenMatchParams, TokenizeParams,
+    TextSource, Tiling, TokenMatchParams, TokenizeParams,
 };
 
 /// The closed set of case kinds; each is also the name of its fixtures folder.

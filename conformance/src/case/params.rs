@@ -256,6 +256,22 @@ impl Shape {
     }
 }
 
+/// The tiling LUT kernels were generated for (`codegen_tl2.py`'s `BM` and `BK`); TL formats only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tiling {
+    /// Rows per tile (`BM`).
+    pub bm: usize,
+    /// Weights per K tile (`BK`).
+    pub bk: usize,
+}
+
+impl fmt::Display for Tiling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BM={} BK={}", self.bm, self.bk)
+    }
+}
+
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}×{}", self.rows, self.cols)
@@ -365,6 +381,8 @@ pub struct QuantizationParams {
     pub format: QuantFormat,
     /// The weight matrix's shape.
     pub shape: Shape,
+    /// The LUT tiling; required by TL1 and TL2, refused by the other formats.
+    pub tiling: Option<Tiling>,
     /// The weights, written `{<distribution>: {seed: ...}}` or `{tensor: {model, name}}`.
     #[serde(deserialize_with = "serde_yaml::with::singleton_map::deserialize")]
     pub input: Input,
@@ -379,6 +397,22 @@ impl QuantizationParams {
         }
         if self.activations.is_some_and(|a| a.count == 0) {
             return Err("activations.count must be at least 1".into());
+        }
+        let lut = matches!(self.format, QuantFormat::Tl1 | QuantFormat::Tl2);
+        match (lut, self.tiling) {
+            (true, None) => {
+                return Err(format!(
+                    "{} needs `tiling: {{bm, bk}}` (the kernels' BM and BK)",
+                    self.format
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(format!(
+                    "`tiling` applies to TL1 and TL2, not {}",
+                    self.format
+                ))
+            }
+            _ => {}
         }
         match self.input {
             Input::ZeroRows { every: 0, .. } => Err("zero_rows.every must be at least 1".into()),
@@ -652,6 +686,24 @@ mod tests {
         let err = parse("gaussian: {seed: 3,\n  sd: 2}").unwrap_err();
         assert_eq!(err.location().unwrap().line(), 2, "{err}");
         assert!(parse("cauchy: {seed: 3}").is_err());
+    }
+
+    #[test]
+    fn lut_formats_need_a_tiling_and_others_refuse_one() {
+        let params = |format: &str, tiling: &str| -> QuantizationParams {
+            serde_yaml::from_str(&format!(
+                "{{format: {format}, shape: {{rows: 32, cols: 256}}, {tiling}input: {{gaussian: {{seed: 1}}}}}}"
+            ))
+            .unwrap()
+        };
+        assert!(params("TL2", "tiling: {bm: 32, bk: 96}, ").check().is_ok());
+        let err = params("TL2", "").check().unwrap_err();
+        assert!(err.contains("needs `tiling"), "{err}");
+        let err = params("I2_S", "tiling: {bm: 32, bk: 96}, ")
+            .check()
+            .unwrap_err();
+        assert!(err.contains("not I2_S"), "{err}");
+        assert!(serde_yaml::from_str::<Tiling>("{bm: 32, bk: 96, bn: 1}").is_err());
     }
 
     #[test]

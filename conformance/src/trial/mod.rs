@@ -136,7 +136,7 @@ mod tests {
 
     fn quant_case() -> Arc<Case> {
         let text = "- id: tl2-gauss\n  needs: [tl2]\n  backends: [engine-cpu~cpp, engine-scalar~engine-simd]\n  \
-                    format: TL2\n  shape: {rows: 32, cols: 256}\n  input: {gaussian: {seed: 1}}\n";
+                    format: TL2\n  shape: {rows: 32, cols: 256}\n  tiling: {bm: 32, bk: 96}\n  input: {gaussian: {seed: 1}}\n";
         let cases = parse_case_file(CaseKind::Quantization, Path::new("q.yaml"), text).unwrap();
         Arc::new(cases.into_iter().next().unwrap())
     }

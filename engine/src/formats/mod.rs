@@ -5,8 +5,8 @@
 //! rounding rules follow bitnet.cpp (and its llama.cpp fork) exactly, so packed bytes can be compared
 //! bit for bit with the reference.
 //!
-//! Activations are quantized by [`I8sActivations`] (per-token int8 for I2_S) and [`Q8kActivations`]
-//! (256-value blocks for TQ1_0/TQ2_0); [`ternarize`] turns f32 master weights into the absmean
+//! Activations are quantized by [`I8sActivations`] (per-token int8 for I2_S), [`Q8kActivations`]
+//! (256-value blocks for TQ1_0/TQ2_0) and [`Tl2Activations`] (per-token lookup tables for TL2); [`ternarize`] turns f32 master weights into the absmean
 //! ternary values the converters pack.
 //!
 //! Shapes use ggml's order: `ne0` is the number of weights per row (the input width K), `ne1` the number
@@ -20,6 +20,7 @@ mod shape;
 mod ternarize;
 mod tl1;
 mod tl2;
+mod tl2_lut;
 mod tl_layout;
 mod tq1;
 mod tq2;
@@ -32,11 +33,13 @@ pub use rounding::{nearest_int, FpContract};
 pub use shape::Shape;
 pub use ternarize::{absmean_inverse_scale, ternarize};
 pub use tl1::{Tl1, Tl1Tiling};
-pub use tl2::{Tl2, Tl2Tiling};
+pub use tl2::{Tl2, Tl2Block, Tl2Matrix, Tl2Tiling};
+pub use tl2_lut::{tl2_entry, Tl2Activations, Tl2Table};
 pub use tq1::{Tq1_0, TQ1_0_BLOCK_BYTES};
 pub use tq2::{Tq2_0, TQ2_0_BLOCK_BYTES};
 pub use tq_matrix::{TqKind, TqMatrix};
 
+pub(crate) use tl_layout::swapped_row;
 pub(crate) use tq1::{tq1_element, trit, trits_in};
 
 /// ggml type ids of the formats in bitnet.cpp's llama.cpp fork.

@@ -119,6 +119,145 @@ impl Geometry {
     }
 }
 
+/// Packed TL2 weights of a known shape and tiling, for the kernels.
+///
+/// The kernels work on blocks of 32 rows: for each K tile, a block's magnitudes, signs and pairs are
+/// contiguous runs of 32-byte vectors (one byte per row, rows 8..16 and 16..24 swapped).
+#[derive(Debug, Clone, Copy)]
+pub struct Tl2Matrix<'a> {
+    packed: &'a [u8],
+    shape: Shape,
+    tiling: Tl2Tiling,
+    three_cols: usize,
+    magnitude_bytes: usize,
+    sign_bytes: usize,
+    scale: f32,
+}
+
+impl<'a> Tl2Matrix<'a> {
+    /// Wraps packed bytes of the given shape, written with `tiling`.
+    pub fn new(tiling: Tl2Tiling, packed: &'a [u8], shape: Shape) -> Result<Self, FormatError> {
+        let format = Tl2::new(tiling);
+        let g = format.geometry(shape)?;
+        check_packed(&format, packed, shape)?;
+        Ok(Tl2Matrix {
+            packed,
+            shape,
+            tiling,
+            three_cols: g.three_cols,
+            magnitude_bytes: g.magnitude_bytes,
+            sign_bytes: g.sign_bytes,
+            scale: read_f32(packed, g.scale_offset),
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The tiling.
+    pub fn tiling(&self) -> Tl2Tiling {
+        self.tiling
+    }
+
+    /// Columns of the three-weight part (`ne0 − ne0 % BK`); the rest go in pairs.
+    pub fn three_cols(&self) -> usize {
+        self.three_cols
+    }
+
+    /// The per-tensor weight scale.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Number of 32-row blocks.
+    pub fn blocks(&self) -> usize {
+        self.shape.ne1 / SIMD_ROWS
+    }
+
+    /// Block `block` (rows `32·block..32·block + 32`).
+    pub fn block(&self, block: usize) -> Tl2Block<'a> {
+        let per_tile = self.tiling.tile_rows / SIMD_ROWS;
+        let (tile, in_tile) = (block / per_tile, block % per_tile);
+        let bk = self.tiling.tile_cols;
+        let three_tiles = self.three_cols / bk;
+        let two_tiles = (self.shape.ne0 - self.three_cols) / TILE_COLS2;
+        let first = |tiles: usize| tile * tiles * per_tile + in_tile;
+        Tl2Block {
+            packed: self.packed,
+            tile_cols: bk,
+            three_tiles,
+            two_tiles,
+            magnitudes: (
+                first(three_tiles) * bk / INNER3 * SIMD_ROWS,
+                per_tile * bk / INNER3 * SIMD_ROWS,
+            ),
+            signs: (
+                self.magnitude_bytes + first(three_tiles) * bk / 24 * SIMD_ROWS,
+                per_tile * bk / 24 * SIMD_ROWS,
+            ),
+            pairs: (
+                self.magnitude_bytes + self.sign_bytes + first(two_tiles) * PAIR_BLOCK_BYTES,
+                per_tile * PAIR_BLOCK_BYTES,
+            ),
+        }
+    }
+}
+
+/// Bytes of one 32-row block's pairs in one 32-column tile of the two-weight part.
+const PAIR_BLOCK_BYTES: usize = TILE_COLS2 / INNER2 * SIMD_ROWS;
+
+/// One 32-row block of a [`Tl2Matrix`]: per K tile, its 32-byte vectors of magnitudes (two groups
+/// of three weights per byte, the first in the high nibble), of signs (per 8 groups: row `r`'s sign
+/// of group `u` is bit `15 − 2u − r / 16` of little-endian u16 number `r % 16`) and of pairs.
+#[derive(Debug, Clone, Copy)]
+pub struct Tl2Block<'a> {
+    packed: &'a [u8],
+    tile_cols: usize,
+    three_tiles: usize,
+    two_tiles: usize,
+    /// (offset of the first tile, stride between tiles) of each section.
+    magnitudes: (usize, usize),
+    signs: (usize, usize),
+    pairs: (usize, usize),
+}
+
+impl<'a> Tl2Block<'a> {
+    /// `BK`: columns per tile of the three-weight part.
+    pub fn tile_cols(&self) -> usize {
+        self.tile_cols
+    }
+
+    /// Tiles of the three-weight part.
+    pub fn three_tiles(&self) -> usize {
+        self.three_tiles
+    }
+
+    /// Tiles of 32 columns of the two-weight part.
+    pub fn two_tiles(&self) -> usize {
+        self.two_tiles
+    }
+
+    /// The `BK / 6` magnitude vectors of three-weight tile `tile`.
+    pub fn magnitudes(&self, tile: usize) -> &'a [u8] {
+        let (first, stride) = self.magnitudes;
+        &self.packed[first + tile * stride..][..self.tile_cols / INNER3 * SIMD_ROWS]
+    }
+
+    /// The `BK / 24` sign vectors of three-weight tile `tile`.
+    pub fn signs(&self, tile: usize) -> &'a [u8] {
+        let (first, stride) = self.signs;
+        &self.packed[first + tile * stride..][..self.tile_cols / 24 * SIMD_ROWS]
+    }
+
+    /// The 8 pair vectors of two-weight tile `tile`.
+    pub fn pairs(&self, tile: usize) -> &'a [u8] {
+        let (first, stride) = self.pairs;
+        &self.packed[first + tile * stride..][..PAIR_BLOCK_BYTES]
+    }
+}
+
 /// `9a + 3b + c` → its three codes, for |value| ≤ 13.
 fn split_triple(value: i8) -> (i8, i8, i8) {
     let t = value + 13;

@@ -11,7 +11,10 @@ use super::error::{expect_len, KernelError};
 use super::reduce::ReduceWidth;
 use super::table::DotKernels;
 use super::Isa;
-use crate::formats::{FpContract, I2sMatrix, I8sActivations, Q8kActivations, TqKind, TqMatrix};
+use crate::formats::{
+    FpContract, I2sMatrix, I8sActivations, Q8kActivations, Tl2Activations, Tl2Matrix, TqKind,
+    TqMatrix,
+};
 
 /// Numerical choices that the reference makes at compile time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -200,6 +203,42 @@ impl CpuKernels {
         self.for_each_output(shape.ne1, x.tokens(), out, |row, token| {
             dot(w.row(row), x.token_blocks(token), contract)
         });
+        Ok(())
+    }
+
+    /// TL2 × its lookup tables for every token of `x`, as bitnet.cpp's generated TL2 kernels
+    /// compute one token: `(Σ code · q) as f32 / s_a · s_w`. The reference's batched TL2 path is not
+    /// used: tokens are independent, each exactly as the reference computes a single token.
+    pub fn tl2_gemm(
+        &self,
+        w: &Tl2Matrix,
+        x: &Tl2Activations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        let tokens = x.tokens();
+        expect_len("tl2 activation width", shape.ne0, x.k())?;
+        expect_len("tl2 three-weight columns", w.three_cols(), x.three_cols())?;
+        expect_len("tl2 output length", shape.ne1 * tokens, out.len())?;
+        let (dot, w_scale, scales) = (self.dots.tl2, w.scale(), x.scales());
+        let mut by_block = vec![0f32; shape.ne1 * tokens];
+        self.split_rows(&mut by_block, 32 * tokens, w.blocks(), |first, chunk| {
+            for (i, block_out) in chunk.chunks_exact_mut(32 * tokens).enumerate() {
+                let block = w.block(first + i);
+                for (token, token_out) in block_out.chunks_exact_mut(32).enumerate() {
+                    let sums = dot(&block, x.three(token), x.two(token));
+                    for (o, sum) in token_out.iter_mut().zip(sums) {
+                        *o = sum as f32 / scales[token] * w_scale;
+                    }
+                }
+            }
+        });
+        for (block, values) in by_block.chunks_exact(32 * tokens).enumerate() {
+            for (token, rows) in values.chunks_exact(32).enumerate() {
+                let start = token * shape.ne1 + 32 * block;
+                out[start..start + 32].copy_from_slice(rows);
+            }
+        }
         Ok(())
     }
 

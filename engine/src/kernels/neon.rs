@@ -1,6 +1,6 @@
 //! AArch64 NEON dot products: the I2_S, TQ2_0 and TQ1_0 integer cores (the TQ float epilogue is
-//! the scalar one, so the lanes are scaled exactly alike); the float entries use the scalar
-//! references.
+//! the scalar one, so the lanes are scaled exactly alike); the float entries and TL2 (an x86
+//! format) use the scalar references.
 
 use std::arch::aarch64::*;
 
@@ -14,6 +14,7 @@ static KERNELS: DotKernels = DotKernels {
     i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
+    tl2: scalar::tl2_block_dot_ref,
     f16_vec: scalar::f16_vec_dot_ref,
     f32_vec: scalar::f32_vec_dot_ref,
     f16_tiled: scalar::f16_tiled_dot_ref,

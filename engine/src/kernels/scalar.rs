@@ -6,7 +6,7 @@
 use half::f16;
 
 use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
-use crate::formats::{tq1_element, trit, trits_in};
+use crate::formats::{swapped_row, tl2_entry, tq1_element, trit, trits_in, Tl2Block, Tl2Table};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 
 /// Σ code · a over one I2_S row: `codes` holds `act.len() / 4` packed bytes in 128-weight blocks and
@@ -37,6 +37,60 @@ pub fn i2s_dot_ref(codes: &[u8], act: &[i8]) -> i32 {
 /// As [`i2s_dot_ref`], for any of the tokens.
 pub fn i2s_dot_x4_ref(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
     acts.map(|act| i2s_dot_ref(codes, act))
+}
+
+/// Σ code · q of the 32 rows of one TL2 block against one token's lookup tables, as bitnet.cpp's
+/// generated TL2 kernels compute it: each group's magnitude picks a table entry, its sign bit negates
+/// it, and each K tile (BK columns of the three-weight part, 32 of the two-weight part) is summed in
+/// wrapping i16 before it is added to the row's i32 total.
+///
+/// # Panics
+/// If the tables do not cover the block's columns.
+pub fn tl2_block_dot_ref(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) -> [i32; 32] {
+    let groups = block.tile_cols() / 3;
+    assert!(
+        three.len() == block.three_tiles() * groups && two.len() == block.two_tiles() * 16,
+        "tl2 block/table length mismatch"
+    );
+    let mut total = [0i32; 32];
+    let nibble = |vectors: &[u8], index: usize, row: usize| {
+        let byte = vectors[index / 2 * 32 + swapped_row(row)];
+        if index.is_multiple_of(2) {
+            byte >> 4
+        } else {
+            byte & 0x0f
+        }
+    };
+    for tile in 0..block.three_tiles() {
+        let (magnitudes, signs) = (block.magnitudes(tile), block.signs(tile));
+        let tables = &three[tile * groups..(tile + 1) * groups];
+        for (row, sum) in total.iter_mut().enumerate() {
+            let mut acc = 0i16;
+            for (group, table) in tables.iter().enumerate() {
+                let value = tl2_entry(table, nibble(magnitudes, group, row));
+                let word = 32 * (group / 8) + 2 * (row % 16);
+                let bits = u16::from_le_bytes([signs[word], signs[word + 1]]);
+                let negative = bits >> (15 - 2 * (group % 8) - row / 16) & 1 == 1;
+                acc = acc.wrapping_add(if negative {
+                    value.wrapping_neg()
+                } else {
+                    value
+                });
+            }
+            *sum = sum.wrapping_add(i32::from(acc));
+        }
+    }
+    for tile in 0..block.two_tiles() {
+        let pairs = block.pairs(tile);
+        let tables = &two[tile * 16..(tile + 1) * 16];
+        for (row, sum) in total.iter_mut().enumerate() {
+            let acc = tables.iter().enumerate().fold(0i16, |acc, (pair, table)| {
+                acc.wrapping_add(tl2_entry(table, nibble(pairs, pair, row)))
+            });
+            *sum = sum.wrapping_add(i32::from(acc));
+        }
+    }
+    total
 }
 
 /// Accumulates one block's eight i32 lanes into the float lanes: `acc += lane · (d_w · d_a)`.

@@ -11,11 +11,13 @@ use bitnet_conformance::backend::{
 use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFormat};
 use bitnet_conformance::inputs::random_tokens;
 use bitnet_conformance::localize::{FINAL_OPS, LAYER_OPS};
+use bitnet_engine::formats::{Shape, TernaryFormat, Tl2};
 use bitnet_ffi_cpp::{
-    reference_info, Context, ContextParams, GgmlType, GgufHeader, Model, ModelParams, RefError,
+    reference_info, tl2_gemm, tl2_reference_pack, tl2_shapes, Context, ContextParams, GgmlType,
+    GgufHeader, Model, ModelParams, RefError,
 };
 
-use super::compared_packed_len;
+use super::{compared_packed_len, tl2_tiling};
 
 /// The reference, initialised once per process.
 pub struct CppBackend {
@@ -27,16 +29,23 @@ impl CppBackend {
     /// Initialises the reference.
     pub fn init() -> Result<Self, RefError> {
         let reference = bitnet_ffi_cpp::Backend::init()?;
+        let mut formats =
+            BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]);
+        let mut features = BTreeSet::from([Capability::Reference]);
+        if !tl2_shapes().is_empty() {
+            formats.insert(QuantFormat::Tl2);
+            features.insert(Capability::Tl2);
+        }
         let capabilities = Capabilities {
             kinds: CaseKind::ALL.into_iter().collect(),
-            formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
+            formats,
             archs: bitnet_ffi_cpp::reference_info()
                 .architectures
                 .iter()
                 .map(|arch| arch.to_string())
                 .collect(),
             device: Device::Cpu,
-            features: BTreeSet::from([Capability::Reference]),
+            features,
         };
         Ok(CppBackend {
             reference,
@@ -89,6 +98,46 @@ impl CppBackend {
             }
         }
         Ok(out)
+    }
+
+    /// TL2 has no C quantizer: the bytes come from the reference converter's own packing code,
+    /// the products from the kernels its code generator wrote for this shape and tiling. The
+    /// reference has no TL2 dequantizer either, so the engine's decoder reads its bytes (which
+    /// are compared with the engine's, byte for byte).
+    fn quantize_tl2(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
+        let (m, k) = (request.shape.rows, request.shape.cols);
+        let tiling = request
+            .tiling
+            .ok_or_else(|| BackendError::Failed("TL2 needs a tiling".into()))?;
+        let generated = tl2_shapes();
+        if !generated
+            .iter()
+            .any(|s| (s.m, s.k, s.bm, s.bk) == (m, k, tiling.bm, tiling.bk))
+        {
+            let list: Vec<String> = generated.iter().map(ToString::to_string).collect();
+            return Err(self.unsupported(&format!(
+                "TL2 {m}x{k} with {tiling}: the reference's kernels were generated for {}",
+                list.join(", ")
+            )));
+        }
+        let packed =
+            tl2_reference_pack(request.weights, m, k, tiling.bm, tiling.bk).map_err(failed)?;
+        let dequantized = Tl2::new(tl2_tiling(tiling))
+            .dequantize(&packed, Shape::new(k, m))
+            .map_err(|e| {
+                BackendError::Failed(format!("decoding the reference's TL2 bytes: {e}"))
+            })?;
+        let tokens = request.activations.len() / k;
+        let dots = if tokens == 0 {
+            Vec::new()
+        } else {
+            tl2_gemm(&packed, m, k, request.activations, tokens).map_err(failed)?
+        };
+        Ok(QuantOutput {
+            packed,
+            dequantized,
+            dots,
+        })
     }
 
     /// A context of `n_ctx` tokens on one thread: trials already run in parallel, and ggml's
@@ -215,6 +264,9 @@ impl Backend for CppBackend {
     }
 
     fn quantize(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
+        if request.format == QuantFormat::Tl2 {
+            return self.quantize_tl2(request);
+        }
         let ty = ggml_type(request.format)
             .ok_or_else(|| self.unsupported(&format!("{} quantization", request.format)))?;
         let n = request.weights.len();

@@ -11,12 +11,13 @@ use bitnet_conformance::backend::{
     PerplexityOutput, PerplexityRequest, PerplexityText, PromptLogits, QuantOutput, QuantRequest,
     TensorInfo, TensorTable, TokenizeRequest, TraceRequest,
 };
+use bitnet_conformance::case::Tiling;
 use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFormat};
 use bitnet_conformance::inputs::random_tokens;
 use bitnet_engine::cuda::{CudaError, CudaOps};
 use bitnet_engine::formats::{
-    I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tq1_0, Tq2_0, TqKind,
-    TqMatrix,
+    I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tl2, Tl2Activations,
+    Tl2Matrix, Tl2Tiling, Tq1_0, Tq2_0, TqKind, TqMatrix,
 };
 use bitnet_engine::gguf::{GgmlType, GgufFile};
 use bitnet_engine::kernels::{CpuKernels, Isa, KernelError, Numerics};
@@ -24,7 +25,7 @@ use bitnet_engine::model::{perplexity, DeviceStrategy, Model, ModelOptions, Sess
 use bitnet_engine::synth::Arch;
 use bitnet_engine::tokenizer::Tokenizer;
 
-use super::{compared_packed_len, isa_capabilities};
+use super::{compared_packed_len, isa_capabilities, tl2_tiling};
 
 /// The engine's kernels of one ISA, single-threaded so results never depend on scheduling, or
 /// the engine on a CUDA device.
@@ -50,10 +51,19 @@ impl EngineBackend {
         }
         let capabilities = Capabilities {
             kinds,
-            formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
+            formats: BTreeSet::from([
+                QuantFormat::I2S,
+                QuantFormat::Tq1_0,
+                QuantFormat::Tq2_0,
+                QuantFormat::Tl2,
+            ]),
             archs: Arch::NAMES.iter().map(|arch| arch.to_string()).collect(),
             device: Device::Cpu,
-            features: isa_capabilities(isa).into_iter().collect(),
+            // The engine's TL2 kernels take any shape their tiling allows.
+            features: isa_capabilities(isa)
+                .into_iter()
+                .chain([Capability::Tl2])
+                .collect(),
         };
         Ok(EngineBackend {
             id,
@@ -92,6 +102,7 @@ impl EngineBackend {
     fn dots(
         &self,
         format: QuantFormat,
+        tiling: Option<Tiling>,
         packed: &[u8],
         shape: Shape,
         activations: &[f32],
@@ -129,6 +140,12 @@ impl EngineBackend {
                     Q8kActivations::quantize(activations, shape.ne0, contract).map_err(failed)?;
                 self.kernels.tq_gemm(&w, &x, &mut out).map_err(failed)?;
             }
+            QuantFormat::Tl2 => {
+                let w = Tl2Matrix::new(request_tiling(tiling)?, packed, shape).map_err(failed)?;
+                let x = Tl2Activations::quantize(activations, shape.ne0, w.three_cols())
+                    .map_err(failed)?;
+                self.kernels.tl2_gemm(&w, &x, &mut out).map_err(failed)?;
+            }
             other => return Err(self.unsupported(&format!("{other} dot products"))),
         }
         Ok(out)
@@ -155,6 +172,13 @@ impl EngineBackend {
         let tokenizer = tokenizer(path)?;
         Ok((model, tokenizer))
     }
+}
+
+/// The engine's TL2 tiling from a request's.
+fn request_tiling(tiling: Option<Tiling>) -> Result<Tl2Tiling, BackendError> {
+    tiling
+        .map(tl2_tiling)
+        .ok_or_else(|| BackendError::Failed("TL2 needs a tiling".into()))
 }
 
 fn failed(error: impl std::fmt::Display) -> BackendError {
@@ -217,10 +241,15 @@ impl Backend for EngineBackend {
 
     fn quantize(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
         let shape = Shape::new(request.shape.cols, request.shape.rows);
+        let tl2;
         let format: &dyn TernaryFormat = match request.format {
             QuantFormat::I2S => &I2s,
             QuantFormat::Tq1_0 => &Tq1_0,
             QuantFormat::Tq2_0 => &Tq2_0,
+            QuantFormat::Tl2 if self.cuda.is_none() => {
+                tl2 = Tl2::new(request_tiling(request.tiling)?);
+                &tl2
+            }
             other => return Err(self.unsupported(&format!("{other} quantization"))),
         };
         let packed = format.quantize(request.weights, shape).map_err(failed)?;
@@ -228,7 +257,13 @@ impl Backend for EngineBackend {
         let dots = if request.activations.is_empty() {
             Vec::new()
         } else {
-            self.dots(request.format, &packed, shape, request.activations)?
+            self.dots(
+                request.format,
+                request.tiling,
+                &packed,
+                shape,
+                request.activations,
+            )?
         };
         let keep = compared_packed_len(request.format, request.weights.len(), packed.len());
         let mut packed = packed;

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bitnet_conformance::backend::Backend;
-use bitnet_conformance::case::{BackendId, Capability, QuantFormat};
+use bitnet_conformance::case::{BackendId, Capability, QuantFormat, Tiling};
 use bitnet_conformance::trial::{Availability, Environment};
-use bitnet_engine::formats::FpContract;
+use bitnet_engine::formats::{FpContract, Tl2Tiling};
 use bitnet_engine::kernels::{Isa, Numerics, ReduceWidth};
 use bitnet_ffi_cpp::ReferenceInfo;
 
@@ -28,6 +28,14 @@ pub fn compared_packed_len(format: QuantFormat, elements: usize, packed_len: usi
     match format {
         QuantFormat::I2S => (elements / 4 + 4).min(packed_len),
         _ => packed_len,
+    }
+}
+
+/// The engine's TL2 tiling for a case's `tiling`.
+pub fn tl2_tiling(tiling: Tiling) -> Tl2Tiling {
+    Tl2Tiling {
+        tile_rows: tiling.bm,
+        tile_cols: tiling.bk,
     }
 }
 

@@ -176,6 +176,7 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
             let request = QuantRequest {
                 format: params.format,
                 shape: params.shape,
+                tiling: params.tiling,
                 weights: &weights,
                 activations: &acts,
             };

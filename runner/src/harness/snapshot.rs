@@ -33,10 +33,14 @@ impl Summary {
         Summary(text)
     }
 
-    /// A quantized tensor: format, shape, compared byte count and their sha256.
+    /// A quantized tensor: format, shape (and LUT tiling), compared byte count and their sha256.
     pub fn quantized(params: &QuantizationParams, output: &QuantOutput) -> Summary {
+        let tiling = params
+            .tiling
+            .map(|t| format!("tiling {t}\n"))
+            .unwrap_or_default();
         Summary(format!(
-            "format {}\nshape {}\npacked bytes {}\npacked sha256 {}\ndots {}\n",
+            "format {}\nshape {}\n{tiling}packed bytes {}\npacked sha256 {}\ndots {}\n",
             params.format,
             params.shape,
             output.packed.len(),

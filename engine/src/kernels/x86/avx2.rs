@@ -8,7 +8,9 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+use crate::formats::{
+    BlockQ8K, FpContract, Tl2Block, Tl2Table, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
+};
 use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use crate::kernels::table::DotKernels;
 
@@ -27,6 +29,7 @@ static KERNELS: DotKernels = DotKernels {
     i2s_x4: Some(i2s_dot_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
+    tl2: tl2_block_dot,
     f16_vec: f16_vec_dot,
     f32_vec: f32_vec_dot,
     f16_tiled: f16_tiled_dot,
@@ -68,6 +71,17 @@ fn tq2_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     );
     // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
     unsafe { tq2_dot_avx2(row, act, contract) }
+}
+
+pub(crate) fn tl2_block_dot(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) -> [i32; 32] {
+    assert!(
+        three.len() == block.three_tiles() * (block.tile_cols() / 3)
+            && two.len() == block.two_tiles() * 16,
+        "tl2 block/table length mismatch"
+    );
+    // SAFETY: the tables holding this function exist only on CPUs with AVX2 (see `kernels` here and
+    // in the AVX-512 module, whose support check includes this one's).
+    unsafe { tl2_block_dot_avx2(block, three, two) }
 }
 
 fn f16_vec_dot(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
@@ -442,4 +456,99 @@ fn tiled_result(lo: __m256, hi: __m256, width: ReduceWidth) -> f32 {
     acc[..8].copy_from_slice(&store_f32(lo));
     acc[8..].copy_from_slice(&store_f32(hi));
     reduce_tiled(&acc, width)
+}
+
+/// The i16 values of one table at the 32 rows' indices: rows 0..16 and rows 16..32.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl2_lookup(table: &Tl2Table, indices: __m256i) -> (__m256i, __m256i) {
+    // SAFETY: a table is 32 readable bytes; `loadu` has no alignment requirement.
+    let (lo, hi) = unsafe {
+        (
+            _mm_loadu_si128(table.as_ptr().cast()),
+            _mm_loadu_si128(table[16..].as_ptr().cast()),
+        )
+    };
+    let low = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(lo), indices);
+    let high = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(hi), indices);
+    (
+        _mm256_unpacklo_epi8(low, high),
+        _mm256_unpackhi_epi8(low, high),
+    )
+}
+
+/// `value` negated in the i16 lanes where the bit `shift` places at the top of `signs` is set.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl2_signed(value: __m256i, signs: __m256i, shift: i32) -> __m256i {
+    let mask = _mm256_srai_epi16::<15>(_mm256_sll_epi16(signs, _mm_cvtsi32_si128(shift)));
+    _mm256_sub_epi16(_mm256_xor_si256(value, mask), mask)
+}
+
+/// Adds a tile's i16 sums (rows 0..16 in `low`, 16..32 in `high`) to the i32 row totals.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl2_widen(total: &mut [__m256i; 4], low: __m256i, high: __m256i) {
+    let halves = [
+        _mm256_castsi256_si128(low),
+        _mm256_extracti128_si256::<1>(low),
+        _mm256_castsi256_si128(high),
+        _mm256_extracti128_si256::<1>(high),
+    ];
+    for (t, h) in total.iter_mut().zip(halves) {
+        *t = _mm256_add_epi32(*t, _mm256_cvtepi16_epi32(h));
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn tl2_block_dot_avx2(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) -> [i32; 32] {
+    let nibble = _mm256_set1_epi8(0x0f);
+    let mut total = [_mm256_setzero_si256(); 4];
+    let groups = block.tile_cols() / 3;
+    for tile in 0..block.three_tiles() {
+        let (magnitudes, signs) = (block.magnitudes(tile), block.signs(tile));
+        let tables = &three[tile * groups..(tile + 1) * groups];
+        let (mut low, mut high) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for (eight, tables) in tables.chunks_exact(8).enumerate() {
+            let sign = load_u8(&signs[32 * eight..]);
+            for (v, pair) in tables.chunks_exact(2).enumerate() {
+                let packed = load_u8(&magnitudes[32 * (4 * eight + v)..]);
+                let indices = [
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble),
+                    _mm256_and_si256(packed, nibble),
+                ];
+                for (g, (table, idx)) in pair.iter().zip(indices).enumerate() {
+                    let shift = 2 * (2 * v + g) as i32;
+                    let (rows_low, rows_high) = tl2_lookup(table, idx);
+                    low = _mm256_add_epi16(low, tl2_signed(rows_low, sign, shift));
+                    high = _mm256_add_epi16(high, tl2_signed(rows_high, sign, shift + 1));
+                }
+            }
+        }
+        tl2_widen(&mut total, low, high);
+    }
+    for tile in 0..block.two_tiles() {
+        let pairs = block.pairs(tile);
+        let tables = &two[tile * 16..(tile + 1) * 16];
+        let (mut low, mut high) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for (v, pair) in tables.chunks_exact(2).enumerate() {
+            let packed = load_u8(&pairs[32 * v..]);
+            let indices = [
+                _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble),
+                _mm256_and_si256(packed, nibble),
+            ];
+            for (table, idx) in pair.iter().zip(indices) {
+                let (rows_low, rows_high) = tl2_lookup(table, idx);
+                low = _mm256_add_epi16(low, rows_low);
+                high = _mm256_add_epi16(high, rows_high);
+            }
+        }
+        tl2_widen(&mut total, low, high);
+    }
+    let mut out = [0i32; 32];
+    for (chunk, t) in out.chunks_exact_mut(8).zip(total) {
+        // SAFETY: `chunk` has room for 8 i32; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_si256(chunk.as_mut_ptr().cast(), t) };
+    }
+    out
 }

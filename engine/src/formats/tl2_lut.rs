@@ -1,0 +1,191 @@
+//! TL2 activations: bitnet.cpp's per-token lookup tables for the TL2 kernels.
+//!
+//! Per token, `s = 127 / max |x|` (f32, no floor: an all-zero token gives `s = ∞`) and each value is
+//! rounded half to even as `cvtps_epi32` does (NaN and out-of-range values become `i32::MIN`). Each
+//! group of three activations of the three-weight part gets the 16 sums `a·q₀ + b·q₁ + c·q₂` for
+//! `|9a + 3b + c|` = 0..=13 (14 and 15 are zero), each pair of the two-weight part the sums
+//! `a·q₀ + b·q₁` for `3a + b + 4` = 0..=8 (9..=15 are zero); sums wrap in i32 and saturate to i16.
+//! A table is stored as its 16 low bytes then its 16 high bytes, the order the kernels shuffle with.
+
+use super::FormatError;
+
+/// One lookup table: low bytes of the 16 i16 entries, then their high bytes.
+pub type Tl2Table = [u8; 32];
+
+/// Tokens of TL2 lookup tables with one scale per token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tl2Activations {
+    three_groups: usize,
+    pairs: usize,
+    three: Vec<Tl2Table>,
+    two: Vec<Tl2Table>,
+    scales: Vec<f32>,
+}
+
+impl Tl2Activations {
+    /// Builds the tables of row-major activations `k` wide for weights whose three-weight part
+    /// covers the first `three_cols` columns.
+    pub fn quantize(x: &[f32], k: usize, three_cols: usize) -> Result<Self, FormatError> {
+        let bad_width = k == 0 || !x.len().is_multiple_of(k);
+        if bad_width
+            || three_cols > k
+            || !three_cols.is_multiple_of(3)
+            || !(k - three_cols).is_multiple_of(2)
+        {
+            return Err(FormatError::ActivationLength {
+                format: "tl2",
+                len: x.len(),
+                k,
+            });
+        }
+        let (three_groups, pairs) = (three_cols / 3, (k - three_cols) / 2);
+        let tokens = x.len() / k;
+        let mut three = Vec::with_capacity(tokens * three_groups);
+        let mut two = Vec::with_capacity(tokens * pairs);
+        let mut scales = Vec::with_capacity(tokens);
+        for row in x.chunks_exact(k) {
+            let scale = 127.0 / row.iter().fold(0f32, |max, v| max.max(v.abs()));
+            let q = |v: f32| cvt_round(v * scale);
+            let (head, tail) = row.split_at(three_cols);
+            three.extend(head.chunks_exact(3).map(|g| {
+                let (q0, q1, q2) = (q(g[0]), q(g[1]), q(g[2]));
+                table(|index| {
+                    let (a, b, c) = triple(index)?;
+                    Some(combine(&[(a, q0), (b, q1), (c, q2)]))
+                })
+            }));
+            two.extend(tail.chunks_exact(2).map(|p| {
+                let (q0, q1) = (q(p[0]), q(p[1]));
+                table(|index| {
+                    (index <= 8).then(|| combine(&[(index / 3 - 1, q0), (index % 3 - 1, q1)]))
+                })
+            }));
+            scales.push(scale);
+        }
+        Ok(Tl2Activations {
+            three_groups,
+            pairs,
+            three,
+            two,
+            scales,
+        })
+    }
+
+    /// Number of tokens.
+    pub fn tokens(&self) -> usize {
+        self.scales.len()
+    }
+
+    /// Columns of the three-weight part the tables were built for.
+    pub fn three_cols(&self) -> usize {
+        3 * self.three_groups
+    }
+
+    /// Activation width.
+    pub fn k(&self) -> usize {
+        3 * self.three_groups + 2 * self.pairs
+    }
+
+    /// The three-weight tables of token `token`, one per group of three columns.
+    pub fn three(&self, token: usize) -> &[Tl2Table] {
+        &self.three[token * self.three_groups..(token + 1) * self.three_groups]
+    }
+
+    /// The pair tables of token `token`.
+    pub fn two(&self, token: usize) -> &[Tl2Table] {
+        &self.two[token * self.pairs..(token + 1) * self.pairs]
+    }
+
+    /// Per-token scales `127 / max |x|`.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+}
+
+/// An entry of a table as the kernels read it.
+#[inline]
+pub fn tl2_entry(table: &Tl2Table, index: u8) -> i16 {
+    let i = usize::from(index & 0x0f);
+    i16::from_le_bytes([table[i], table[16 + i]])
+}
+
+/// `cvtps_epi32` of an already rounded value: NaN and values outside i32 give `i32::MIN`.
+fn cvt_round(v: f32) -> i32 {
+    let r = v.round_ties_even();
+    if r.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&r) {
+        i32::MIN
+    } else {
+        r as i32
+    }
+}
+
+/// The codes of magnitude index `|9a + 3b + c|` (0..=13) with the sum taken non-negative.
+fn triple(index: i32) -> Option<(i32, i32, i32)> {
+    (index <= 13).then(|| {
+        let t = index + 13;
+        (t / 9 - 1, (t / 3) % 3 - 1, t % 3 - 1)
+    })
+}
+
+/// Σ code · q, wrapping in i32 like the reference's vector adds, saturated to i16 like its pack.
+fn combine(terms: &[(i32, i32)]) -> i16 {
+    let sum = terms.iter().fold(0i32, |acc, &(code, q)| {
+        acc.wrapping_add(code.wrapping_mul(q))
+    });
+    sum.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
+}
+
+/// A table from its entries (`None` is zero).
+fn table(entry: impl Fn(i32) -> Option<i16>) -> Tl2Table {
+    let mut out = [0u8; 32];
+    for index in 0..16 {
+        let [lo, hi] = entry(index).unwrap_or(0).to_le_bytes();
+        out[index as usize] = lo;
+        out[16 + index as usize] = hi;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_tables_hold_signed_sums_of_the_triple() {
+        let x = [0.5f32, -1.0, 0.25, 1.0, 0.0];
+        let acts = Tl2Activations::quantize(&x, 5, 3).unwrap();
+        assert_eq!(acts.scales(), &[127.0]);
+        let t = &acts.three(0)[0];
+        // q = (64, −127, 32): 64 rounds half to even from 63.5.
+        assert_eq!(tl2_entry(t, 0), 0);
+        assert_eq!(tl2_entry(t, 13), 64 - 127 + 32);
+        assert_eq!(tl2_entry(t, 5), 64 + 127 - 32);
+        assert_eq!(tl2_entry(t, 2), -127 - 32);
+        assert_eq!(tl2_entry(t, 14), 0);
+        let p = &acts.two(0)[0];
+        // Pair (127, 0): index 3a + b + 4.
+        assert_eq!(tl2_entry(p, 8), 127);
+        assert_eq!(tl2_entry(p, 0), -127);
+        assert_eq!(tl2_entry(p, 4), 0);
+        assert_eq!(tl2_entry(p, 9), 0);
+    }
+
+    #[test]
+    fn an_all_zero_token_divides_by_zero_like_the_reference() {
+        let acts = Tl2Activations::quantize(&[0.0; 6], 6, 6).unwrap();
+        assert_eq!(acts.scales(), &[f32::INFINITY]);
+        // 0 · ∞ is NaN, which converts to i32::MIN; sums of two wrap to 0, of one or three saturate.
+        let t = &acts.three(0)[0];
+        assert_eq!(tl2_entry(t, 9), i16::MIN);
+        assert_eq!(tl2_entry(t, 12), 0);
+        assert_eq!(tl2_entry(t, 13), i16::MIN);
+    }
+
+    #[test]
+    fn widths_that_do_not_split_are_rejected() {
+        assert!(Tl2Activations::quantize(&[0.0; 6], 6, 3).is_err());
+        assert!(Tl2Activations::quantize(&[0.0; 6], 6, 4).is_err());
+        assert!(Tl2Activations::quantize(&[0.0; 6], 6, 9).is_err());
+        assert!(Tl2Activations::quantize(&[0.0; 5], 6, 6).is_err());
+    }
+}
