@@ -8,6 +8,7 @@
 //! A table is stored as its 16 low bytes then its 16 high bytes, the order the kernels shuffle with.
 
 use super::FormatError;
+use crate::kernels::with_fma;
 
 /// One lookup table: low bytes of the 16 i16 entries, then their high bytes.
 pub type Tl2Table = [u8; 32];
@@ -44,23 +45,7 @@ impl Tl2Activations {
         let mut two = Vec::with_capacity(tokens * pairs);
         let mut scales = Vec::with_capacity(tokens);
         for row in x.chunks_exact(k) {
-            let scale = 127.0 / row.iter().fold(0f32, |max, v| max.max(v.abs()));
-            let q = |v: f32| cvt_round(v * scale);
-            let (head, tail) = row.split_at(three_cols);
-            three.extend(head.chunks_exact(3).map(|g| {
-                let (q0, q1, q2) = (q(g[0]), q(g[1]), q(g[2]));
-                table(|index| {
-                    let (a, b, c) = triple(index)?;
-                    Some(combine(&[(a, q0), (b, q1), (c, q2)]))
-                })
-            }));
-            two.extend(tail.chunks_exact(2).map(|p| {
-                let (q0, q1) = (q(p[0]), q(p[1]));
-                table(|index| {
-                    (index <= 8).then(|| combine(&[(index / 3 - 1, q0), (index % 3 - 1, q1)]))
-                })
-            }));
-            scales.push(scale);
+            scales.push(token_tables(row, three_cols, &mut three, &mut two));
         }
         Ok(Tl2Activations {
             three_groups,
@@ -102,6 +87,45 @@ impl Tl2Activations {
     }
 }
 
+with_fma! {
+    /// Appends one token's tables and returns its scale. Plain loops, without closures, so that
+    /// the FMA build (which implies SSE4.1's rounding instruction) covers every step.
+    fn token_tables(
+        row: &[f32],
+        three_cols: usize,
+        three: &mut Vec<Tl2Table>,
+        two: &mut Vec<Tl2Table>,
+    ) -> f32 {
+        let mut max = 0f32;
+        for v in row {
+            max = max.max(v.abs());
+        }
+        let scale = 127.0 / max;
+        let mut q = Vec::with_capacity(row.len());
+        for v in row {
+            q.push(cvt_round(v * scale));
+        }
+        let (head, tail) = q.split_at(three_cols);
+        for g in head.chunks_exact(3) {
+            let mut entries = [0i16; 16];
+            for (index, entry) in entries.iter_mut().enumerate().take(14) {
+                let (a, b, c) = triple(index as i32);
+                *entry = combine(&[(a, g[0]), (b, g[1]), (c, g[2])]);
+            }
+            three.push(table(entries));
+        }
+        for p in tail.chunks_exact(2) {
+            let mut entries = [0i16; 16];
+            for (index, entry) in entries.iter_mut().enumerate().take(9) {
+                let index = index as i32;
+                *entry = combine(&[(index / 3 - 1, p[0]), (index % 3 - 1, p[1])]);
+            }
+            two.push(table(entries));
+        }
+        scale
+    }
+}
+
 /// An entry of a table as the kernels read it.
 #[inline]
 pub fn tl2_entry(table: &Tl2Table, index: u8) -> i16 {
@@ -110,6 +134,7 @@ pub fn tl2_entry(table: &Tl2Table, index: u8) -> i16 {
 }
 
 /// `cvtps_epi32` of an already rounded value: NaN and values outside i32 give `i32::MIN`.
+#[inline(always)]
 fn cvt_round(v: f32) -> i32 {
     let r = v.round_ties_even();
     if r.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&r) {
@@ -120,14 +145,14 @@ fn cvt_round(v: f32) -> i32 {
 }
 
 /// The codes of magnitude index `|9a + 3b + c|` (0..=13) with the sum taken non-negative.
-fn triple(index: i32) -> Option<(i32, i32, i32)> {
-    (index <= 13).then(|| {
-        let t = index + 13;
-        (t / 9 - 1, (t / 3) % 3 - 1, t % 3 - 1)
-    })
+#[inline(always)]
+fn triple(index: i32) -> (i32, i32, i32) {
+    let t = index + 13;
+    (t / 9 - 1, (t / 3) % 3 - 1, t % 3 - 1)
 }
 
 /// Σ code · q, wrapping in i32 like the reference's vector adds, saturated to i16 like its pack.
+#[inline(always)]
 fn combine(terms: &[(i32, i32)]) -> i16 {
     let sum = terms.iter().fold(0i32, |acc, &(code, q)| {
         acc.wrapping_add(code.wrapping_mul(q))
@@ -135,13 +160,14 @@ fn combine(terms: &[(i32, i32)]) -> i16 {
     sum.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
-/// A table from its entries (`None` is zero).
-fn table(entry: impl Fn(i32) -> Option<i16>) -> Tl2Table {
+/// A table from its 16 entries: low bytes, then high bytes.
+#[inline(always)]
+fn table(entries: [i16; 16]) -> Tl2Table {
     let mut out = [0u8; 32];
-    for index in 0..16 {
-        let [lo, hi] = entry(index).unwrap_or(0).to_le_bytes();
-        out[index as usize] = lo;
-        out[16 + index as usize] = hi;
+    for (index, entry) in entries.iter().enumerate() {
+        let [lo, hi] = entry.to_le_bytes();
+        out[index] = lo;
+        out[16 + index] = hi;
     }
     out
 }

@@ -60,7 +60,7 @@ std::mutex &lut_lock() {
 // One weight tensor registered with the LUT unit for the length of a call.
 class TransformedWeights {
 public:
-    TransformedWeights(std::vector<uint8_t> &data, int64_t m, int64_t k) {
+    TransformedWeights(uint8_t *data, int64_t m, int64_t k) {
         ggml_bitnet_init();
         ggml_tensor tensor;
         std::memset(&tensor, 0, sizeof(tensor));
@@ -74,7 +74,7 @@ public:
         tensor.ne[1] = m;
         tensor.ne[2] = 1;
         tensor.ne[3] = 1;
-        tensor.data = data.data();
+        tensor.data = data;
         ggml_bitnet_transform_tensor(&tensor);
         extra_ = static_cast<bitnet_tensor_extra *>(tensor.extra);
     }
@@ -145,9 +145,10 @@ bnref_status multiply(const void *packed, size_t packed_len, int64_t m, int64_t 
                                                 " bytes, got " + std::to_string(packed_len));
     BNREF_REQUIRE(out_cap / static_cast<size_t>(m) >= n_tokens, BNREF_ERR_BUFFER_TOO_SMALL,
                   "the output needs " + std::to_string(n_tokens) + " x " + std::to_string(m) + " floats");
-    // The transform keeps a pointer into the weights, which the kernels take as writable.
-    const auto *bytes = static_cast<const uint8_t *>(packed);
-    std::vector<uint8_t> weights(bytes, bytes + packed_len);
+    // The transform and the kernels take the weights through non-const pointers but only read
+    // them (the transform reads the scale, the kernels load codes and signs), as in a model whose
+    // weights are memory-mapped read-only.
+    auto *weights = const_cast<uint8_t *>(static_cast<const uint8_t *>(packed));
     std::vector<float> token(static_cast<size_t>(k));
     std::lock_guard<std::mutex> guard(lut_lock());
     const TransformedWeights transformed(weights, m, k);

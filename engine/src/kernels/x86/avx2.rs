@@ -477,12 +477,34 @@ fn tl2_lookup(table: &Tl2Table, indices: __m256i) -> (__m256i, __m256i) {
     )
 }
 
-/// `value` negated in the i16 lanes where the bit `shift` places at the top of `signs` is set.
+/// `value` negated in the i16 lanes where the bit `SHIFT` places at the top of `signs` is set.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tl2_signed(value: __m256i, signs: __m256i, shift: i32) -> __m256i {
-    let mask = _mm256_srai_epi16::<15>(_mm256_sll_epi16(signs, _mm_cvtsi32_si128(shift)));
+fn tl2_signed<const SHIFT: i32>(value: __m256i, signs: __m256i) -> __m256i {
+    let mask = _mm256_srai_epi16::<15>(_mm256_slli_epi16::<SHIFT>(signs));
     _mm256_sub_epi16(_mm256_xor_si256(value, mask), mask)
+}
+
+/// Adds to the row sums the two groups `2v` and `2v + 1` of an 8-group sign block (`SHIFT = 4v`):
+/// the high nibbles of `packed` index `tables[0]`, the low ones `tables[1]`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn tl2_group_pair<const SHIFT: i32, const SHIFT1: i32, const SHIFT2: i32, const SHIFT3: i32>(
+    sums: &mut (__m256i, __m256i),
+    packed: __m256i,
+    signs: __m256i,
+    tables: &[Tl2Table],
+) {
+    let nibble = _mm256_set1_epi8(0x0f);
+    let (low, high) = tl2_lookup(
+        &tables[0],
+        _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble),
+    );
+    sums.0 = _mm256_add_epi16(sums.0, tl2_signed::<SHIFT>(low, signs));
+    sums.1 = _mm256_add_epi16(sums.1, tl2_signed::<SHIFT1>(high, signs));
+    let (low, high) = tl2_lookup(&tables[1], _mm256_and_si256(packed, nibble));
+    sums.0 = _mm256_add_epi16(sums.0, tl2_signed::<SHIFT2>(low, signs));
+    sums.1 = _mm256_add_epi16(sums.1, tl2_signed::<SHIFT3>(high, signs));
 }
 
 /// Adds a tile's i16 sums (rows 0..16 in `low`, 16..32 in `high`) to the i32 row totals.
@@ -508,23 +530,16 @@ fn tl2_block_dot_avx2(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) ->
     for tile in 0..block.three_tiles() {
         let (magnitudes, signs) = (block.magnitudes(tile), block.signs(tile));
         let tables = &three[tile * groups..(tile + 1) * groups];
-        let (mut low, mut high) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut sums = (_mm256_setzero_si256(), _mm256_setzero_si256());
         for (eight, tables) in tables.chunks_exact(8).enumerate() {
             let sign = load_u8(&signs[32 * eight..]);
-            for (v, pair) in tables.chunks_exact(2).enumerate() {
-                let packed = load_u8(&magnitudes[32 * (4 * eight + v)..]);
-                let indices = [
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble),
-                    _mm256_and_si256(packed, nibble),
-                ];
-                for (g, (table, idx)) in pair.iter().zip(indices).enumerate() {
-                    let shift = 2 * (2 * v + g) as i32;
-                    let (rows_low, rows_high) = tl2_lookup(table, idx);
-                    low = _mm256_add_epi16(low, tl2_signed(rows_low, sign, shift));
-                    high = _mm256_add_epi16(high, tl2_signed(rows_high, sign, shift + 1));
-                }
-            }
+            let packed = |v: usize| load_u8(&magnitudes[32 * (4 * eight + v)..]);
+            tl2_group_pair::<0, 1, 2, 3>(&mut sums, packed(0), sign, &tables[0..2]);
+            tl2_group_pair::<4, 5, 6, 7>(&mut sums, packed(1), sign, &tables[2..4]);
+            tl2_group_pair::<8, 9, 10, 11>(&mut sums, packed(2), sign, &tables[4..6]);
+            tl2_group_pair::<12, 13, 14, 15>(&mut sums, packed(3), sign, &tables[6..8]);
         }
+        let (low, high) = sums;
         tl2_widen(&mut total, low, high);
     }
     for tile in 0..block.two_tiles() {
