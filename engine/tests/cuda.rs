@@ -378,6 +378,44 @@ fn the_gpu_memory_limit_is_enforced_and_auto_falls_back() {
     assert_eq!(auto.device().device, Device::Cuda(0), "{}", auto.device());
 }
 
+#[test]
+#[ignore = "needs a CUDA device"]
+fn block_quantized_embeddings_are_refused_by_the_gpu_and_auto_falls_back() {
+    for (file, ty) in [
+        ("tiny-bitnet-refq-i2_s-q8_0-embd.gguf", GgmlType::Q8_0),
+        ("tiny-bitnet-refq-i2_s-q6k-embd.gguf", GgmlType::Q6_K),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/models")
+            .join(file);
+        let options = ModelOptions {
+            device: DeviceStrategy::ForceGpu,
+            ..ModelOptions::default()
+        };
+        match Model::load(&path, &options) {
+            Err(ModelError::Cuda(CudaError::UnsupportedType {
+                tensor,
+                ty: refused,
+            })) => {
+                assert_eq!((tensor.as_str(), refused), ("token_embd.weight", ty));
+            }
+            other => panic!(
+                "{file}: expected a typed refusal, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+        let auto = load(&path, DeviceStrategy::Auto);
+        assert_eq!(auto.device().device, Device::Cpu, "{file}");
+        let reason = &auto.device().reason;
+        assert!(
+            reason.contains("token_embd.weight") && reason.contains(&ty.to_string()),
+            "{file}: {reason}"
+        );
+        let logits = Session::new(&auto, 16).eval(&[1, 2, 3], true).unwrap();
+        assert!(logits.as_slice().iter().all(|v| v.is_finite()), "{file}");
+    }
+}
+
 /// Runs everywhere: a GPU strategy either gets the device the probe reports or fails with the
 /// probe's reason.
 #[test]

@@ -70,7 +70,7 @@ bnref_status bnref_tensor_nbytes(int32_t type, const int64_t ne[4], uint64_t *ou
 /* ---- kernels ---------------------------------------------------------------------------- */
 
 /* Quantizes `nrows` rows of `n_per_row` floats as one tensor with ggml_quantize_chunk.
- * Supported types: I2_S (one scale for the whole tensor), TQ1_0, TQ2_0. Writes
+ * Supported types: I2_S (one scale for the whole tensor), TQ1_0, TQ2_0, Q8_0, Q6_K. Writes
  * *written bytes (= bnref_tensor_nbytes of the shape). */
 bnref_status bnref_quantize(int32_t type, const float *src, int64_t nrows, int64_t n_per_row,
                             void *dst, size_t dst_cap, size_t *written);

@@ -93,9 +93,11 @@ bnref_status bnref_quantize(int32_t type, const float *src, int64_t nrows, int64
     return bnref::guarded(__func__, [&] {
         BNREF_REQUIRE_ARG(src != nullptr && dst != nullptr && written != nullptr,
                           "src, dst or written is NULL");
-        BNREF_REQUIRE(type == GGML_TYPE_I2_S || type == GGML_TYPE_TQ1_0 || type == GGML_TYPE_TQ2_0,
+        BNREF_REQUIRE(type == GGML_TYPE_I2_S || type == GGML_TYPE_TQ1_0 || type == GGML_TYPE_TQ2_0 ||
+                          type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q6_K,
                       BNREF_ERR_UNSUPPORTED,
-                      "tensor quantization is offered for i2_s, tq1_0 and tq2_0, not " + type_name(type));
+                      "tensor quantization is offered for i2_s, tq1_0, tq2_0, q8_0 and q6_K, not " +
+                          type_name(type));
         BNREF_REQUIRE_ARG(nrows >= 1 && n_per_row >= 1, "the tensor must have at least one row and column");
         int64_t n = 0;
         BNREF_REQUIRE_ARG(bnref::mul_fits(nrows, n_per_row, &n) && n <= INT_MAX,

@@ -27,8 +27,9 @@ pub struct I2Dot {
 }
 
 impl Backend {
-    /// Quantizes `src` (rows of `n_per_row` values) as one tensor of `ty` — I2_S, TQ1_0 or
-    /// TQ2_0 — with `ggml_quantize_chunk`. I2_S bytes are zero after the scale.
+    /// Quantizes `src` (rows of `n_per_row` values) as one tensor of `ty` — I2_S, TQ1_0, TQ2_0,
+    /// Q8_0 or Q6_K — with `ggml_quantize_chunk` (the file quantizers, which `llama_model_quantize`
+    /// uses). I2_S bytes are zero after the scale.
     pub fn quantize(
         &self,
         ty: GgmlType,

@@ -17,6 +17,7 @@ impl GgmlType {
     pub const F32: Self = Self(0);
     pub const F16: Self = Self(1);
     pub const Q8_0: Self = Self(8);
+    pub const Q6_K: Self = Self(14);
     pub const Q8_K: Self = Self(15);
     pub const TQ1_0: Self = Self(34);
     pub const TQ2_0: Self = Self(35);

@@ -318,7 +318,8 @@ fn bad_requests_are_errors() {
     expect_invalid(be.tensor_nbytes(GgmlType::F32, [0, 1, 1, 1]));
     expect_invalid(be.tensor_nbytes(GgmlType::F32, [u64::MAX, 1, 1, 1]));
     expect_invalid(be.tensor_nbytes(GgmlType::F32, [1 << 40, 1 << 40, 1, 1]));
-    expect_unsupported(be.quantize(GgmlType::Q8_0, &[0.0; 256], 256));
+    expect_unsupported(be.quantize(GgmlType::F16, &[0.0; 256], 256));
+    expect_invalid(be.quantize(GgmlType::Q6_K, &[0.0; 128], 128));
     expect_invalid(be.quantize(GgmlType::I2_S, &[0.0; 100], 100));
     expect_invalid(be.quantize(GgmlType::TQ2_0, &[0.0; 300], 150));
     expect_invalid(be.quantize(GgmlType::TQ2_0, &[], 256));

@@ -4,7 +4,9 @@ use bitnet_conformance::inputs::SeededRng;
 use bitnet_engine::formats::{I2s, Shape, TernaryFormat, Tq1_0, Tq2_0};
 use bitnet_engine::gguf::{GgmlType, GgufError, GgufWriter, Layout, Value};
 use bitnet_engine::synth::{build_model, Arch, SynthError, SynthSpec, WeightFormat};
-use bitnet_ffi_cpp::{quantize_model_file, FileType, QuantizeParams, RefError};
+use bitnet_ffi_cpp::{
+    quantize_model_file, FileType, GgmlType as RefType, QuantizeParams, RefError,
+};
 use std::path::{Path, PathBuf};
 
 /// Where [`tiny_ternary_model`] is committed, relative to the fixtures root.
@@ -78,13 +80,45 @@ pub fn f32_model() -> Result<Vec<u8>, GenerateError> {
 }
 
 /// The committed copies of the tiny `bitnet` model that the reference's own quantizer
-/// (`llama_model_quantize`) wrote from its F16 twin, relative to the fixtures root, with the
-/// file type asked for.
-pub const REFERENCE_QUANTIZED_MODELS: [(&str, FileType); 3] = [
-    ("models/tiny-bitnet-refq-i2_s.gguf", FileType::MOSTLY_I2_S),
-    ("models/tiny-bitnet-refq-tq2_0.gguf", FileType::MOSTLY_TQ2_0),
-    ("models/tiny-bitnet-refq-tq1_0.gguf", FileType::MOSTLY_TQ1_0),
+/// (`llama_model_quantize`) wrote from its F16 twin, relative to the fixtures root, with what was
+/// asked for: the file type, and for some the type of the (tied) token embedding, which the
+/// reference otherwise keeps as F16 for ternary file types.
+pub const REFERENCE_QUANTIZED_MODELS: [(&str, QuantizeParams); 5] = [
+    (
+        "models/tiny-bitnet-refq-i2_s.gguf",
+        reference_params(FileType::MOSTLY_I2_S, None),
+    ),
+    (
+        "models/tiny-bitnet-refq-tq2_0.gguf",
+        reference_params(FileType::MOSTLY_TQ2_0, None),
+    ),
+    (
+        "models/tiny-bitnet-refq-tq1_0.gguf",
+        reference_params(FileType::MOSTLY_TQ1_0, None),
+    ),
+    (
+        "models/tiny-bitnet-refq-i2_s-q8_0-embd.gguf",
+        reference_params(FileType::MOSTLY_I2_S, Some(RefType::Q8_0)),
+    ),
+    (
+        "models/tiny-bitnet-refq-i2_s-q6k-embd.gguf",
+        reference_params(FileType::MOSTLY_I2_S, Some(RefType::Q6_K)),
+    ),
 ];
+
+/// `llama_model_quantize`'s parameters for `file_type`, with the token embedding (the tied output
+/// head of these models) in `token_embedding_type` or, for `None`, the reference's default.
+const fn reference_params(
+    file_type: FileType,
+    token_embedding_type: Option<RefType>,
+) -> QuantizeParams {
+    QuantizeParams {
+        file_type,
+        token_embedding_type,
+        output_tensor_type: None,
+        pure: false,
+    }
+}
 
 /// Why a fixture could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -122,15 +156,15 @@ pub fn tiny_model(arch: Arch, format: WeightFormat) -> Result<Vec<u8>, GenerateE
     Ok(build_model(&SynthSpec::tiny(arch, format))?.to_bytes())
 }
 
-/// The bytes the reference's `llama_model_quantize` writes for `file_type` from the F16 twin of
-/// [`SynthSpec::tiny`] (`bitnet`), with its default choices for the embedding and output. The
-/// F16 source and the output pass through `scratch`, a directory the caller owns.
+/// The bytes the reference's `llama_model_quantize` writes with `params` from the F16 twin of
+/// [`SynthSpec::tiny`] (`bitnet`). The F16 source and the output pass through `scratch`, a
+/// directory the caller owns.
 ///
 /// The quantizer leaves the padding after each I2_S tensor's scale uninitialised (whatever its
 /// heap held), which no reader looks at; it is zeroed here so the fixture is reproducible.
 pub fn reference_quantized_model(
     reference: &bitnet_ffi_cpp::Backend,
-    file_type: FileType,
+    params: &QuantizeParams,
     scratch: &Path,
 ) -> Result<Vec<u8>, GenerateError> {
     let io = |path: &Path| {
@@ -138,9 +172,15 @@ pub fn reference_quantized_model(
         move |source| GenerateError::Io { path, source }
     };
     let source = scratch.join("tiny-bitnet-f16.gguf");
-    let output = scratch.join(format!("tiny-bitnet-ftype{}.gguf", file_type.0));
+    let embedding = params
+        .token_embedding_type
+        .map_or_else(|| "default".to_string(), |ty| ty.0.to_string());
+    let output = scratch.join(format!(
+        "tiny-bitnet-ftype{}-embd-{embedding}.gguf",
+        params.file_type.0
+    ));
     std::fs::write(&source, tiny_model(Arch::Bitnet, WeightFormat::F16)?).map_err(io(&source))?;
-    quantize_model_file(reference, &source, &output, &QuantizeParams::new(file_type))?;
+    quantize_model_file(reference, &source, &output, params)?;
     let mut bytes = std::fs::read(&output).map_err(io(&output))?;
     zero_i2s_padding(&mut bytes)?;
     Ok(bytes)

@@ -48,8 +48,8 @@ fn f32_model_regenerates_byte_identically() {
 fn reference_quantized_models_regenerate_byte_identically() {
     let reference = bitnet_ffi_cpp::Backend::init().expect("the reference initialises");
     let scratch = tempfile::tempdir().expect("a scratch directory");
-    for (path, file_type) in REFERENCE_QUANTIZED_MODELS {
-        let generated = reference_quantized_model(&reference, file_type, scratch.path())
+    for (path, params) in REFERENCE_QUANTIZED_MODELS {
+        let generated = reference_quantized_model(&reference, &params, scratch.path())
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
             generated.len() < MAX_MODEL_BYTES,

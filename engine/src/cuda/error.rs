@@ -1,5 +1,7 @@
 //! Why the CUDA backend cannot serve a request.
 
+use crate::gguf::GgmlType;
+
 /// An error of the CUDA backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CudaError {
@@ -49,6 +51,15 @@ pub enum CudaError {
         available: u64,
         /// Which bound applies: "free on the device" or "allowed by the GPU memory limit".
         within: &'static str,
+    },
+    /// A weight tensor of a type the GPU kernels do not multiply (the CPU engine may: Q8_0 and
+    /// Q6_K embeddings and output heads run there).
+    #[error("the CUDA backend does not support tensor `{tensor}` of type {ty}")]
+    UnsupportedType {
+        /// The tensor's name.
+        tensor: String,
+        /// Its type.
+        ty: GgmlType,
     },
     /// A model or request the backend does not support.
     #[error("the CUDA backend does not support {0}")]

@@ -43,6 +43,14 @@ pub(crate) struct GpuLinear {
 }
 
 impl GpuLinear {
+    /// Whether the GPU kernels multiply matrices of `ty`.
+    fn supports(ty: GgmlType) -> bool {
+        matches!(
+            ty,
+            GgmlType::I2_S | GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::F16 | GgmlType::F32
+        )
+    }
+
     /// Bytes of device memory a matrix of `ty` and `shape` takes.
     fn device_bytes(ty: GgmlType, shape: Shape) -> u64 {
         let n = (shape.ne0 * shape.ne1) as u64;
@@ -125,7 +133,12 @@ impl GpuLinear {
                         .map_err(driver("uploading f32 values"))?,
                 )
             }
-            ty => return Err(unsupported(&format!("type {ty}"))),
+            ty => {
+                return Err(CudaError::UnsupportedType {
+                    tensor: tensor.name.to_string(),
+                    ty,
+                })
+            }
         };
         Ok(GpuLinear {
             weights,
@@ -202,15 +215,23 @@ pub struct CudaModel {
 }
 
 impl CudaModel {
-    /// Uploads `model`'s weights to device `ordinal`, after checking that they and a KV cache of
-    /// the training context fit in the device's free memory and in `memory_limit`.
+    /// Uploads `model`'s weights to device `ordinal`, after checking that every weight matrix has a
+    /// type the GPU kernels multiply (else [`CudaError::UnsupportedType`] names the first that does
+    /// not) and that they and a KV cache of the training context fit in the device's free memory
+    /// and in `memory_limit`.
     pub fn upload(
         model: &Model,
         ordinal: usize,
         memory_limit: Option<u64>,
     ) -> Result<Self, CudaError> {
-        let gpu = Gpu::get(ordinal)?;
         let linears = model.linears();
+        if let Some(linear) = linears.iter().find(|l| !GpuLinear::supports(l.ty())) {
+            return Err(CudaError::UnsupportedType {
+                tensor: linear.name().to_string(),
+                ty: linear.ty(),
+            });
+        }
+        let gpu = Gpu::get(ordinal)?;
         let weight_bytes: u64 = linears
             .iter()
             .map(|l| GpuLinear::device_bytes(l.ty(), l.shape()))

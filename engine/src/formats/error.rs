@@ -63,6 +63,16 @@ pub enum FormatError {
         /// The index found.
         value: u8,
     },
+    /// A row index past the last row of a matrix.
+    #[error("{format}: row {row} is outside the matrix of {rows} rows")]
+    RowOutOfRange {
+        /// The format's name.
+        format: &'static str,
+        /// The row asked for.
+        row: usize,
+        /// Rows the matrix has.
+        rows: usize,
+    },
     /// The activation length is not a multiple of the row width.
     #[error("{format}: {len} activations are not a whole number of rows of {k}")]
     ActivationLength {

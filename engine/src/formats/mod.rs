@@ -1,9 +1,15 @@
-//! Ternary weight formats and activation quantization.
+//! Ternary weight formats, ggml's Q8_0 and Q6_K block formats, and activation quantization.
 //!
 //! Every weight format implements [`TernaryFormat`]: byte size, quantization of f32 weights into the
 //! packed bytes bitnet.cpp stores, unpacking back to ternary codes and dequantization. Layouts and
 //! rounding rules follow bitnet.cpp (and its llama.cpp fork) exactly, so packed bytes can be compared
 //! bit for bit with the reference.
+//!
+//! Token embeddings and output heads may also be stored as [`Q8_0`] or [`Q6_K`] (as
+//! `llama_model_quantize` writes them with a token-embedding or output type): their views
+//! ([`Q8_0Matrix`], [`Q6KMatrix`]) dequantize rows exactly as ggml does, and [`Q8_0Activations`]
+//! quantizes the activations of a Q8_0 product as ggml's x86 code does (Q6_K products take
+//! [`Q8kActivations`]).
 //!
 //! Activations are quantized by [`I8sActivations`] (per-token int8 for I2_S), [`Q8kActivations`]
 //! (256-value blocks for TQ1_0/TQ2_0) and [`Tl2Activations`] (per-token lookup tables for TL2); [`ternarize`] turns f32 master weights into the absmean
@@ -13,8 +19,11 @@
 //! of rows (output features). Tensors are stored row-major.
 
 mod activation;
+mod block_rows;
 mod error;
 mod i2s;
+mod q6_k;
+mod q8_0;
 mod rounding;
 mod shape;
 mod ternarize;
@@ -29,6 +38,8 @@ mod tq_matrix;
 pub use activation::{BlockQ8K, I8sActivations, Q8kActivations, QK_K};
 pub use error::FormatError;
 pub use i2s::{I2s, I2sMatrix, I2S_BLOCK};
+pub use q6_k::{q6k_code, q6k_d, q6k_scale, Q6KMatrix, Q6_K, Q6_K_BLOCK_BYTES};
+pub use q8_0::{BlockQ8_0, Q8_0Activations, Q8_0Matrix, Q8_0, Q8_0_BLOCK_BYTES, QK8_0};
 pub use rounding::{nearest_int, FpContract};
 pub use shape::Shape;
 pub use ternarize::{absmean_inverse_scale, ternarize};
@@ -44,6 +55,10 @@ pub(crate) use tq1::{tq1_element, trit, trits_in};
 
 /// ggml type ids of the formats in bitnet.cpp's llama.cpp fork.
 pub mod type_id {
+    /// `GGML_TYPE_Q8_0`.
+    pub const Q8_0: u32 = 8;
+    /// `GGML_TYPE_Q6_K`.
+    pub const Q6_K: u32 = 14;
     /// `GGML_TYPE_Q8_K`.
     pub const Q8_K: u32 = 15;
     /// `GGML_TYPE_TQ1_0`.

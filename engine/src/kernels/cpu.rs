@@ -1,5 +1,7 @@
 //! Matrix-vector and matrix-matrix products over the dot-product kernels, parallel over output rows.
 
+mod block_quant;
+
 use std::sync::Arc;
 
 use half::f16;
@@ -155,20 +157,24 @@ impl CpuKernels {
         let (dot, dot_x4) = (self.dots.i2s, self.dots.i2s_x4);
         let (scales, sums, w_scale) = (x.scales(), x.sums(), w.scale());
         let epilogue = |d: i32, token: usize| i2s_epilogue(d, sums[token], scales[token], w_scale);
-        self.for_each_row(shape.ne1, x.tokens(), out, |row, row_out| {
+        // Tokens go in blocks whose activations stay in L1 while every row of a chunk passes
+        // over them, so each activation byte is read from L1 rather than streamed from L2 once
+        // per row.
+        let block = i2s_token_block(shape.ne0);
+        self.for_each_row_blocked(shape.ne1, x.tokens(), block, out, |row, first, row_out| {
             let codes = w.row(row);
-            let mut first = 0;
+            let mut t = 0;
             if let Some(dot_x4) = dot_x4 {
-                while first + 4 <= row_out.len() {
-                    let acts = std::array::from_fn(|j| x.token_codes(first + j));
+                while t + 4 <= row_out.len() {
+                    let acts = std::array::from_fn(|j| x.token_codes(first + t + j));
                     for (j, d) in dot_x4(codes, acts).into_iter().enumerate() {
-                        row_out[first + j] = epilogue(d, first + j);
+                        row_out[t + j] = epilogue(d, first + t + j);
                     }
-                    first += 4;
+                    t += 4;
                 }
             }
-            for (token, o) in row_out.iter_mut().enumerate().skip(first) {
-                *o = epilogue(dot(codes, x.token_codes(token)), token);
+            for (j, o) in row_out.iter_mut().enumerate().skip(t) {
+                *o = epilogue(dot(codes, x.token_codes(first + j)), first + j);
             }
         });
         Ok(())
@@ -348,19 +354,38 @@ impl CpuKernels {
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
+        self.for_each_row_blocked(rows, tokens, tokens, out, |row, _, row_out| f(row, row_out));
+    }
+
+    /// [`Self::for_each_row`] with the tokens taken `block` at a time: `f(row, first, outputs)`
+    /// fills the row's outputs for tokens `first..first + outputs.len()`, and every row of a
+    /// chunk is visited for one block of tokens before the next block.
+    fn for_each_row_blocked<F>(
+        &self,
+        rows: usize,
+        tokens: usize,
+        block: usize,
+        out: &mut [f32],
+        f: F,
+    ) where
+        F: Fn(usize, usize, &mut [f32]) + Sync,
+    {
         if tokens == 1 {
-            self.split_rows(out, 1, rows, |first, chunk| {
+            self.split_rows(out, 1, rows, |first_row, chunk| {
                 for (i, o) in chunk.chunks_exact_mut(1).enumerate() {
-                    f(first + i, o);
+                    f(first_row + i, 0, o);
                 }
             });
             return;
         }
-        // Row-major scratch keeps each weight row hot across all tokens.
+        // Row-major scratch keeps each weight row hot across a block of tokens.
         let mut by_row = vec![0f32; rows * tokens];
-        self.split_rows(&mut by_row, tokens, rows, |first, chunk| {
-            for (i, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
-                f(first + i, row_out);
+        self.split_rows(&mut by_row, tokens, rows, |first_row, chunk| {
+            for first in (0..tokens).step_by(block.max(1)) {
+                let end = (first + block).min(tokens);
+                for (i, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
+                    f(first_row + i, first, &mut row_out[first..end]);
+                }
             }
         });
         for (row, values) in by_row.chunks_exact(tokens).enumerate() {
@@ -390,6 +415,12 @@ impl CpuKernels {
             }
         }
     }
+}
+
+/// Tokens per block of an I2_S product: a multiple of four whose int8 activations fill at most
+/// 16 KiB, half a typical L1 data cache.
+fn i2s_token_block(k: usize) -> usize {
+    (16 * 1024 / k.max(1) / 4 * 4).clamp(4, 64)
 }
 
 /// Token `token` of row-major activations `k` wide.

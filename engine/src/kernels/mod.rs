@@ -17,6 +17,15 @@
 //! and the reference is not. A conformance case built to wrap should be recorded as a known
 //! reference defect rather than reproduced. `tests/kernels_i2s_accumulation.rs` builds such an input.
 //!
+//! # TL2: the reference's i16 tile sums, reproduced
+//!
+//! bitnet.cpp's generated TL2 kernels look each group of three weights up in a per-token table of
+//! i16 sums and add them in i16 lanes over one K tile (`BK` columns, or 32 of the two-weight part)
+//! before widening. A tile wraps only when `BK / 3 · 381` exceeds 32767 (`BK` ≥ 258); the kernels
+//! here wrap exactly as the reference does, so every tiling gives the reference's bits
+//! (`tests/kernels_tl2.rs` builds a wrapping tile). The tables themselves follow the reference's
+//! activation rounding, including its unfloored `127 / max |x|`.
+//!
 //! # Float evaluation order
 //!
 //! Float results follow the reference's x86 code paths: TQ dot products keep eight lanes per block
@@ -24,7 +33,16 @@
 //! llamafile's tinyBLAS for two or more tokens, with the lane count of the reference build
 //! ([`ReduceWidth`]) and its multiply-add contraction ([`FpContract`](crate::formats::FpContract)),
 //! both carried by [`Numerics`].
+//!
+//! # Q8_0 and Q6_K embeddings and output heads
+//!
+//! Token embeddings and output heads stored as Q8_0 or Q6_K multiply through [`block_dots`]:
+//! scalar kernels that follow the reference's AVX2 `ggml_vec_dot_q8_0_q8_0` (activations quantized
+//! to Q8_0; llamafile's tinyBLAS, which takes Q8_0 for two or more tokens, gives the same bits) and
+//! `ggml_vec_dot_q6_K_q8_K` (activations quantized to Q8_K, every token count). They have no SIMD
+//! versions: each ISA runs the scalar code, so every ISA returns the same bits.
 
+pub mod block_dots;
 mod cpu;
 mod dense;
 mod error;

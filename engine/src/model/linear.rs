@@ -6,7 +6,10 @@ use half::f16;
 use zerocopy::FromBytes;
 
 use super::ModelError;
-use crate::formats::{I2sMatrix, I8sActivations, Q8kActivations, Shape, TqKind, TqMatrix};
+use crate::formats::{
+    I2sMatrix, I8sActivations, Q6KMatrix, Q8_0Activations, Q8_0Matrix, Q8kActivations, Shape,
+    TqKind, TqMatrix,
+};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::{CpuKernels, DenseMatrix};
 
@@ -23,7 +26,7 @@ pub struct Linear {
 
 impl Linear {
     /// Finds tensor `name` with `ne0 = k` inputs and `rows` outputs; types I2_S, TQ1_0, TQ2_0,
-    /// F32 and F16 are accepted.
+    /// Q8_0, Q6_K, F32 and F16 are accepted.
     pub fn load(file: &GgufFile, name: &str, k: usize, rows: usize) -> Result<Self, ModelError> {
         let info = file.tensor_info(name)?;
         let expected = vec![k as u64, rows as u64];
@@ -36,7 +39,13 @@ impl Linear {
         }
         if !matches!(
             info.ty,
-            GgmlType::I2_S | GgmlType::TQ1_0 | GgmlType::TQ2_0 | GgmlType::F32 | GgmlType::F16
+            GgmlType::I2_S
+                | GgmlType::TQ1_0
+                | GgmlType::TQ2_0
+                | GgmlType::Q8_0
+                | GgmlType::Q6_K
+                | GgmlType::F32
+                | GgmlType::F16
         ) {
             return Err(ModelError::UnsupportedType {
                 tensor: name.into(),
@@ -119,6 +128,17 @@ impl Linear {
                     Q8kActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
                 kernels.tq_gemm(&w, &a, &mut out)?;
             }
+            GgmlType::Q8_0 => {
+                let w = Q8_0Matrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
+                let a = Q8_0Activations::quantize(x, k).map_err(|e| self.format_error(e))?;
+                kernels.q8_0_gemm(&w, &a, &mut out)?;
+            }
+            GgmlType::Q6_K => {
+                let w = Q6KMatrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
+                let a =
+                    Q8kActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
+                kernels.q6k_gemm(&w, &a, &mut out)?;
+            }
             GgmlType::F16 => {
                 let w = DenseMatrix::new(self.values::<f16>(bytes)?, self.shape)?;
                 kernels.f16_gemm(&w, x, &mut out)?;
@@ -134,11 +154,18 @@ impl Linear {
         Ok(out)
     }
 
-    /// Row `row` as f32 (for embedding lookups of dense matrices).
+    /// Row `row` as f32, as the reference's `get_rows` produces it (for embedding lookups of
+    /// dense, Q8_0 and Q6_K matrices).
     pub fn row_f32(&self, file_bytes: &[u8], row: usize) -> Result<Vec<f32>, ModelError> {
         let bytes = &file_bytes[self.bytes.clone()];
         let k = self.shape.ne0;
         match self.ty {
+            GgmlType::Q8_0 => Q8_0Matrix::new(bytes, self.shape)
+                .and_then(|w| w.dequantize_row(row))
+                .map_err(|e| self.format_error(e)),
+            GgmlType::Q6_K => Q6KMatrix::new(bytes, self.shape)
+                .and_then(|w| w.dequantize_row(row))
+                .map_err(|e| self.format_error(e)),
             GgmlType::F16 => Ok(self.values::<f16>(bytes)?[row * k..(row + 1) * k]
                 .iter()
                 .map(|v| v.to_f32())
@@ -162,6 +189,12 @@ impl Linear {
                 .map(drop)
                 .map_err(|e| self.format_error(e)),
             GgmlType::TQ2_0 => TqMatrix::new(TqKind::Tq2_0, bytes, self.shape)
+                .map(drop)
+                .map_err(|e| self.format_error(e)),
+            GgmlType::Q8_0 => Q8_0Matrix::new(bytes, self.shape)
+                .map(drop)
+                .map_err(|e| self.format_error(e)),
+            GgmlType::Q6_K => Q6KMatrix::new(bytes, self.shape)
                 .map(drop)
                 .map_err(|e| self.format_error(e)),
             GgmlType::F16 => self.values::<f16>(bytes).map(drop),

@@ -85,7 +85,10 @@ impl Model {
         let embd_info = file.tensor_info("token_embd.weight")?;
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
         let token_embd = Linear::load(&file, "token_embd.weight", n_embd, n_vocab)?;
-        if !matches!(token_embd.ty(), GgmlType::F16 | GgmlType::F32) {
+        if !matches!(
+            token_embd.ty(),
+            GgmlType::F16 | GgmlType::F32 | GgmlType::Q8_0 | GgmlType::Q6_K
+        ) {
             return Err(ModelError::UnsupportedType {
                 tensor: "token_embd.weight".into(),
                 ty: token_embd.ty(),

@@ -2,12 +2,14 @@
 //!
 //! The numerics reproduce a GCC `-O3 -march=native` build of the reference on the same CPU (with the
 //! default [`ModelOptions`]): RMSNorm sums squares in f64; every ternary matmul quantizes its input
-//! per token (I8_S for I2_S, Q8_K for TQ1_0/TQ2_0); RoPE angles advance by repeated f32
-//! multiplication and each rotation is contracted into an FMA; SiLU and softmax use the reference's
-//! vectorized `expf`; the F16 KV cache rounds keys and values when stored and the attended length is
-//! padded to 32 cells; `K·q` takes the vector dot product per token (on f16-rounded queries) while
-//! `V·p` and the dense weights follow the reference's batched dispatch. Weights stay in the
-//! memory-mapped file; only the small norm vectors are copied ([`Model::weight_memory`]).
+//! per token (I8_S for I2_S, Q8_K for TQ1_0/TQ2_0), and so do Q8_0 and Q6_K token embeddings used
+//! as output heads (to Q8_0 and Q8_K), whose rows dequantize as ggml's `get_rows` does; RoPE angles
+//! advance by repeated f32 multiplication and each rotation is contracted into an FMA; SiLU and
+//! softmax use the reference's vectorized `expf`; the F16 KV cache rounds keys and values when
+//! stored and the attended length is padded to 32 cells; `K·q` takes the vector dot product per
+//! token (on f16-rounded queries) while `V·p` and the dense weights follow the reference's batched
+//! dispatch. Weights stay in the memory-mapped file; only the small norm vectors are copied
+//! ([`Model::weight_memory`]).
 
 mod attention;
 mod device;
