@@ -168,20 +168,42 @@ pub(crate) fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(sum)
 }
 
-/// The products of one 128-weight I2_S block with its activations, as i16 lanes.
+/// The four 32-code groups of one packed I2_S block, one code (0, 1, 2) per byte: byte `j` of
+/// the block holds codes `j`, `j + 32`, `j + 64` and `j + 96` from the high bits down.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn i2s_block_products(codes: &[u8], act: &[i8]) -> __m256i {
+fn i2s_block_codes(codes: &[u8; 32]) -> [__m256i; 4] {
     let mask = _mm256_set1_epi8(3);
-    let packed = load_u8(codes);
-    let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask);
-    let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask);
-    let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask);
-    let c3 = _mm256_and_si256(packed, mask);
-    let p0 = _mm256_maddubs_epi16(c0, load_i8(act));
-    let p1 = _mm256_maddubs_epi16(c1, load_i8(&act[32..]));
-    let p2 = _mm256_maddubs_epi16(c2, load_i8(&act[64..]));
-    let p3 = _mm256_maddubs_epi16(c3, load_i8(&act[96..]));
+    // SAFETY: `codes` is 32 readable bytes; `loadu` has no alignment requirement.
+    let packed = unsafe { _mm256_loadu_si256(codes.as_ptr().cast()) };
+    [
+        _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask),
+        _mm256_and_si256(packed, mask),
+    ]
+}
+
+/// The products of a block's decoded codes with one token's 128 activations, summed in i16
+/// lanes (at most 4 · 2 · 3 · 128 = 3072 per lane, code 3 included).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn i2s_block_sum(codes: &[__m256i; 4], act: &[i8; 128]) -> __m256i {
+    let ptr = act.as_ptr();
+    // SAFETY: `act` is 128 readable bytes and the loads read bytes 0..32, 32..64, 64..96 and
+    // 96..128; `loadu` has no alignment requirement.
+    let (a0, a1, a2, a3) = unsafe {
+        (
+            _mm256_loadu_si256(ptr.cast()),
+            _mm256_loadu_si256(ptr.add(32).cast()),
+            _mm256_loadu_si256(ptr.add(64).cast()),
+            _mm256_loadu_si256(ptr.add(96).cast()),
+        )
+    };
+    let p0 = _mm256_maddubs_epi16(codes[0], a0);
+    let p1 = _mm256_maddubs_epi16(codes[1], a1);
+    let p2 = _mm256_maddubs_epi16(codes[2], a2);
+    let p3 = _mm256_maddubs_epi16(codes[3], a3);
     _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
 }
 
@@ -202,26 +224,24 @@ fn i2s_dot_x4(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
 #[target_feature(enable = "avx2")]
 pub(crate) fn i2s_dot_x4_avx2(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
     let ones = _mm256_set1_epi16(1);
-    let mask = _mm256_set1_epi8(3);
-    let blocks = acts[0].len() / 128;
+    let (code_blocks, _) = codes.as_chunks::<32>();
+    let [a0, a1, a2, a3] = acts.map(|act| act.as_chunks::<128>().0);
     let mut total = [_mm256_setzero_si256(); 4];
-    for first in (0..blocks).step_by(I16_SAFE_BLOCKS) {
+    let groups = code_blocks
+        .chunks(I16_SAFE_BLOCKS)
+        .zip(a0.chunks(I16_SAFE_BLOCKS))
+        .zip(a1.chunks(I16_SAFE_BLOCKS))
+        .zip(a2.chunks(I16_SAFE_BLOCKS))
+        .zip(a3.chunks(I16_SAFE_BLOCKS));
+    for ((((c, t0), t1), t2), t3) in groups {
         let mut partial = [_mm256_setzero_si256(); 4];
-        for block in first..(first + I16_SAFE_BLOCKS).min(blocks) {
-            let packed = load_u8(&codes[32 * block..]);
-            let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask);
-            let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask);
-            let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask);
-            let c3 = _mm256_and_si256(packed, mask);
-            for (sum, act) in partial.iter_mut().zip(acts) {
-                let act = &act[128 * block..];
-                let p0 = _mm256_maddubs_epi16(c0, load_i8(act));
-                let p1 = _mm256_maddubs_epi16(c1, load_i8(&act[32..]));
-                let p2 = _mm256_maddubs_epi16(c2, load_i8(&act[64..]));
-                let p3 = _mm256_maddubs_epi16(c3, load_i8(&act[96..]));
-                let products = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
-                *sum = _mm256_add_epi16(*sum, products);
-            }
+        let blocks = c.iter().zip(t0).zip(t1).zip(t2).zip(t3);
+        for ((((c, t0), t1), t2), t3) in blocks {
+            let codes = i2s_block_codes(c);
+            partial[0] = _mm256_add_epi16(partial[0], i2s_block_sum(&codes, t0));
+            partial[1] = _mm256_add_epi16(partial[1], i2s_block_sum(&codes, t1));
+            partial[2] = _mm256_add_epi16(partial[2], i2s_block_sum(&codes, t2));
+            partial[3] = _mm256_add_epi16(partial[3], i2s_block_sum(&codes, t3));
         }
         for (t, p) in total.iter_mut().zip(partial) {
             *t = _mm256_add_epi32(*t, _mm256_madd_epi16(p, ones));
@@ -247,7 +267,7 @@ pub(crate) fn i2s_dot_avx2(codes: &[u8], act: &[i8]) -> i32 {
     {
         let mut partial = _mm256_setzero_si256();
         for (c, a) in codes.iter().zip(act) {
-            partial = _mm256_add_epi16(partial, i2s_block_products(c, a));
+            partial = _mm256_add_epi16(partial, i2s_block_sum(&i2s_block_codes(c), a));
         }
         total = _mm256_add_epi32(total, _mm256_madd_epi16(partial, ones));
     }
