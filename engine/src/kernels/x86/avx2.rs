@@ -168,6 +168,23 @@ pub(crate) fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(sum)
 }
 
+/// The products of one 128-weight I2_S block with its activations, as i16 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn i2s_block_products(codes: &[u8], act: &[i8]) -> __m256i {
+    let mask = _mm256_set1_epi8(3);
+    let packed = load_u8(codes);
+    let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(packed), mask);
+    let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask);
+    let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(packed), mask);
+    let c3 = _mm256_and_si256(packed, mask);
+    let p0 = _mm256_maddubs_epi16(c0, load_i8(act));
+    let p1 = _mm256_maddubs_epi16(c1, load_i8(&act[32..]));
+    let p2 = _mm256_maddubs_epi16(c2, load_i8(&act[64..]));
+    let p3 = _mm256_maddubs_epi16(c3, load_i8(&act[96..]));
+    _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
+}
+
 /// The four 32-code groups of one packed I2_S block, one code (0, 1, 2) per byte: byte `j` of
 /// the block holds codes `j`, `j + 32`, `j + 64` and `j + 96` from the high bits down.
 #[inline]
@@ -267,7 +284,7 @@ pub(crate) fn i2s_dot_avx2(codes: &[u8], act: &[i8]) -> i32 {
     {
         let mut partial = _mm256_setzero_si256();
         for (c, a) in codes.iter().zip(act) {
-            partial = _mm256_add_epi16(partial, i2s_block_sum(&i2s_block_codes(c), a));
+            partial = _mm256_add_epi16(partial, i2s_block_products(c, a));
         }
         total = _mm256_add_epi32(total, _mm256_madd_epi16(partial, ones));
     }
