@@ -416,6 +416,36 @@ fn block_quantized_embeddings_are_refused_by_the_gpu_and_auto_falls_back() {
     }
 }
 
+#[test]
+#[ignore = "needs a CUDA device"]
+fn tl2_weights_are_refused_by_the_gpu_and_auto_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tl2.gguf");
+    write_model(&SynthSpec::tiny(Arch::Bitnet, WeightFormat::TL2), &path).unwrap();
+    let options = ModelOptions {
+        device: DeviceStrategy::ForceGpu,
+        ..ModelOptions::default()
+    };
+    match Model::load(&path, &options) {
+        Err(ModelError::Cuda(CudaError::UnsupportedType { tensor, ty })) => {
+            assert_eq!(
+                (tensor.as_str(), ty),
+                ("blk.0.attn_q.weight", GgmlType::TL2)
+            );
+        }
+        other => panic!("expected a typed refusal, got {:?}", other.map(|_| ())),
+    }
+    let auto = load(&path, DeviceStrategy::Auto);
+    assert_eq!(auto.device().device, Device::Cpu);
+    let reason = &auto.device().reason;
+    assert!(
+        reason.contains("blk.0.attn_q.weight") && reason.contains("tl2"),
+        "{reason}"
+    );
+    let logits = Session::new(&auto, 16).eval(&[1, 2, 3], true).unwrap();
+    assert!(logits.as_slice().iter().all(|v| v.is_finite()));
+}
+
 /// Runs everywhere: a GPU strategy either gets the device the probe reports or fails with the
 /// probe's reason.
 #[test]

@@ -12,7 +12,7 @@ use bitnet_engine::generation::{
 };
 use bitnet_engine::model::{DeviceStrategy, ModelOptions, Session};
 
-use crate::text_commands::load;
+use crate::text_commands::{load, tl2_tilings};
 
 /// The options of `bitnet generate`.
 #[derive(Debug, clap::Args)]
@@ -72,6 +72,10 @@ pub struct GenerateArgs {
     /// The chat template to use instead of the model's own (bitnet, llama3).
     #[arg(long, requires = "chat")]
     pub chat_template: Option<ChatTemplate>,
+    /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL2 weights (over those the file
+    /// records).
+    #[arg(long, value_name = "FILE")]
+    pub tl2_config: Option<PathBuf>,
 }
 
 impl GenerateArgs {
@@ -101,6 +105,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         threads: args.threads,
         kv_f16: !args.kv_f32,
         device: args.device,
+        tl2_tilings: tl2_tilings(args.tl2_config.as_deref())?,
         ..ModelOptions::default()
     };
     let (model, tokenizer) = load(&args.model, &options)?;

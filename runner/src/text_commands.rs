@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bitnet_engine::gguf::GgufFile;
-use bitnet_engine::model::{perplexity_with_progress, DeviceStrategy, Model, ModelOptions};
+use bitnet_engine::model::{
+    perplexity_with_progress, DeviceStrategy, Model, ModelOptions, Tl2Tilings,
+};
 use bitnet_engine::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -19,20 +21,33 @@ pub(crate) fn load(path: &Path, options: &ModelOptions) -> Result<(Model, Tokeni
     Ok((model, tokenizer))
 }
 
+/// The TL2 tilings of a `kernel_config.ini` file (`--tl2-config`), or none.
+pub(crate) fn tl2_tilings(config: Option<&Path>) -> Result<Tl2Tilings> {
+    config.map_or_else(
+        || Ok(Tl2Tilings::default()),
+        |path| {
+            Tl2Tilings::from_ini_file(path)
+                .with_context(|| format!("reading the TL2 kernel config {}", path.display()))
+        },
+    )
+}
+
 /// Perplexity of a text file, following llama-perplexity's protocol with chunks of `n_ctx`
 /// (`chunks` of them, 0: all), with a progress bar on stderr (when it is a terminal);
-/// `nll_out` receives each scored token's negative log-likelihood, one per line.
+/// `nll_out` receives each scored token's negative log-likelihood, one per line; `tl2_config` is a
+/// `kernel_config.ini` giving the tilings of TL2 weights.
 pub fn perplexity_of_file(
     path: &Path,
     text: &Path,
     (n_ctx, chunks): (usize, usize),
-    threads: usize,
-    device: DeviceStrategy,
+    (threads, device): (usize, DeviceStrategy),
     nll_out: Option<&Path>,
+    tl2_config: Option<&Path>,
 ) -> Result<()> {
     let options = ModelOptions {
         threads,
         device,
+        tl2_tilings: tl2_tilings(tl2_config)?,
         ..ModelOptions::default()
     };
     let (model, tokenizer) = load(path, &options)?;

@@ -57,6 +57,24 @@ pub enum ModelError {
         /// The format's complaint.
         source: FormatError,
     },
+    /// A TL2 tiling table (options or file metadata) could not be read.
+    #[error("TL2 tilings: {0}")]
+    Tl2Config(#[from] super::Tl2ConfigError),
+    /// A TL2 tensor's shape has no tiling in the options or in the file's metadata.
+    #[error(
+        "TL2 tensor `{tensor}` ({rows} rows × {cols} columns) has no tiling: supply the \
+         kernel_config.ini its kernels were generated with (a section with m = {rows}, k = {cols}) \
+         through ModelOptions::tl2_tilings (`--tl2-config`), or record it in the file's \
+         `bitnet.tl2.tiling.{rows}_{cols}` metadata key"
+    )]
+    MissingTl2Tiling {
+        /// The tensor's name.
+        tensor: String,
+        /// Its rows (`ne1`, the ini's `m`).
+        rows: usize,
+        /// Its columns (`ne0`, the ini's `k`).
+        cols: usize,
+    },
     /// A kernel rejected its operands or could not start.
     #[error(transparent)]
     Kernel(#[from] KernelError),

@@ -5,16 +5,16 @@ use std::ops::Range;
 use half::f16;
 use zerocopy::FromBytes;
 
-use super::ModelError;
+use super::{ModelError, Tl2Tilings};
 use crate::formats::{
     I2sMatrix, I8sActivations, Q6KMatrix, Q8_0Activations, Q8_0Matrix, Q8kActivations, Shape,
-    TqKind, TqMatrix,
+    Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind, TqMatrix,
 };
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::{CpuKernels, DenseMatrix};
 
 /// A weight matrix of the model file: where its bytes are, its type and shape, and the optional
-/// per-tensor scale (`*.scale`) that multiplies its output.
+/// per-tensor scale (`*.scale`) that multiplies its output; TL2 matrices also carry their tiling.
 #[derive(Debug, Clone)]
 pub struct Linear {
     name: String,
@@ -22,12 +22,20 @@ pub struct Linear {
     shape: Shape,
     bytes: Range<usize>,
     scale: Option<f32>,
+    tl2: Option<Tl2Tiling>,
 }
 
 impl Linear {
-    /// Finds tensor `name` with `ne0 = k` inputs and `rows` outputs; types I2_S, TQ1_0, TQ2_0,
-    /// Q8_0, Q6_K, F32 and F16 are accepted.
-    pub fn load(file: &GgufFile, name: &str, k: usize, rows: usize) -> Result<Self, ModelError> {
+    /// Finds tensor `name` with `ne0 = k` inputs and `rows` outputs; types I2_S, TL2, TQ1_0,
+    /// TQ2_0, Q8_0, Q6_K, F32 and F16 are accepted. A TL2 tensor takes its tiling from
+    /// `tl2_tilings` (else [`ModelError::MissingTl2Tiling`]).
+    pub fn load(
+        file: &GgufFile,
+        name: &str,
+        k: usize,
+        rows: usize,
+        tl2_tilings: &Tl2Tilings,
+    ) -> Result<Self, ModelError> {
         let info = file.tensor_info(name)?;
         let expected = vec![k as u64, rows as u64];
         if info.dims != expected {
@@ -40,6 +48,7 @@ impl Linear {
         if !matches!(
             info.ty,
             GgmlType::I2_S
+                | GgmlType::TL2
                 | GgmlType::TQ1_0
                 | GgmlType::TQ2_0
                 | GgmlType::Q8_0
@@ -52,6 +61,20 @@ impl Linear {
                 ty: info.ty,
             });
         }
+        let tl2 = match info.ty {
+            GgmlType::TL2 => {
+                Some(
+                    tl2_tilings
+                        .get(rows, k)
+                        .ok_or_else(|| ModelError::MissingTl2Tiling {
+                            tensor: name.into(),
+                            rows,
+                            cols: k,
+                        })?,
+                )
+            }
+            _ => None,
+        };
         let len = file.tensor_data(info)?.len();
         let start = info.file_offset as usize;
         let linear = Linear {
@@ -60,6 +83,7 @@ impl Linear {
             shape: Shape::new(k, rows),
             bytes: start..start + len,
             scale: None,
+            tl2,
         };
         linear.check(file.bytes())?;
         Ok(linear)
@@ -79,6 +103,11 @@ impl Linear {
     /// The tensor's type.
     pub fn ty(&self) -> GgmlType {
         self.ty
+    }
+
+    /// The tiling of a TL2 matrix (`None` for other types).
+    pub fn tl2_tiling(&self) -> Option<Tl2Tiling> {
+        self.tl2
     }
 
     /// The per-tensor output scale, if the file has one.
@@ -116,6 +145,12 @@ impl Linear {
                 let a =
                     I8sActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
                 kernels.i2s_gemm(&w, &a, &mut out)?;
+            }
+            GgmlType::TL2 => {
+                let w = self.tl2_matrix(bytes)?;
+                let a = Tl2Activations::quantize(x, k, w.three_cols())
+                    .map_err(|e| self.format_error(e))?;
+                kernels.tl2_gemm(&w, &a, &mut out)?;
             }
             GgmlType::TQ1_0 | GgmlType::TQ2_0 => {
                 let kind = if self.ty == GgmlType::TQ1_0 {
@@ -185,6 +220,7 @@ impl Linear {
             GgmlType::I2_S => I2sMatrix::new(bytes, self.shape)
                 .map(drop)
                 .map_err(|e| self.format_error(e)),
+            GgmlType::TL2 => self.tl2_matrix(bytes).map(drop),
             GgmlType::TQ1_0 => TqMatrix::new(TqKind::Tq1_0, bytes, self.shape)
                 .map(drop)
                 .map_err(|e| self.format_error(e)),
@@ -200,6 +236,16 @@ impl Linear {
             GgmlType::F16 => self.values::<f16>(bytes).map(drop),
             _ => self.values::<f32>(bytes).map(drop),
         }
+    }
+
+    /// The TL2 view of the bytes, with the tiling resolved at load time.
+    fn tl2_matrix<'a>(&self, bytes: &'a [u8]) -> Result<Tl2Matrix<'a>, ModelError> {
+        let tiling = self.tl2.ok_or_else(|| ModelError::MissingTl2Tiling {
+            tensor: self.name.clone(),
+            rows: self.shape.ne1,
+            cols: self.shape.ne0,
+        })?;
+        Tl2Matrix::new(tiling, bytes, self.shape).map_err(|e| self.format_error(e))
     }
 
     /// The data as a slice of `T`, without copying.

@@ -7,6 +7,7 @@ use super::attention::HeadLayout;
 use super::ops::RopeKind;
 use super::{
     resolve_device, Device, DeviceChoice, DeviceStrategy, Linear, ModelError, ModelOptions,
+    Tl2Tilings,
 };
 use crate::cuda::CudaModel;
 use crate::gguf::{GgmlType, GgufFile, Metadata, ModelHparams};
@@ -84,7 +85,10 @@ impl Model {
         let n_embd_kv = heads.n_head_kv * heads.head_dim;
         let embd_info = file.tensor_info("token_embd.weight")?;
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
-        let token_embd = Linear::load(&file, "token_embd.weight", n_embd, n_vocab)?;
+        // The options' tilings take precedence over those the file records.
+        let tl2_tilings =
+            Tl2Tilings::from_metadata(file.metadata())?.overridden_by(&options.tl2_tilings);
+        let token_embd = Linear::load(&file, "token_embd.weight", n_embd, n_vocab, &tl2_tilings)?;
         if !matches!(
             token_embd.ty(),
             GgmlType::F16 | GgmlType::F32 | GgmlType::Q8_0 | GgmlType::Q6_K
@@ -95,7 +99,7 @@ impl Model {
             });
         }
         let output = if file.tensor_info("output.weight").is_ok() {
-            Linear::load(&file, "output.weight", n_embd, n_vocab)?
+            Linear::load(&file, "output.weight", n_embd, n_vocab, &tl2_tilings)?
         } else {
             token_embd.clone()
         };
@@ -105,7 +109,8 @@ impl Model {
                 let name = |t: &str| format!("blk.{il}.{t}.weight");
                 let linear = |t: &str, k: usize, rows: usize| {
                     let scale = scale(&file, &format!("blk.{il}.{t}.scale"))?;
-                    Ok::<_, ModelError>(Linear::load(&file, &name(t), k, rows)?.with_scale(scale))
+                    let linear = Linear::load(&file, &name(t), k, rows, &tl2_tilings)?;
+                    Ok::<_, ModelError>(linear.with_scale(scale))
                 };
                 let sub_norm = |t: &str, n: usize| {
                     arch.has_sub_norms()
@@ -138,7 +143,7 @@ impl Model {
             output_norm,
             layers,
             kernels,
-            options: *options,
+            options: options.clone(),
             n_vocab,
             bos,
             cuda: None,

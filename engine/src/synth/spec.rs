@@ -54,6 +54,9 @@ impl Arch {
 pub enum WeightFormat {
     /// bitnet.cpp's I2_S (2 bits, one scale per tensor).
     I2_S,
+    /// bitnet.cpp's TL2 (lookup-table format, one scale per tensor), tiled per shape by
+    /// [`super::tl2_tiling_rule`]; the file records the tilings in `bitnet.tl2.tiling.*` keys.
+    TL2,
     /// ggml's TQ1_0.
     TQ1_0,
     /// ggml's TQ2_0.
@@ -66,8 +69,9 @@ pub enum WeightFormat {
 
 impl WeightFormat {
     /// Every format.
-    pub const ALL: [WeightFormat; 5] = [
+    pub const ALL: [WeightFormat; 6] = [
         WeightFormat::I2_S,
+        WeightFormat::TL2,
         WeightFormat::TQ1_0,
         WeightFormat::TQ2_0,
         WeightFormat::F32,
@@ -78,6 +82,7 @@ impl WeightFormat {
     pub fn ggml_type(self) -> GgmlType {
         match self {
             WeightFormat::I2_S => GgmlType::I2_S,
+            WeightFormat::TL2 => GgmlType::TL2,
             WeightFormat::TQ1_0 => GgmlType::TQ1_0,
             WeightFormat::TQ2_0 => GgmlType::TQ2_0,
             WeightFormat::F32 => GgmlType::F32,
@@ -85,21 +90,25 @@ impl WeightFormat {
         }
     }
 
-    /// The `general.file_type` (`llama_ftype`) of a model whose blocks use this format.
+    /// The `general.file_type` (`llama_ftype`) of a model whose blocks use this format; TL2 and
+    /// I2_S use bitnet.cpp's `LLAMA_FTYPE_MOSTLY_TL2` (39) and `LLAMA_FTYPE_MOSTLY_I2_S` (40).
     pub fn file_type(self) -> u32 {
         match self {
             WeightFormat::F32 => 0,
             WeightFormat::F16 => 1,
             WeightFormat::TQ1_0 => 36,
             WeightFormat::TQ2_0 => 37,
+            WeightFormat::TL2 => 39,
             WeightFormat::I2_S => 40,
         }
     }
 
-    /// The row-length multiple the format needs.
+    /// The row-length multiple the format needs (TL2 has further per-shape constraints, checked
+    /// by [`super::tl2_tiling_rule`]).
     pub fn row_multiple(self) -> usize {
         match self {
             WeightFormat::I2_S => 128,
+            WeightFormat::TL2 => 32,
             WeightFormat::TQ1_0 | WeightFormat::TQ2_0 => 256,
             WeightFormat::F32 | WeightFormat::F16 => 1,
         }
@@ -207,7 +216,25 @@ impl SynthSpec {
                 self.format, self.n_embd, self.n_ff
             ));
         }
+        if self.format == WeightFormat::TL2 {
+            for (rows, cols) in self.linear_shapes() {
+                super::tl2_tiling_rule(rows, cols)
+                    .ok_or_else(|| format!("no TL2 tiling fits {rows} rows × {cols} columns"))?;
+            }
+        }
         Ok(())
+    }
+
+    /// The `(rows, columns)` of the block linear layers: attention Q/output, K/V, FFN gate/up
+    /// and FFN down.
+    pub fn linear_shapes(&self) -> [(usize, usize); 4] {
+        let n_embd_kv = self.head_dim() * self.n_head_kv;
+        [
+            (self.n_embd, self.n_embd),
+            (n_embd_kv, self.n_embd),
+            (self.n_ff, self.n_embd),
+            (self.n_embd, self.n_ff),
+        ]
     }
 }
 

@@ -6,9 +6,10 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::spec::{SynthSpec, VocabSource, WeightFormat};
+use super::tl2_rule::tl2_tiling_rule;
 use super::vocab::byte_level_vocab;
 use super::{SplitMix64, SynthError};
-use crate::formats::{ternarize, I2s, Shape, TernaryFormat, Tq1_0, Tq2_0};
+use crate::formats::{ternarize, I2s, Shape, TernaryFormat, Tl2, Tq1_0, Tq2_0};
 use crate::gguf::{Array, GgmlType, GgufFile, GgufStreamWriter, GgufWriter, Value, ValueType};
 
 /// Standard deviation of the tied embedding times `sqrt(n_embd)`: with unit-RMS hidden states the
@@ -144,6 +145,11 @@ impl ModelPlan {
         spec.validate().map_err(SynthError::Spec)?;
         let (mut metadata, n_vocab) = vocab_metadata(&spec.vocab)?;
         metadata.extend(hparams_metadata(spec, n_vocab)?);
+        if spec.format == WeightFormat::TL2 {
+            let tilings = super::tl2_tilings_of(spec)
+                .ok_or_else(|| SynthError::Spec("a TL2 weight shape has no tiling".into()))?;
+            metadata.extend(tilings.metadata_entries());
+        }
         let embd_ty = if spec.embd_f16 {
             GgmlType::F16
         } else {
@@ -385,6 +391,14 @@ impl TensorMaker<'_> {
         };
         let bytes = match format {
             WeightFormat::I2_S => packed(&I2s)?,
+            WeightFormat::TL2 => {
+                let tiling = tl2_tiling_rule(rows, k).ok_or_else(|| {
+                    SynthError::Spec(format!(
+                        "tensor `{name}`: no TL2 tiling fits {rows} rows × {k} columns"
+                    ))
+                })?;
+                packed(&Tl2::new(tiling))?
+            }
             WeightFormat::TQ1_0 => packed(&Tq1_0)?,
             WeightFormat::TQ2_0 => packed(&Tq2_0)?,
             WeightFormat::F32 => f32_bytes(&ternary),

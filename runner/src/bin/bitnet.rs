@@ -61,6 +61,10 @@ enum Command {
         /// Where to run: auto, cpu, gpu or hybrid.
         #[arg(long, default_value = "auto")]
         device: DeviceStrategy,
+        /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL2 weights (over those the
+        /// file records).
+        #[arg(long, value_name = "FILE")]
+        tl2_config: Option<PathBuf>,
     },
     /// Token ids of a text with a GGUF file's tokenizer.
     Tokenize {
@@ -127,14 +131,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             nll_out,
             device,
+            tl2_config,
         } => {
             text_commands::perplexity_of_file(
                 &model,
                 &file,
                 (ctx, chunks),
-                threads,
-                device,
+                (threads, device),
                 nll_out.as_deref(),
+                tl2_config.as_deref(),
             )?;
             Ok(ExitCode::SUCCESS)
         }
