@@ -33,6 +33,16 @@ pub struct Tl2Tiling {
     pub tile_cols: usize,
 }
 
+impl Tl2Tiling {
+    /// `BM` rows per tile and `BK` weights per K block.
+    pub const fn new(tile_rows: usize, tile_cols: usize) -> Self {
+        Tl2Tiling {
+            tile_rows,
+            tile_cols,
+        }
+    }
+}
+
 impl std::fmt::Display for Tl2Tiling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "BM={} BK={} bm=32", self.tile_rows, self.tile_cols)

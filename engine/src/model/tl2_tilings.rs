@@ -261,14 +261,7 @@ impl Tl2Tilings {
                 });
             }
             first_lines.insert((rows, cols), section.line);
-            table.insert(
-                rows,
-                cols,
-                Tl2Tiling {
-                    tile_rows,
-                    tile_cols,
-                },
-            );
+            table.insert(rows, cols, Tl2Tiling::new(tile_rows, tile_cols));
         }
         Ok(table)
     }
@@ -298,14 +291,7 @@ impl Tl2Tilings {
                 .as_deref()
                 .and_then(|n| <[usize; 2]>::try_from(n).ok())
                 .ok_or_else(|| malformed("the value must be an array of two integers [BM, BK]"))?;
-            table.insert(
-                rows,
-                cols,
-                Tl2Tiling {
-                    tile_rows,
-                    tile_cols,
-                },
-            );
+            table.insert(rows, cols, Tl2Tiling::new(tile_rows, tile_cols));
         }
         Ok(table)
     }
