@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p bitnet-runner --bench i2s_gemv_vs_reference [-- REPS]`
 
-use std::time::{Duration, Instant};
+mod support;
 
 use anyhow::{ensure, Context, Result};
 use bitnet_engine::formats::{FpContract, I2s, I2sMatrix, I8sActivations, Shape, TernaryFormat};
@@ -28,22 +28,8 @@ struct Case {
     ref_acts: I8Activations,
 }
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn case(be: &Backend, rows: usize, k: usize) -> Result<Case> {
-    let mut s = (rows * 31 + k) as u64;
-    let weights: Vec<f32> = (0..rows * k)
-        .map(|_| [-0.5f32, 0.0, 0.5][(splitmix(&mut s) % 3) as usize])
-        .collect();
-    let x: Vec<f32> = (0..k)
-        .map(|_| (splitmix(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-        .collect();
+    let (weights, x) = support::inputs(rows, k);
     let shape = Shape { ne0: k, ne1: rows };
     let packed = I2s.quantize(&weights, shape)?;
     let engine_acts = I8sActivations::quantize(&x, k, FpContract::Fused)?;
@@ -88,22 +74,8 @@ fn reference_gemv(be: &Backend, pool: &ThreadPool, c: &Case, out: &mut [f32]) ->
     Ok(())
 }
 
-fn time(f: &mut dyn FnMut() -> Result<()>) -> Result<Duration> {
-    let start = Instant::now();
-    f()?;
-    Ok(start.elapsed())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
-    let reps: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(41);
+    let reps = support::reps(41);
     let be = Backend::init().context("initialising the reference")?;
     println!("reference: {}", bitnet_ffi_cpp::reference_info());
     println!(
@@ -121,10 +93,12 @@ fn main() -> Result<()> {
             ensure!(a == b, "engine and reference outputs differ for {rows}×{k}");
             let (mut te, mut tr) = (Vec::new(), Vec::new());
             for _ in 0..reps {
-                te.push(time(&mut || engine_gemv(&kernels, &c, &mut a))?);
-                tr.push(time(&mut || reference_gemv(&be, &pool, &c, &mut b))?);
+                te.push(support::time(&mut || engine_gemv(&kernels, &c, &mut a))?);
+                tr.push(support::time(&mut || {
+                    reference_gemv(&be, &pool, &c, &mut b)
+                })?);
             }
-            let (e, r) = (median(te), median(tr));
+            let (e, r) = (support::median(te), support::median(tr));
             let gb = (rows * k / 4) as f64 / 1e9;
             println!(
                 "{:>12} {:>3} {:>10.1} {:>10.1} {:>9.2} {:>9.2} {:>6.2}×",

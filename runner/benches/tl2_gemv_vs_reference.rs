@@ -9,7 +9,7 @@
 //!
 //! `cargo bench -p bitnet-runner --bench tl2_gemv_vs_reference [-- REPS]`
 
-use std::time::{Duration, Instant};
+mod support;
 
 use anyhow::{bail, ensure, Result};
 use bitnet_engine::formats::{Shape, TernaryFormat, Tl2, Tl2Activations, Tl2Matrix, Tl2Tiling};
@@ -19,36 +19,14 @@ use bitnet_ffi_cpp::{tl2_gemm, tl2_shapes};
 /// (rows, K) of the BitNet-b1.58-2B-4T projections.
 const SHAPES: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn engine_gemv(kernels: &CpuKernels, w: &Tl2Matrix, x: &[f32], out: &mut [f32]) -> Result<()> {
     let acts = Tl2Activations::quantize(x, w.shape().ne0, w.three_cols())?;
     kernels.tl2_gemm(w, &acts, out)?;
     Ok(())
 }
 
-fn time(f: &mut dyn FnMut() -> Result<()>) -> Result<Duration> {
-    let start = Instant::now();
-    f()?;
-    Ok(start.elapsed())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
-    let reps: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(41);
+    let reps = support::reps(41);
     let generated = tl2_shapes();
     if generated.is_empty() {
         bail!(
@@ -73,13 +51,7 @@ fn main() -> Result<()> {
             tile_rows: kernel.bm,
             tile_cols: kernel.bk,
         };
-        let mut s = (rows * 31 + k) as u64;
-        let weights: Vec<f32> = (0..rows * k)
-            .map(|_| [-0.5f32, 0.0, 0.5][(splitmix(&mut s) % 3) as usize])
-            .collect();
-        let x: Vec<f32> = (0..k)
-            .map(|_| (splitmix(&mut s) >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .collect();
+        let (weights, x) = support::inputs(rows, k);
         let shape = Shape::new(k, rows);
         let packed = Tl2::new(tiling).quantize(&weights, shape)?;
         let w = Tl2Matrix::new(tiling, &packed, shape)?;
@@ -97,19 +69,21 @@ fn main() -> Result<()> {
             );
             let (mut te, mut tr) = (Vec::new(), Vec::new());
             for _ in 0..reps {
-                te.push(time(&mut || engine_gemv(&kernels, &w, &x, &mut a))?);
+                te.push(support::time(&mut || {
+                    engine_gemv(&kernels, &w, &x, &mut a)
+                })?);
                 if threads == 1 {
-                    tr.push(time(&mut || {
+                    tr.push(support::time(&mut || {
                         tl2_gemm(&packed, rows, k, &x, 1)
                             .map(drop)
                             .map_err(Into::into)
                     })?);
                 }
             }
-            let e = median(te).as_secs_f64();
+            let e = support::median(te).as_secs_f64();
             let label = format!("{rows}×{k}");
             if threads == 1 {
-                let r = median(tr).as_secs_f64();
+                let r = support::median(tr).as_secs_f64();
                 println!(
                     "{label:>12} {threads:>3} {:>10.1} {:>10.1} {:>9.2} {:>9.2} {:>6.2}×",
                     e * 1e6,
