@@ -44,8 +44,9 @@ impl Tl2Activations {
         let mut three = Vec::with_capacity(tokens * three_groups);
         let mut two = Vec::with_capacity(tokens * pairs);
         let mut scales = Vec::with_capacity(tokens);
+        let mut q = Vec::with_capacity(k);
         for row in x.chunks_exact(k) {
-            scales.push(token_tables(row, three_cols, &mut three, &mut two));
+            scales.push(token_tables(row, three_cols, &mut q, &mut three, &mut two));
         }
         Ok(Tl2Activations {
             three_groups,
@@ -88,11 +89,13 @@ impl Tl2Activations {
 }
 
 with_fma! {
-    /// Appends one token's tables and returns its scale. Plain loops, without closures, so that
-    /// the FMA build (which implies SSE4.1's rounding instruction) covers every step.
+    /// Appends one token's tables and returns its scale; `q` is scratch for the token's codes.
+    /// Plain loops, without closures, so that the FMA build (which implies SSE4.1's rounding
+    /// instruction) covers every step.
     fn token_tables(
         row: &[f32],
         three_cols: usize,
+        q: &mut Vec<i32>,
         three: &mut Vec<Tl2Table>,
         two: &mut Vec<Tl2Table>,
     ) -> f32 {
@@ -101,7 +104,7 @@ with_fma! {
             max = max.max(v.abs());
         }
         let scale = 127.0 / max;
-        let mut q = Vec::with_capacity(row.len());
+        q.clear();
         for v in row {
             q.push(cvt_round(v * scale));
         }
