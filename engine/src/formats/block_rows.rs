@@ -79,3 +79,45 @@ impl<'a> BlockRows<'a> {
         }
     }
 }
+
+/// Defines a public view of packed rows of one block format: `$name::new` checks the bytes
+/// against the shape once, `row` hands the kernels a row's blocks and `dequantize_row` decodes
+/// one row with `$dequantize` (the reference's `get_rows`).
+macro_rules! block_matrix {
+    ($(#[$meta:meta])* $name:ident, $geometry:expr, $dequantize:path) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            rows: $crate::formats::block_rows::BlockRows<'a>,
+        }
+
+        impl<'a> $name<'a> {
+            /// Wraps packed bytes, which must hold exactly the blocks of `shape`.
+            pub fn new(
+                packed: &'a [u8],
+                shape: $crate::formats::Shape,
+            ) -> Result<Self, $crate::formats::FormatError> {
+                Ok($name {
+                    rows: $crate::formats::block_rows::BlockRows::new($geometry, packed, shape)?,
+                })
+            }
+
+            /// The shape.
+            pub fn shape(&self) -> $crate::formats::Shape {
+                self.rows.shape()
+            }
+
+            /// The blocks of row `row` (`row < ne1`).
+            pub fn row(&self, row: usize) -> &'a [u8] {
+                self.rows.row(row)
+            }
+
+            /// Row `row` as f32, as the reference's `get_rows` dequantizes it.
+            pub fn dequantize_row(&self, row: usize) -> Result<Vec<f32>, $crate::formats::FormatError> {
+                Ok($dequantize(self.rows.checked_row(row)?))
+            }
+        }
+    };
+}
+
+pub(crate) use block_matrix;

@@ -8,7 +8,7 @@
 
 use half::f16;
 
-use super::block_rows::{block_bytes, BlockGeometry, BlockRows};
+use super::block_rows::{block_bytes, block_matrix, BlockGeometry, BlockRows};
 use super::{FormatError, Shape, QK_K};
 
 /// Bytes per Q6_K super-block.
@@ -90,32 +90,7 @@ impl Q6_K {
     }
 }
 
-/// Packed Q6_K weights of a known shape.
-#[derive(Debug, Clone, Copy)]
-pub struct Q6KMatrix<'a> {
-    rows: BlockRows<'a>,
-}
-
-impl<'a> Q6KMatrix<'a> {
-    /// Wraps packed bytes, which must hold exactly the blocks of `shape` (`ne0` a multiple of 256).
-    pub fn new(packed: &'a [u8], shape: Shape) -> Result<Self, FormatError> {
-        Ok(Q6KMatrix {
-            rows: BlockRows::new(GEOMETRY, packed, shape)?,
-        })
-    }
-
-    /// The shape.
-    pub fn shape(&self) -> Shape {
-        self.rows.shape()
-    }
-
-    /// The blocks of row `row` (`row < ne1`).
-    pub fn row(&self, row: usize) -> &'a [u8] {
-        self.rows.row(row)
-    }
-
-    /// Row `row` as f32, as the reference's `get_rows` dequantizes it.
-    pub fn dequantize_row(&self, row: usize) -> Result<Vec<f32>, FormatError> {
-        Ok(dequantize_blocks(self.rows.checked_row(row)?))
-    }
+block_matrix! {
+    /// Packed Q6_K weights of a known shape (`ne0` a multiple of 256).
+    Q6KMatrix, GEOMETRY, dequantize_blocks
 }

@@ -10,7 +10,7 @@
 
 use half::f16;
 
-use super::block_rows::{block_bytes, BlockGeometry, BlockRows};
+use super::block_rows::{block_bytes, block_matrix, BlockGeometry};
 use super::{check_weights, FormatError, Shape};
 
 /// Values per Q8_0 block (ggml's `QK8_0`).
@@ -167,34 +167,9 @@ fn dequantize_blocks(blocks: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// Packed Q8_0 weights of a known shape.
-#[derive(Debug, Clone, Copy)]
-pub struct Q8_0Matrix<'a> {
-    rows: BlockRows<'a>,
-}
-
-impl<'a> Q8_0Matrix<'a> {
-    /// Wraps packed bytes, which must hold exactly the blocks of `shape` (`ne0` a multiple of 32).
-    pub fn new(packed: &'a [u8], shape: Shape) -> Result<Self, FormatError> {
-        Ok(Q8_0Matrix {
-            rows: BlockRows::new(GEOMETRY, packed, shape)?,
-        })
-    }
-
-    /// The shape.
-    pub fn shape(&self) -> Shape {
-        self.rows.shape()
-    }
-
-    /// The blocks of row `row` (`row < ne1`).
-    pub fn row(&self, row: usize) -> &'a [u8] {
-        self.rows.row(row)
-    }
-
-    /// Row `row` as f32, as the reference's `get_rows` dequantizes it.
-    pub fn dequantize_row(&self, row: usize) -> Result<Vec<f32>, FormatError> {
-        Ok(dequantize_blocks(self.rows.checked_row(row)?))
-    }
+block_matrix! {
+    /// Packed Q8_0 weights of a known shape (`ne0` a multiple of 32).
+    Q8_0Matrix, GEOMETRY, dequantize_blocks
 }
 
 /// Tokens of Q8_0 activations: `k / 32` blocks per token, quantized as
