@@ -14,6 +14,8 @@ typedef unsigned int u32;
 #define INFINITY __int_as_float(0x7f800000)
 // Values per thread that rms_norm_quantize keeps in registers.
 #define ROW_CACHE 8
+// Steps of a warp's vector dot whose loads are issued together.
+#define VEC_DOT_CHUNK 8
 
 __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;
@@ -153,12 +155,14 @@ extern "C" __global__ void rms_norm_quantize(const float* x, const float* weight
     i8* q = codes + (size_t)blockIdx.x * width;
     // Each thread keeps its values in registers between the passes (rows of up to
     // ROW_CACHE · blockDim values; longer rows are read again).
-    float v[ROW_CACHE];
+    // The norm's weights are loaded with the row, ahead of the reduction that needs the row.
+    float v[ROW_CACHE], wt[ROW_CACHE];
     double sum = 0.0;
 #pragma unroll
     for (int c = 0; c < ROW_CACHE; c++) {
         int i = threadIdx.x + c * blockDim.x;
         v[c] = i < width ? row[i] : 0.0f;
+        wt[c] = i < width ? weight[i] : 0.0f;
         sum += (double)__fmul_rn(v[c], v[c]);
     }
     for (int i = threadIdx.x + ROW_CACHE * blockDim.x; i < width; i += blockDim.x)
@@ -170,7 +174,7 @@ extern "C" __global__ void rms_norm_quantize(const float* x, const float* weight
     for (int c = 0; c < ROW_CACHE; c++) {
         int i = threadIdx.x + c * blockDim.x;
         if (i < width) {
-            v[c] = __fmul_rn(__fmul_rn(v[c], scale), weight[i]);
+            v[c] = __fmul_rn(__fmul_rn(v[c], scale), wt[c]);
             o[i] = v[c];
             amax = fmaxf(amax, fabsf(v[c]));
         }
@@ -280,6 +284,15 @@ extern "C" __global__ void quantize_q8k(const float* x, int k, int fused, i8* co
 #define I2S_ROWS_PER_WARP 2
 #define I2S_TOKEN_TILE 16
 
+// kernels::i2s_epilogue of the integer dot `s` of a row with a token's codes (their sum `sum`,
+// their scale `act_scale`), and the optional output scale.
+__device__ __forceinline__ float i2s_epilogue(int s, int sum, float act_scale, float w_scale,
+                                              float out_scale, int has_out_scale) {
+    float r = __fmul_rn(__fdiv_rn(__fsub_rn(__int2float_rn(s), __int2float_rn(sum)), act_scale),
+                        w_scale);
+    return has_out_scale ? __fmul_rn(r, out_scale) : r;
+}
+
 // kernels::scalar::i2s_dot_ref with kernels::i2s_epilogue. A block of 8 warps stages the int8
 // activations of `tile` (at most I2S_TOKEN_TILE) tokens in shared memory (dynamic: tile × k
 // bytes) and each
@@ -332,15 +345,132 @@ extern "C" __global__ void i2s_matmul(const u32* w, float w_scale, const i8* act
             int t = t0 + tt;
             if (lane < 2 && (lane == 0 || row0 + 1 < rows)) {
                 int row = row0 + lane;
-                int s = lane == 0 ? s0 : s1;
-                float r = __fmul_rn(
-                    __fdiv_rn(__fsub_rn(__int2float_rn(s), __int2float_rn(act_sum[t])), act_scale[t]),
-                    w_scale);
-                if (has_out_scale) r = __fmul_rn(r, out_scale);
+                float r = i2s_epilogue(lane == 0 ? s0 : s1, act_sum[t], act_scale[t], w_scale,
+                                       out_scale, has_out_scale);
                 size_t at = (size_t)t * rows + row;
                 out[at] = accumulate ? __fadd_rn(out[at], r) : r;
             }
         }
+    }
+}
+
+// Weights an I2_S lane of a one-token product reads per load: one uint4 of repacked words.
+#define I2S_GEMV_WEIGHTS 64
+// Loads of each row a lane issues before it multiplies.
+#define I2S_GEMV_UNROLL 4
+
+// The dp4a of one repacked word (16 weights) with its 16 activation bytes.
+__device__ __forceinline__ int i2s_word_dot(u32 word, int4 x, int acc) {
+    acc = __dp4a((int)(word & 0x03030303u), x.x, acc);
+    acc = __dp4a((int)((word >> 2) & 0x03030303u), x.y, acc);
+    acc = __dp4a((int)((word >> 4) & 0x03030303u), x.z, acc);
+    return __dp4a((int)((word >> 6) & 0x03030303u), x.w, acc);
+}
+
+// The integer dots of R rows of `k` weights (k a multiple of I2S_GEMV_WEIGHTS) with one token's
+// codes, computed by one warp: lane l reads uint4s l, l + 32, ... of each row, I2S_GEMV_UNROLL of
+// them per row before any product, so that every row's loads are in flight together. Every lane
+// gets the sums (integer sums do not depend on the order).
+template <int R>
+__device__ __forceinline__ void i2s_rows_dot(const u32* const* w, const i8* act, int k, int* dot) {
+    int lane = threadIdx.x & 31;
+    int n = k / I2S_GEMV_WEIGHTS;
+    const int4* x = (const int4*)act;
+    int acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0;
+    for (int p0 = 0; p0 < n; p0 += 32 * I2S_GEMV_UNROLL) {
+        uint4 v[R][I2S_GEMV_UNROLL];
+#pragma unroll
+        for (int u = 0; u < I2S_GEMV_UNROLL; u++) {
+            int p = p0 + 32 * u + lane;
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                v[r][u] = p < n ? __ldg((const uint4*)w[r] + p) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < I2S_GEMV_UNROLL; u++) {
+            int p = p0 + 32 * u + lane;
+            if (p < n) {
+                int4 x0 = __ldg(x + 4 * p), x1 = __ldg(x + 4 * p + 1);
+                int4 x2 = __ldg(x + 4 * p + 2), x3 = __ldg(x + 4 * p + 3);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    int a = i2s_word_dot(v[r][u].x, x0, acc[r]);
+                    a = i2s_word_dot(v[r][u].y, x1, a);
+                    a = i2s_word_dot(v[r][u].z, x2, a);
+                    acc[r] = i2s_word_dot(v[r][u].w, x3, a);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) dot[r] = warp_sum_int(acc[r]);
+}
+
+// kernels::CpuKernels::i2s_gemm of one token (a decode step), one warp per row, for the rows of
+// up to three matrices of `k` weights that read the same activations (a layer's query, key and
+// value projections) in one launch: part i has `rows_i` rows, its codes `w_i`, scale `ws_i`,
+// optional output scale (`os_i`, `has_os_i`) and output `out_i`. Parts of no rows are skipped.
+// With `accumulate` every result is added to what its output holds (a residual connection).
+extern "C" __global__ void i2s_gemv(const i8* act, const float* act_scale, const int* act_sum,
+                                    int k, int accumulate, const u32* w0, float ws0, float os0,
+                                    int has_os0, float* out0, int rows0, const u32* w1, float ws1,
+                                    float os1, int has_os1, float* out1, int rows1, const u32* w2,
+                                    float ws2, float os2, int has_os2, float* out2, int rows2) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const u32* w = w0;
+    float ws = ws0, os = os0;
+    int has_os = has_os0;
+    float* out = out0;
+    if (row >= rows0) {
+        row -= rows0;
+        w = w1, ws = ws1, os = os1, has_os = has_os1, out = out1;
+        if (row >= rows1) {
+            row -= rows1;
+            w = w2, ws = ws2, os = os2, has_os = has_os2, out = out2;
+            if (row >= rows2) return;
+        }
+    }
+    const u32* rw[1] = {w + (size_t)row * (k / 16)};
+    int dot[1];
+    i2s_rows_dot<1>(rw, act, k, dot);
+    if ((threadIdx.x & 31) == 0) {
+        float r = i2s_epilogue(dot[0], act_sum[0], act_scale[0], ws, os, has_os);
+        out[row] = accumulate ? __fadd_rn(out[row], r) : r;
+    }
+}
+
+// model::ops::silu_mul of one value at index `i` of a row of `width`: vec_expf on the whole
+// vectors of `lanes` values of the row, expf on the tail.
+__device__ __forceinline__ float silu_gate(float g, float u, int i, int width, int lanes) {
+    float e = i < width / lanes * lanes ? vec_expf(-g, lanes) : expf(-g);
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, e)), u);
+}
+
+// model::ops::relu_sqr_mul of one value.
+__device__ __forceinline__ float relu_sqr_gate(float g, float u) {
+    float r = fmaxf(g, 0.0f);
+    return __fmul_rn(__fmul_rn(r, r), u);
+}
+
+// The gate and up projections of one token and their gating in one launch: warp i computes row i
+// of both matrices (codes `wg`/`wu`, scales, optional output scales) as i2s_gemv does, and writes
+// silu(gate) · up (`silu`) or relu(gate)² · up to `out[i]`.
+extern "C" __global__ void i2s_gemv_glu(const i8* act, const float* act_scale,
+                                        const int* act_sum, int k, const u32* wg, float wsg,
+                                        float osg, int has_osg, const u32* wu, float wsu, float osu,
+                                        int has_osu, float* out, int rows, int silu, int lanes) {
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    size_t at = (size_t)row * (k / 16);
+    const u32* rw[2] = {wg + at, wu + at};
+    int dot[2];
+    i2s_rows_dot<2>(rw, act, k, dot);
+    if ((threadIdx.x & 31) == 0) {
+        float g = i2s_epilogue(dot[0], act_sum[0], act_scale[0], wsg, osg, has_osg);
+        float u = i2s_epilogue(dot[1], act_sum[0], act_scale[0], wsu, osu, has_osu);
+        out[row] = silu ? silu_gate(g, u, row, rows, lanes) : relu_sqr_gate(g, u);
     }
 }
 
@@ -444,8 +574,26 @@ __device__ float warp_vec_dot(const W* w, const X* x, int n, int lanes, int x_f1
     int step = 4 * lanes;
     int whole = n - n % step;
     float a0 = 0.0f, a1 = 0.0f;
-#pragma unroll 4
-    for (int i = 0; i < whole; i += step) {
+    int i = 0;
+    // Whole steps VEC_DOT_CHUNK at a time, every load of a chunk issued before its products.
+    for (; i + VEC_DOT_CHUNK * step <= whole; i += VEC_DOT_CHUNK * step) {
+        float wv[VEC_DOT_CHUNK], xv[VEC_DOT_CHUNK], wv1[VEC_DOT_CHUNK], xv1[VEC_DOT_CHUNK];
+#pragma unroll
+        for (int u = 0; u < VEC_DOT_CHUNK; u++) {
+            wv[u] = load_value(w, i + u * step + lane);
+            xv[u] = load_value(x, i + u * step + lane);
+            if (step == 64) {
+                wv1[u] = load_value(w, i + u * step + 32 + lane);
+                xv1[u] = load_value(x, i + u * step + 32 + lane);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < VEC_DOT_CHUNK; u++) {
+            a0 = __fmaf_rn(wv[u], x_f16 ? round_f16(xv[u]) : xv[u], a0);
+            if (step == 64) a1 = __fmaf_rn(wv1[u], x_f16 ? round_f16(xv1[u]) : xv1[u], a1);
+        }
+    }
+    for (; i < whole; i += step) {
         float xv = load_value(x, i + lane);
         a0 = __fmaf_rn(load_value(w, i + lane), x_f16 ? round_f16(xv) : xv, a0);
         if (step == 64) {
@@ -654,23 +802,18 @@ extern "C" __global__ void attention(const float* q, const u16* k_cache, const u
     }
 }
 
-// model::ops::silu_mul: `gate = silu(gate) · up` on rows of `width`, vec_expf on the whole
-// vectors of `lanes` values of each row and expf on the tail.
+// model::ops::silu_mul: `gate = silu(gate) · up` on rows of `width`.
 extern "C" __global__ void silu_mul(float* gate, const float* up, int width, int lanes, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    int full = width / lanes * lanes;
-    float g = gate[i];
-    float e = (i % width) < full ? vec_expf(-g, lanes) : expf(-g);
-    gate[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, e)), up[i]);
+    gate[i] = silu_gate(gate[i], up[i], i % width, width, lanes);
 }
 
 // model::ops::relu_sqr_mul.
 extern "C" __global__ void relu_sqr_mul(float* gate, const float* up, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float r = fmaxf(gate[i], 0.0f);
-    gate[i] = __fmul_rn(__fmul_rn(r, r), up[i]);
+    gate[i] = relu_sqr_gate(gate[i], up[i]);
 }
 
 // model::argmax of one row: every block reduces a stride of the row and folds its best into

@@ -22,6 +22,13 @@ const TOKEN_TILE: u32 = 8;
 const I2S_WARPS: u32 = 8;
 const I2S_ROWS_PER_WARP: u32 = 2;
 const I2S_TOKEN_TILE: usize = 16;
+/// Warps (rows) of a block of the one-token I2_S kernels, and the most matrices `i2s_gemv`
+/// takes in one launch.
+const I2S_GEMV_WARPS: u32 = 8;
+const I2S_GEMV_PARTS: usize = 3;
+/// Weights of an I2_S row that the one-token kernels read per load (`I2S_GEMV_WEIGHTS`): rows
+/// of other widths take the batched kernel.
+pub(crate) const I2S_GEMV_WEIGHTS: usize = 64;
 
 macro_rules! launch {
     ($stream:expr, $func:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
@@ -260,6 +267,97 @@ impl Launcher<'_> {
         )
     }
 
+    /// A one-token I2_S product of up to three matrices of `k` weights that read the same
+    /// activations, in one launch (one warp per row of every part).
+    pub fn i2s_gemv(
+        &self,
+        act: &I8sCodes<'_, '_>,
+        k: usize,
+        accumulate: bool,
+        parts: &mut [I2sRows<'_, '_>],
+    ) -> Result<(), CudaError> {
+        let Some(first) = parts.first() else {
+            return Ok(());
+        };
+        if parts.len() > I2S_GEMV_PARTS {
+            return Err(CudaError::Unsupported(format!(
+                "{} matrices in one I2_S launch (at most {I2S_GEMV_PARTS})",
+                parts.len()
+            )));
+        }
+        let dummy_codes = first.matrix.codes;
+        let total: usize = parts.iter().map(|p| p.rows).sum();
+        let meta = parts
+            .iter()
+            .map(|p| {
+                let (s, has_s) = out_scale(p.matrix.out_scale);
+                Ok((p.matrix.w_scale, s, has_s, dim(p.rows)?))
+            })
+            .collect::<Result<Vec<_>, CudaError>>()?;
+        let absent = (1.0f32, 1.0f32, 0i32, 0i32);
+        let (k, accumulate) = (dim(k)?, i32::from(accumulate));
+        let cfg = per_block((blocks(total, I2S_GEMV_WARPS), 1), 32 * I2S_GEMV_WARPS, 0);
+        let mut builder = self.stream.launch_builder(&self.gpu.kernels.i2s_gemv);
+        builder.arg(act.codes).arg(act.scale).arg(act.sum);
+        builder.arg(&k).arg(&accumulate);
+        for (part, (ws, s, has_s, rows)) in parts.iter_mut().zip(&meta) {
+            builder.arg(part.matrix.codes).arg(ws).arg(s).arg(has_s);
+            builder.arg(&mut *part.out).arg(rows);
+        }
+        // A part of no rows is never read or written; its pointers only fill the parameters.
+        for _ in meta.len()..I2S_GEMV_PARTS {
+            builder
+                .arg(dummy_codes)
+                .arg(&absent.0)
+                .arg(&absent.1)
+                .arg(&absent.2);
+            builder.arg(act.scale).arg(&absent.3);
+        }
+        // SAFETY: the arguments follow i2s_gemv's parameter list in kernels.cu, in order and
+        // type; each part's output holds its `rows` values and its codes `rows · k / 16` words,
+        // the activations hold `k` codes, and the kernel reaches no row past the parts' total.
+        unsafe { builder.launch(cfg) }
+            .map(drop)
+            .map_err(driver("launching a kernel"))
+    }
+
+    /// The gate and up projections of one token (I2_S, `rows` × `k` each) and their gating
+    /// (SiLU with `silu`, else ReLU²) into `out`, in one launch.
+    pub fn i2s_gemv_glu(
+        &self,
+        act: &I8sCodes<'_, '_>,
+        (gate, up): (&I2sMatrixRef<'_>, &I2sMatrixRef<'_>),
+        out: &mut CudaViewMut<f32>,
+        (rows, k): (usize, usize),
+        (silu, lanes): (bool, usize),
+    ) -> Result<(), CudaError> {
+        let (gs, has_gs) = out_scale(gate.out_scale);
+        let (us, has_us) = out_scale(up.out_scale);
+        let cfg = per_block((blocks(rows, I2S_GEMV_WARPS), 1), 32 * I2S_GEMV_WARPS, 0);
+        let (rows, k, silu, lanes) = (dim(rows)?, dim(k)?, i32::from(silu), dim(lanes)?);
+        launch!(
+            self.stream,
+            &self.gpu.kernels.i2s_gemv_glu,
+            cfg,
+            act.codes,
+            act.scale,
+            act.sum,
+            &k,
+            gate.codes,
+            &gate.w_scale,
+            &gs,
+            &has_gs,
+            up.codes,
+            &up.w_scale,
+            &us,
+            &has_us,
+            out,
+            &rows,
+            &silu,
+            &lanes
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn tq_matmul(
         &self,
@@ -485,6 +583,27 @@ pub(crate) fn argmax_index(key: u64) -> u32 {
     } else {
         u32::MAX - key as u32
     }
+}
+
+/// One token's I8_S activations on the device: codes, scale and code sum.
+pub(crate) struct I8sCodes<'a, 'b> {
+    pub codes: &'a CudaView<'b, i8>,
+    pub scale: &'a CudaView<'b, f32>,
+    pub sum: &'a CudaView<'b, i32>,
+}
+
+/// An I2_S matrix on the device: repacked codes, per-tensor scale, optional output scale.
+pub(crate) struct I2sMatrixRef<'a> {
+    pub codes: &'a CudaSlice<u32>,
+    pub w_scale: f32,
+    pub out_scale: Option<f32>,
+}
+
+/// One matrix of a one-token I2_S launch and where its `rows` results go.
+pub(crate) struct I2sRows<'a, 'b> {
+    pub matrix: I2sMatrixRef<'a>,
+    pub rows: usize,
+    pub out: &'a mut CudaViewMut<'b, f32>,
 }
 
 /// The evaluation order of a dense product, as the CPU picks it.

@@ -7,7 +7,8 @@ use cudarc::driver::{CudaGraph, CudaSlice, CudaStream, CudaView, CudaViewMut};
 
 use super::gpu::driver;
 use super::launch::{
-    argmax_index, attended_cells, attention_shared_bytes, dim, DenseOrder, Launcher, RopeGeometry,
+    argmax_index, attended_cells, attention_shared_bytes, dim, DenseOrder, I2sRows, I8sCodes,
+    Launcher, RopeGeometry,
 };
 use super::weights::{check_fits, GpuLinear, GpuWeights};
 use super::{CudaError, CudaModel};
@@ -397,20 +398,15 @@ impl CudaSession {
                 &mut act,
             )?;
             let h = s.h.slice(..e);
-            mm.apply(&layer.wq, &h, &mut act, &mut s.q.slice_mut(..e), (n, false))?;
-            mm.apply(
-                &layer.wk,
+            mm.apply_shared(
+                &mut [
+                    (&layer.wq, &mut s.q.slice_mut(..e)),
+                    (&layer.wk, &mut s.k.slice_mut(..ekv)),
+                    (&layer.wv, &mut s.v.slice_mut(..ekv)),
+                ],
                 &h,
                 &mut act,
-                &mut s.k.slice_mut(..ekv),
-                (n, false),
-            )?;
-            mm.apply(
-                &layer.wv,
-                &h,
-                &mut act,
-                &mut s.v.slice_mut(..ekv),
-                (n, false),
+                n,
             )?;
             l.rope_store(
                 &mut s.q.slice_mut(..e),
@@ -458,33 +454,18 @@ impl CudaSession {
                 &layer.ffn_up,
                 &mut act,
             )?;
-            let h = s.h.slice(..e);
-            mm.apply(
-                &layer.ffn_up,
-                &h,
-                &mut act,
-                &mut s.up.slice_mut(..ff),
-                (n, false),
-            )?;
-            mm.apply(
-                &layer.ffn_gate,
-                &h,
+            let silu = match self.arch {
+                Arch::BitnetB158 => false,
+                Arch::Bitnet | Arch::Llama => true,
+            };
+            mm.apply_glu(
+                (&layer.ffn_gate, &layer.ffn_up),
+                &s.h.slice(..e),
                 &mut act,
                 &mut s.gate.slice_mut(..ff),
-                (n, false),
+                &mut s.up.slice_mut(..ff),
+                (n, silu),
             )?;
-            match self.arch {
-                Arch::BitnetB158 => {
-                    l.relu_sqr_mul(&mut s.gate.slice_mut(..ff), &s.up.slice(..ff), ff)?
-                }
-                Arch::Bitnet | Arch::Llama => l.silu_mul(
-                    &mut s.gate.slice_mut(..ff),
-                    &s.up.slice(..ff),
-                    d.n_ff,
-                    self.lanes,
-                    ff,
-                )?,
-            }
             let down_in = mm.sub_norm(
                 &s.gate,
                 &mut s.up,
@@ -536,6 +517,22 @@ pub(crate) struct Activations<'a> {
     pub d: &'a mut CudaSlice<f32>,
     /// What the buffers hold for the current input; reset when the input changes.
     pub held: Option<Quantized>,
+}
+
+impl Activations<'_> {
+    /// Runs `f` on the I8_S codes of the first token (of `k` values) the buffers hold.
+    fn one_token<R>(&self, k: usize, f: impl FnOnce(&I8sCodes<'_, '_>) -> R) -> R {
+        let (codes, scale, sum) = (
+            self.codes.slice(..k),
+            self.scale.slice(..1),
+            self.sum.slice(..1),
+        );
+        f(&I8sCodes {
+            codes: &codes,
+            scale: &scale,
+            sum: &sum,
+        })
+    }
 }
 
 /// Applies weight matrices to a batch, quantizing the input once per format.
@@ -616,6 +613,97 @@ impl Matmuls<'_> {
         Ok(out.slice(..len))
     }
 
+    /// The I8_S quantization of `n` tokens of `k` values of `x` into `act`, unless it holds it.
+    fn quantize_i8s(
+        &self,
+        x: &CudaView<f32>,
+        (n, k): (usize, usize),
+        act: &mut Activations<'_>,
+    ) -> Result<(), CudaError> {
+        if act.held == Some(Quantized::I8s) {
+            return Ok(());
+        }
+        self.launcher.quantize_i8s(
+            x,
+            n,
+            k,
+            self.fused,
+            &mut act.codes.slice_mut(..n * k),
+            &mut act.scale.slice_mut(..n),
+            &mut act.sum.slice_mut(..n),
+        )?;
+        act.held = Some(Quantized::I8s);
+        Ok(())
+    }
+
+    /// `out_i = w_i · x` for matrices that read the same input `x` of `n` tokens: one launch for
+    /// a one-token step when all are I2_S of one width, one product each otherwise.
+    pub fn apply_shared(
+        &self,
+        parts: &mut [(&GpuLinear, &mut CudaViewMut<f32>)],
+        x: &CudaView<f32>,
+        act: &mut Activations<'_>,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let k = parts.first().map_or(0, |(w, _)| w.k);
+        let matrices: Option<Vec<_>> = parts
+            .iter()
+            .map(|(w, _)| w.i2s_gemv_ref().filter(|_| n == 1 && w.k == k))
+            .collect();
+        if let Some(matrices) = matrices {
+            self.quantize_i8s(x, (1, k), act)?;
+            let mut rows: Vec<I2sRows> = matrices
+                .into_iter()
+                .zip(parts.iter_mut())
+                .map(|(matrix, (w, out))| I2sRows {
+                    matrix,
+                    rows: w.rows,
+                    out,
+                })
+                .collect();
+            let l = self.launcher;
+            return act.one_token(k, |a| l.i2s_gemv(a, k, false, &mut rows));
+        }
+        for (w, out) in parts.iter_mut() {
+            self.apply(w, x, act, out, (n, false))?;
+        }
+        Ok(())
+    }
+
+    /// The gated feed-forward input `act(gate · x) · (up · x)` of `n` tokens into `gate_out`
+    /// (SiLU with `silu`, else ReLU²): one launch for a one-token step on I2_S matrices, the two
+    /// products (the up one into `up_out`) and the gating otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_glu(
+        &self,
+        (gate, up): (&GpuLinear, &GpuLinear),
+        x: &CudaView<f32>,
+        act: &mut Activations<'_>,
+        gate_out: &mut CudaViewMut<f32>,
+        up_out: &mut CudaViewMut<f32>,
+        (n, silu): (usize, bool),
+    ) -> Result<(), CudaError> {
+        let l = self.launcher;
+        let same_shape = gate.k == up.k && gate.rows == up.rows;
+        if let (Some(g), Some(u), true) = (gate.i2s_gemv_ref(), up.i2s_gemv_ref(), n == 1) {
+            if same_shape {
+                self.quantize_i8s(x, (1, gate.k), act)?;
+                let geometry = (gate.rows, gate.k);
+                return act.one_token(gate.k, |a| {
+                    l.i2s_gemv_glu(a, (&g, &u), gate_out, geometry, (silu, self.lanes))
+                });
+            }
+        }
+        self.apply(up, x, act, up_out, (n, false))?;
+        self.apply(gate, x, act, gate_out, (n, false))?;
+        let len = n * gate.rows;
+        if silu {
+            l.silu_mul(gate_out, &up_out.as_view(), gate.rows, self.lanes, len)
+        } else {
+            l.relu_sqr_mul(gate_out, &up_out.as_view(), len)
+        }
+    }
+
     /// `out = w · x` (or `out += w · x` with `accumulate`) for `n` tokens of `x`.
     pub fn apply(
         &self,
@@ -630,17 +718,14 @@ impl Matmuls<'_> {
         let len = n * w.k;
         match &w.weights {
             GpuWeights::I2s { codes, scale } => {
-                if act.held != Some(Quantized::I8s) {
-                    l.quantize_i8s(
-                        x,
-                        n,
-                        w.k,
-                        self.fused,
-                        &mut act.codes.slice_mut(..len),
-                        &mut act.scale.slice_mut(..n),
-                        &mut act.sum.slice_mut(..n),
-                    )?;
-                    act.held = Some(Quantized::I8s);
+                self.quantize_i8s(x, (n, w.k), act)?;
+                if let Some(matrix) = w.i2s_gemv_ref().filter(|_| n == 1) {
+                    let mut part = [I2sRows {
+                        matrix,
+                        rows: w.rows,
+                        out,
+                    }];
+                    return act.one_token(w.k, |a| l.i2s_gemv(a, w.k, accumulate, &mut part));
                 }
                 l.i2s_matmul(
                     codes,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::gpu::{driver, Gpu};
+use super::launch::{I2sMatrixRef, I2S_GEMV_WEIGHTS};
 use super::{CudaError, GpuInfo};
 use crate::formats::{I2sMatrix, Scales, Shape, TernaryFormat, Tq1_0, Tq2_0, QK_K};
 use crate::gguf::GgmlType;
@@ -43,6 +44,20 @@ pub(crate) struct GpuLinear {
 }
 
 impl GpuLinear {
+    /// The matrix as the one-token I2_S kernels take it, when it is I2_S of a width they read.
+    pub fn i2s_gemv_ref(&self) -> Option<I2sMatrixRef<'_>> {
+        match &self.weights {
+            GpuWeights::I2s { codes, scale } if self.k.is_multiple_of(I2S_GEMV_WEIGHTS) => {
+                Some(I2sMatrixRef {
+                    codes,
+                    w_scale: *scale,
+                    out_scale: self.scale,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the GPU kernels multiply matrices of `ty`.
     fn supports(ty: GgmlType) -> bool {
         matches!(
