@@ -20,6 +20,9 @@ pub struct Capabilities {
     pub formats: BTreeSet<QuantFormat>,
     /// Model architectures (`general.architecture`) it can run.
     pub archs: BTreeSet<String>,
+    /// GGML tensor types (by name) its model graphs cannot multiply, each with why; a case
+    /// that runs a model holding one is ignored with that reason.
+    pub refused_types: BTreeMap<String, String>,
     /// Where it computes.
     pub device: Device,
     /// Capabilities it provides towards cases' `needs` (kernels, ISA, the reference itself).
@@ -310,6 +313,7 @@ mod tests {
             kinds: [CaseKind::TokenMatch].into(),
             formats: BTreeSet::new(),
             archs: BTreeSet::new(),
+            refused_types: BTreeMap::new(),
             device: Device::Cpu,
             features: BTreeSet::new(),
         }));

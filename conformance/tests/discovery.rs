@@ -187,6 +187,17 @@ fn cross_field_rules_report_the_case_line() {
         "{message}"
     );
 
+    let text = TOKEN_MATCH.replace(
+        "  model: vocab-llama-bpe.gguf\n",
+        "  model: vocab-llama-bpe.gguf\n  reference_model: twin.gguf\n",
+    );
+    let (line, message) = parse_error(CaseKind::TokenMatch, &text);
+    assert_eq!(line, 1);
+    assert!(
+        message.contains("`reference_model` applies to `generate` only"),
+        "{message}"
+    );
+
     let (_, message) = parse_error(
         CaseKind::Logits,
         &LOGITS.replace("tiny-prompts", "tiny prompts"),

@@ -14,7 +14,7 @@ pub const TINY_TERNARY_MODEL: &str = "models/tiny-ternary.gguf";
 
 /// The committed synthetic models, relative to the fixtures root, with their architecture and
 /// weight format; each is [`SynthSpec::tiny`] of those.
-pub const TINY_MODELS: [(&str, Arch, WeightFormat); 9] = [
+pub const TINY_MODELS: [(&str, Arch, WeightFormat); 12] = [
     (
         "models/tiny-bitnet-i2_s.gguf",
         Arch::Bitnet,
@@ -59,6 +59,17 @@ pub const TINY_MODELS: [(&str, Arch, WeightFormat); 9] = [
         "models/tiny-bitnet-b1.58-tq1_0.gguf",
         Arch::BitnetB158,
         WeightFormat::TQ1_0,
+    ),
+    (
+        "models/tiny-bitnet-tl2.gguf",
+        Arch::Bitnet,
+        WeightFormat::TL2,
+    ),
+    ("models/tiny-llama-tl2.gguf", Arch::Llama, WeightFormat::TL2),
+    (
+        "models/tiny-bitnet-b1.58-tl2.gguf",
+        Arch::BitnetB158,
+        WeightFormat::TL2,
     ),
 ];
 

@@ -272,7 +272,16 @@ impl Case {
         }
     }
 
-    /// Every file the case names: its model and, for perplexity cases, the text file.
+    /// The model the reference backend runs instead of [`Case::model`], if the case gives one.
+    pub fn reference_model(&self) -> Option<&FileRef> {
+        match &self.params {
+            CaseParams::Logits(p) => p.reference_model.as_ref(),
+            CaseParams::TokenMatch(p) => p.reference_model.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every file the case names: its models and, for perplexity cases, the text file.
     pub fn files(&self) -> Vec<&FileRef> {
         let text = match &self.params {
             CaseParams::Perplexity(PerplexityParams {
@@ -281,7 +290,11 @@ impl Case {
             }) => Some(file),
             _ => None,
         };
-        self.model().into_iter().chain(text).collect()
+        self.model()
+            .into_iter()
+            .chain(self.reference_model())
+            .chain(text)
+            .collect()
     }
 
     /// The root of relative paths that do not name one: the data directory when the case

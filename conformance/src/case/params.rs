@@ -431,6 +431,9 @@ impl QuantizationParams {
 pub struct LogitsParams {
     /// The model file.
     pub model: FileRef,
+    /// The same weights in a format the reference backend multiplies, which it runs instead
+    /// of `model` (the candidate still runs `model`).
+    pub reference_model: Option<FileRef>,
     /// Prompts, each evaluated from an empty context.
     pub prompts: Vec<String>,
     /// Whether tokenization adds BOS (default true).
@@ -540,6 +543,9 @@ impl PerplexityParams {
 pub struct TokenMatchParams {
     /// The model (or vocab-only GGUF) file.
     pub model: FileRef,
+    /// For `generate`: the same weights in a format the reference backend multiplies, which
+    /// it runs instead of `model`.
+    pub reference_model: Option<FileRef>,
     /// Compare tokenizer output.
     pub tokenize: Option<TokenizeParams>,
     /// Compare greedy generation.
@@ -549,6 +555,9 @@ pub struct TokenMatchParams {
 impl TokenMatchParams {
     pub(crate) fn check(&self) -> Result<(), String> {
         match (&self.tokenize, &self.generate) {
+            (Some(_), None) if self.reference_model.is_some() => {
+                Err("`reference_model` applies to `generate` only".into())
+            }
             (Some(t), None) => t.check(),
             (None, Some(g)) => g.check(),
             _ => Err("give exactly one of `tokenize` and `generate`".into()),

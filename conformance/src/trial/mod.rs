@@ -51,6 +51,11 @@ pub struct Environment {
     /// The `general.architecture` of the model each case loads, by case id, where the runner
     /// could read it; a backend whose `archs` are known and lack it cannot run the case.
     pub model_archs: BTreeMap<String, String>,
+    /// The tensor types of the model each case runs, by case id, where the runner could read
+    /// them; a backend that refuses one of them cannot run the case.
+    pub model_types: BTreeMap<String, BTreeSet<String>>,
+    /// Likewise for the `reference_model` a case gives its reference backend instead.
+    pub reference_model_types: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The trials of one case, in the order its `backends:` lists them.
@@ -101,6 +106,16 @@ fn ignore_reason(case: &Case, pair: BackendPair, env: &Environment) -> Option<St
                         ));
                     }
                 }
+                let types = if id == pair.reference && case.reference_model().is_some() {
+                    env.reference_model_types.get(&case.id)
+                } else {
+                    env.model_types.get(&case.id)
+                };
+                for ty in types.into_iter().flatten() {
+                    if let Some(why) = caps.refused_types.get(ty) {
+                        reasons.push(format!("{id} cannot multiply {ty} weights: {why}"));
+                    }
+                }
                 provided.extend(&caps.features);
             }
         }
@@ -129,6 +144,7 @@ mod tests {
             kinds: kinds.iter().copied().collect(),
             formats: formats.iter().copied().collect(),
             archs: BTreeSet::new(),
+            refused_types: BTreeMap::new(),
             device: Device::Cpu,
             features: features.iter().copied().collect(),
         }
@@ -229,5 +245,41 @@ mod tests {
         );
         env.model_archs.insert("b158".into(), "llama".into());
         assert_eq!(expand(&case, &env)[0].ignore, None);
+    }
+
+    #[test]
+    fn a_refused_weight_type_is_named_and_a_reference_model_is_checked_instead() {
+        let logits = |extra: &str| {
+            let text = format!(
+                "- id: lut\n  backends: [engine-cpu~cpp]\n  model: tl2.gguf\n{extra}  prompts: [hi]\n"
+            );
+            let cases = parse_case_file(CaseKind::Logits, Path::new("l.yaml"), &text).unwrap();
+            Arc::new(cases.into_iter().next().unwrap())
+        };
+        let mut reference = caps(&[CaseKind::Logits], &[], &[]);
+        reference
+            .refused_types
+            .insert("TL2".into(), "no LUT product".into());
+        let mut env = Environment::default();
+        env.backends.insert(
+            BackendId::EngineCpu,
+            Availability::Available(caps(&[CaseKind::Logits], &[], &[])),
+        );
+        env.backends
+            .insert(BackendId::Cpp, Availability::Available(reference));
+        let types = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        env.model_types.insert("lut".into(), types(&["F32", "TL2"]));
+        let plain = logits("");
+        assert_eq!(
+            expand(&plain, &env)[0].ignore.as_deref(),
+            Some("cpp cannot multiply TL2 weights: no LUT product")
+        );
+        let twin = logits("  reference_model: i2s.gguf\n");
+        env.reference_model_types
+            .insert("lut".into(), types(&["F32", "I2_S"]));
+        assert_eq!(expand(&twin, &env)[0].ignore, None);
+        env.reference_model_types
+            .insert("lut".into(), types(&["TL2"]));
+        assert!(expand(&twin, &env)[0].ignore.is_some());
     }
 }

@@ -12,6 +12,7 @@ use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFor
 use bitnet_conformance::inputs::random_tokens;
 use bitnet_conformance::localize::{FINAL_OPS, LAYER_OPS};
 use bitnet_engine::formats::{Shape, TernaryFormat, Tl2};
+use bitnet_engine::gguf::GgmlType as ModelType;
 use bitnet_ffi_cpp::{
     reference_info, tl2_gemm, tl2_reference_pack, tl2_shapes, Context, ContextParams, GgmlType,
     GgufHeader, Model, ModelParams, RefError,
@@ -43,6 +44,16 @@ impl CppBackend {
                 .architectures
                 .iter()
                 .map(|arch| arch.to_string())
+                .collect(),
+            // The LUT kernels are built beside the library for single products; its model
+            // graph has no TL1 or TL2 matrix product and yields NaN for such weights.
+            refused_types: [ModelType::TL1, ModelType::TL2]
+                .into_iter()
+                .map(|ty| {
+                    let why = "the reference's model graph in this build has no LUT matrix \
+                               product (its LUT kernels are built for single products only)";
+                    (ty.to_string(), why.to_string())
+                })
                 .collect(),
             device: Device::Cpu,
             features,

@@ -3,7 +3,7 @@
 //! the best instruction set of this CPU; or, as `engine-cuda`, products and whole models on CUDA
 //! device 0.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use bitnet_conformance::backend::{
@@ -36,6 +36,14 @@ pub struct EngineBackend {
     capabilities: Capabilities,
 }
 
+/// `types` refused for the same reason, as [`Capabilities::refused_types`] lists them.
+fn refused(types: &[GgmlType], why: &str) -> BTreeMap<String, String> {
+    types
+        .iter()
+        .map(|ty| (ty.to_string(), why.to_string()))
+        .collect()
+}
+
 impl EngineBackend {
     /// The engine as backend `id`, on `isa`, rounding as `numerics` says. Models always run on
     /// the best ISA, so only a backend on that ISA answers logits and perplexity cases.
@@ -58,6 +66,7 @@ impl EngineBackend {
                 QuantFormat::Tl2,
             ]),
             archs: Arch::NAMES.iter().map(|arch| arch.to_string()).collect(),
+            refused_types: refused(&[GgmlType::TL1], "the engine's models take no TL1 weights"),
             device: Device::Cpu,
             // The engine's TL2 kernels take any shape their tiling allows.
             features: isa_capabilities(isa)
@@ -88,6 +97,10 @@ impl EngineBackend {
             ]),
             formats: BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]),
             archs: Arch::NAMES.iter().map(|arch| arch.to_string()).collect(),
+            refused_types: refused(
+                &[GgmlType::TL1, GgmlType::TL2, GgmlType::Q8_0, GgmlType::Q6_K],
+                "the GPU kernels multiply I2_S, TQ1_0, TQ2_0, F16 and F32 only",
+            ),
             device: Device::Cuda,
             features: BTreeSet::from([Capability::Cuda]),
         };

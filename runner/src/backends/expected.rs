@@ -1,6 +1,6 @@
 //! Expected token ids written beside a case (tokenizer vectors' `.out`) as a reference backend.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bitnet_conformance::backend::{
     Backend, BackendError, BackendInfo, Capabilities, TokenizeRequest,
@@ -23,6 +23,7 @@ impl ExpectedBackend {
                 kinds: BTreeSet::from([CaseKind::TokenMatch]),
                 formats: BTreeSet::new(),
                 archs: BTreeSet::new(),
+                refused_types: BTreeMap::new(),
                 device: Device::Cpu,
                 features: BTreeSet::new(),
             },

@@ -1,31 +1,43 @@
-//! The architecture of each case's model, read from its GGUF header before trials are expanded,
-//! so a backend that cannot run that architecture is named in the ignore reason.
+//! What each case's model files declare, read from their GGUF headers before trials are
+//! expanded: the architecture and the tensor types, so a backend that cannot run the
+//! architecture or multiply a type is named in the ignore reason.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use bitnet_conformance::case::{Case, FileRoot};
+use bitnet_conformance::case::{Case, FileRef, FileRoot};
+use bitnet_conformance::trial::Environment;
 use bitnet_engine::gguf::GgufFile;
 
-/// `general.architecture` by case id, for the cases that run their model and whose file opens;
-/// a file that does not open is left out, and the trial reports the problem when it runs.
-pub fn model_architectures(
-    cases: &[Case],
-    fixtures: &Path,
-    data: &Path,
-) -> BTreeMap<String, String> {
-    cases
-        .iter()
-        .filter(|case| case.runs_model())
-        .filter_map(|case| {
-            let file = case.model()?;
+/// Fills `env`'s model architectures and tensor types, by case id, for the cases that run their
+/// model; a file that does not open is left out, and the trial reports the problem when it runs.
+pub fn read_model_headers(env: &mut Environment, cases: &[Case], fixtures: &Path, data: &Path) {
+    for case in cases.iter().filter(|case| case.runs_model()) {
+        let open = |file: &FileRef| {
             let root = match file.root_or(case.default_root()) {
                 FileRoot::Fixtures => fixtures,
                 FileRoot::Data => data,
             };
-            let gguf = GgufFile::open(file.resolve(root)).ok()?;
-            let arch = gguf.metadata().get_str("general.architecture").ok()?;
-            Some((case.id.clone(), arch.to_string()))
-        })
+            GgufFile::open(file.resolve(root)).ok()
+        };
+        if let Some(gguf) = case.model().and_then(open) {
+            if let Ok(arch) = gguf.metadata().get_str("general.architecture") {
+                env.model_archs.insert(case.id.clone(), arch.to_string());
+            }
+            env.model_types.insert(case.id.clone(), tensor_types(&gguf));
+        }
+        if let Some(gguf) = case.reference_model().and_then(open) {
+            env.reference_model_types
+                .insert(case.id.clone(), tensor_types(&gguf));
+        }
+    }
+}
+
+/// The names of the tensor types a file holds.
+fn tensor_types(gguf: &GgufFile) -> BTreeSet<String> {
+    gguf.layout()
+        .tensors
+        .iter()
+        .map(|info| info.ty.to_string())
         .collect()
 }

@@ -7,9 +7,8 @@ use bitnet_conformance::metrics::nmse;
 /// Traces the prompt whose logits disagree most through both sides and names the first op
 /// whose NMSE exceeds `bound`; says why when a side cannot trace.
 pub fn localize_logits(
-    candidate: &dyn Backend,
-    reference: &dyn Backend,
-    request: &LogitsRequest<'_>,
+    (candidate, reference): (&dyn Backend, &dyn Backend),
+    (request, reference_request): (&LogitsRequest<'_>, &LogitsRequest<'_>),
     logits: (&[PromptLogits], &[PromptLogits]),
     bound: f64,
 ) -> String {
@@ -17,14 +16,14 @@ pub fn localize_logits(
         return "divergence localizer: no prompt to trace".into();
     };
     let prompt = &request.prompts[worst];
-    let trace = TraceRequest {
-        model: request.model,
+    let trace = |model| TraceRequest {
+        model,
         prompt,
         add_bos: request.add_bos,
     };
     let traced = candidate
-        .trace(&trace)
-        .and_then(|c| Ok((c, reference.trace(&trace)?)));
+        .trace(&trace(request.model))
+        .and_then(|c| Ok((c, reference.trace(&trace(reference_request.model))?)));
     match traced {
         Ok((c, r)) => format!(
             "divergence localizer, prompt {worst} ({prompt:?}): {}",

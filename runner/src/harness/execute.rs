@@ -151,6 +151,14 @@ fn resolve(context: &RunContext, case: &Case, file: &FileRef) -> Result<PathBuf,
     Ok(path)
 }
 
+/// The model the reference backend runs: the case's `reference_model`, else `model`.
+fn reference_model(context: &RunContext, case: &Case, model: &Path) -> Result<PathBuf, TrialError> {
+    match case.reference_model() {
+        Some(file) => resolve(context, case, file),
+        None => Ok(model.to_path_buf()),
+    }
+}
+
 fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), TrialError> {
     let case = &trial.case;
     let tolerances = &context.tolerances;
@@ -188,14 +196,19 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
         }
         CaseParams::Logits(params) => {
             let model = resolve(context, case, &params.model)?;
+            let reference_model = reference_model(context, case, &model)?;
             let request = LogitsRequest {
                 model: &model,
                 prompts: &params.prompts,
                 add_bos: params.add_bos,
             };
+            let reference_request = LogitsRequest {
+                model: &reference_model,
+                ..request
+            };
             let sides = sides(context, trial)?;
             let candidate = on(c, sides.candidate.logits(&request))?;
-            let reference = on(r, sides.reference.logits(&request))?;
+            let reference = on(r, sides.reference.logits(&reference_request))?;
             let mut verdict = check_logits(trial, tolerances, &candidate, &reference);
             if !verdict.passed() {
                 let bound = match tolerances.resolve(case, trial.pair, Metric::Nmse).bound {
@@ -203,9 +216,8 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
                     _ => 0.0,
                 };
                 verdict.diagnosis.push(localize_logits(
-                    sides.candidate,
-                    sides.reference,
-                    &request,
+                    (sides.candidate, sides.reference),
+                    (&request, &reference_request),
                     (&candidate, &reference),
                     bound,
                 ));
@@ -252,15 +264,20 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
         CaseParams::TokenMatch(params) => {
             let model = resolve(context, case, &params.model)?;
             if let Some(generate) = &params.generate {
+                let reference_model = reference_model(context, case, &model)?;
                 let request = GenerateRequest {
                     model: &model,
                     prompts: &generate.prompts,
                     tokens: generate.tokens,
                     add_bos: generate.add_bos,
                 };
+                let reference_request = GenerateRequest {
+                    model: &reference_model,
+                    ..request
+                };
                 let sides = sides(context, trial)?;
                 let candidate = on(c, sides.candidate.generate(&request))?;
-                let reference = on(r, sides.reference.generate(&request))?;
+                let reference = on(r, sides.reference.generate(&reference_request))?;
                 let verdict =
                     check_generate(trial, tolerances, &generate.prompts, &candidate, &reference);
                 return Ok((verdict, Summary::tokens(&generate.prompts, &candidate)));

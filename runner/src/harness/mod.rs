@@ -87,8 +87,12 @@ pub fn run(mut options: Options) -> Result<Conclusion, HarnessError> {
     if options.slow {
         environment.granted.insert(Capability::Slow);
     }
-    environment.model_archs =
-        archs::model_architectures(&discovered.cases, &options.fixtures, &options.data);
+    archs::read_model_headers(
+        &mut environment,
+        &discovered.cases,
+        &options.fixtures,
+        &options.data,
+    );
     let mut trials = expand_all(discovered.cases, &environment);
     if !data_present {
         let why = format!(

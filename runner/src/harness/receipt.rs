@@ -114,7 +114,12 @@ impl Receipt {
         let supported = Isa::supported();
         let paths: BTreeSet<PathBuf> = cases
             .iter()
-            .filter_map(|case| Some(context.path_of(case, case.model()?)))
+            .flat_map(|case| {
+                case.model()
+                    .into_iter()
+                    .chain(case.reference_model())
+                    .map(|file| context.path_of(case, file))
+            })
             .collect();
         Receipt {
             engine_version: env!("CARGO_PKG_VERSION"),
