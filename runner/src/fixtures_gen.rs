@@ -73,19 +73,23 @@ pub const TINY_MODELS: [(&str, Arch, WeightFormat); 12] = [
     ),
 ];
 
-/// Where [`f32_model`] is committed: the `bitnet` graph with ternary values stored as F32.
-pub const F32_MODEL: &str = "models/tiny-bitnet-f32.gguf";
+/// Where [`f32_model`] of each architecture is committed: ternary values stored as F32.
+pub const F32_MODELS: [(&str, Arch); 3] = [
+    ("models/tiny-bitnet-f32.gguf", Arch::Bitnet),
+    ("models/tiny-llama-f32.gguf", Arch::Llama),
+    ("models/tiny-bitnet-b1.58-f32.gguf", Arch::BitnetB158),
+];
 
-/// A `bitnet` model whose ternary weights are stored as F32 (as converters write them before
+/// A model of `arch` whose ternary weights are stored as F32 (as converters write them before
 /// quantizing): one layer of width 128 and FFN 256, so the file stays under a megabyte.
-pub fn f32_model() -> Result<Vec<u8>, GenerateError> {
+pub fn f32_model(arch: Arch) -> Result<Vec<u8>, GenerateError> {
     let spec = SynthSpec {
         n_layer: 1,
         n_embd: 128,
         n_ff: 256,
         n_head: 2,
-        n_head_kv: 2,
-        ..SynthSpec::tiny(Arch::Bitnet, WeightFormat::F32)
+        n_head_kv: if arch == Arch::BitnetB158 { 1 } else { 2 },
+        ..SynthSpec::tiny(arch, WeightFormat::F32)
     };
     Ok(build_model(&spec)?.to_bytes())
 }

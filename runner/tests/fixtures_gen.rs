@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use bitnet_runner::fixtures_gen::{
-    f32_model, reference_quantized_model, tiny_model, tiny_ternary_model, F32_MODEL,
+    f32_model, reference_quantized_model, tiny_model, tiny_ternary_model, F32_MODELS,
     REFERENCE_QUANTIZED_MODELS, TINY_MODELS, TINY_TERNARY_MODEL,
 };
 use bitnet_runner::harness::hex_sha256;
@@ -34,14 +34,16 @@ fn tiny_models_regenerate_byte_identically() {
 }
 
 #[test]
-fn f32_model_regenerates_byte_identically() {
-    let generated = f32_model().expect("the generator runs");
-    assert!(
-        generated.len() < MAX_MODEL_BYTES,
-        "{} bytes",
-        generated.len()
-    );
-    check_committed(F32_MODEL, &generated);
+fn f32_models_regenerate_byte_identically() {
+    for (path, arch) in F32_MODELS {
+        let generated = f32_model(arch).expect("the generator runs");
+        assert!(
+            generated.len() < MAX_MODEL_BYTES,
+            "{path} is {} bytes",
+            generated.len()
+        );
+        check_committed(path, &generated);
+    }
 }
 
 #[test]
