@@ -35,11 +35,22 @@ impl HeadLayout {
     }
 }
 
-/// Cached keys or values of one layer: `[kv_head][cell][head_dim]`.
+/// Cached keys (`[kv_head][cell][head_dim]`) or values (`[kv_head][head_dim][cell]`, transposed
+/// as the reference keeps them, so `V · p` reads rows) of one layer.
 #[derive(Debug, Clone)]
 enum Cells {
     F16(Vec<f16>),
     F32(Vec<f32>),
+}
+
+impl Cells {
+    /// Stores `value` at `at`, rounded to f16 in an F16 cache.
+    fn set(&mut self, at: usize, value: f32) {
+        match self {
+            Cells::F16(c) => c[at] = f16::from_f32(value),
+            Cells::F32(c) => c[at] = value,
+        }
+    }
 }
 
 /// Keys and values of every layer for up to `capacity` positions.
@@ -138,9 +149,8 @@ impl KvCache {
             for (t, row) in scores.chunks_exact_mut(n_kv).enumerate() {
                 masked_softmax(row, scale, n_past + t + 1, kernels.numerics().width);
             }
-            let v_t = self.transposed_values(layer, kv_head, n_kv);
             let mut head_out = vec![0f32; tokens * h.head_dim];
-            self.product(&v_t, 0, h.head_dim, n_kv, kernels, &scores, &mut head_out)?;
+            self.values_product(layer, kv_head, n_kv, kernels, &scores, &mut head_out)?;
             for (t, values) in head_out.chunks_exact(h.head_dim).enumerate() {
                 let at = t * h.n_embd() + head * h.head_dim;
                 out[at..at + h.head_dim].copy_from_slice(values);
@@ -150,35 +160,49 @@ impl KvCache {
     }
 
     fn store(&mut self, layer: usize, n_past: usize, k: &[f32], v: &[f32]) {
-        let h = self.heads;
-        for (cells, src) in [(&mut self.k[layer], k), (&mut self.v[layer], v)] {
-            for (t, token) in src.chunks_exact(h.n_embd_kv()).enumerate() {
-                for (kv_head, values) in token.chunks_exact(h.head_dim).enumerate() {
-                    let at = (kv_head * self.capacity + n_past + t) * h.head_dim;
-                    match cells {
-                        Cells::F16(c) => c[at..at + h.head_dim]
-                            .iter_mut()
-                            .zip(values)
-                            .for_each(|(d, &s)| *d = f16::from_f32(s)),
-                        Cells::F32(c) => c[at..at + h.head_dim].copy_from_slice(values),
-                    }
-                }
+        let (h, capacity) = (self.heads, self.capacity);
+        for (t, (keys, values)) in k
+            .chunks_exact(h.n_embd_kv())
+            .zip(v.chunks_exact(h.n_embd_kv()))
+            .enumerate()
+        {
+            let cell = n_past + t;
+            for (i, (&key, &value)) in keys.iter().zip(values).enumerate() {
+                let (kv_head, d) = (i / h.head_dim, i % h.head_dim);
+                let key_at = (kv_head * capacity + cell) * h.head_dim + d;
+                let value_at = (kv_head * h.head_dim + d) * capacity + cell;
+                self.k[layer].set(key_at, key);
+                self.v[layer].set(value_at, value);
             }
         }
     }
 
-    /// The first `n_kv` cached values of one KV head, transposed to `[head_dim][n_kv]`.
-    fn transposed_values(&self, layer: usize, kv_head: usize, n_kv: usize) -> Cells {
-        let hd = self.heads.head_dim;
-        let base = kv_head * self.capacity * hd;
-        let index = |i: usize| {
-            let (d, cell) = (i / n_kv, i % n_kv);
-            base + cell * hd + d
-        };
+    /// `out = V · p` of one KV head: its `head_dim` rows of the first `n_kv` cached values
+    /// times each token's probabilities in `probs`.
+    fn values_product(
+        &self,
+        layer: usize,
+        kv_head: usize,
+        n_kv: usize,
+        kernels: &CpuKernels,
+        probs: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (hd, capacity) = (self.heads.head_dim, self.capacity);
+        let start = kv_head * hd * capacity;
+        let span = start..start + (hd - 1) * capacity + n_kv;
+        let shape = Shape::new(n_kv, hd);
         match &self.v[layer] {
-            Cells::F16(c) => Cells::F16((0..hd * n_kv).map(|i| c[index(i)]).collect()),
-            Cells::F32(c) => Cells::F32((0..hd * n_kv).map(|i| c[index(i)]).collect()),
+            Cells::F16(c) => {
+                let w = DenseMatrix::strided(&c[span], shape, capacity)?;
+                kernels.f16_gemm(&w, probs, out)?;
+            }
+            Cells::F32(c) => {
+                let w = DenseMatrix::strided(&c[span], shape, capacity)?;
+                kernels.f32_gemm(&w, probs, out)?;
+            }
         }
+        Ok(())
     }
 
     /// `rows` rows of `k` values of block `block` of `cells` (blocks `capacity · head_dim` apart),
