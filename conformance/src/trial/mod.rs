@@ -220,13 +220,8 @@ mod tests {
         assert_eq!(expand(&case, &env)[1].ignore, None);
     }
 
-    #[test]
-    fn a_backend_that_lacks_the_model_architecture_is_named() {
-        let text = "- id: b158\n  backends: [engine-cpu~cpp]\n  model: m.gguf\n  prompts: [hi]\n";
-        let cases = parse_case_file(CaseKind::Logits, Path::new("l.yaml"), text).unwrap();
-        let case = Arc::new(cases.into_iter().next().unwrap());
-        let mut reference = caps(&[CaseKind::Logits], &[], &[]);
-        reference.archs = ["bitnet".to_string(), "llama".to_string()].into();
+    /// An engine that runs logits cases, beside `reference` as `cpp`.
+    fn engine_against(reference: Capabilities) -> Environment {
         let mut env = Environment::default();
         env.backends.insert(
             BackendId::EngineCpu,
@@ -234,6 +229,17 @@ mod tests {
         );
         env.backends
             .insert(BackendId::Cpp, Availability::Available(reference));
+        env
+    }
+
+    #[test]
+    fn a_backend_that_lacks_the_model_architecture_is_named() {
+        let text = "- id: b158\n  backends: [engine-cpu~cpp]\n  model: m.gguf\n  prompts: [hi]\n";
+        let cases = parse_case_file(CaseKind::Logits, Path::new("l.yaml"), text).unwrap();
+        let case = Arc::new(cases.into_iter().next().unwrap());
+        let mut reference = caps(&[CaseKind::Logits], &[], &[]);
+        reference.archs = ["bitnet".to_string(), "llama".to_string()].into();
+        let mut env = engine_against(reference);
         assert_eq!(expand(&case, &env)[0].ignore, None);
         env.model_archs.insert("b158".into(), "bitnet-b1.58".into());
         assert_eq!(
@@ -260,13 +266,7 @@ mod tests {
         reference
             .refused_types
             .insert("TL2".into(), "no LUT product".into());
-        let mut env = Environment::default();
-        env.backends.insert(
-            BackendId::EngineCpu,
-            Availability::Available(caps(&[CaseKind::Logits], &[], &[])),
-        );
-        env.backends
-            .insert(BackendId::Cpp, Availability::Available(reference));
+        let mut env = engine_against(reference);
         let types = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         env.model_types.insert("lut".into(), types(&["F32", "TL2"]));
         let plain = logits("");

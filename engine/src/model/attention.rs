@@ -1,5 +1,7 @@
 //! The KV cache and causal multi-head attention over it.
 
+use std::ops::Range;
+
 use half::f16;
 
 use super::ops::masked_softmax;
@@ -136,11 +138,13 @@ impl KvCache {
                 .chunks_exact(h.head_dim)
                 .zip(scores.chunks_exact_mut(n_kv))
             {
-                self.product(
+                let start = kv_head * self.capacity * h.head_dim;
+                let keys = start..start + n_kv * h.head_dim;
+                let shape = Shape::new(h.head_dim, n_kv);
+                multiply(
                     &self.k[layer],
-                    kv_head,
-                    n_kv,
-                    h.head_dim,
+                    keys,
+                    (shape, h.head_dim),
                     kernels,
                     q_token,
                     row,
@@ -192,46 +196,29 @@ impl KvCache {
         let start = kv_head * hd * capacity;
         let span = start..start + (hd - 1) * capacity + n_kv;
         let shape = Shape::new(n_kv, hd);
-        match &self.v[layer] {
-            Cells::F16(c) => {
-                let w = DenseMatrix::strided(&c[span], shape, capacity)?;
-                kernels.f16_gemm(&w, probs, out)?;
-            }
-            Cells::F32(c) => {
-                let w = DenseMatrix::strided(&c[span], shape, capacity)?;
-                kernels.f32_gemm(&w, probs, out)?;
-            }
-        }
-        Ok(())
+        multiply(&self.v[layer], span, (shape, capacity), kernels, probs, out)
     }
+}
 
-    /// `rows` rows of `k` values of block `block` of `cells` (blocks `capacity · head_dim` apart),
-    /// times each token of `x`.
-    #[allow(clippy::too_many_arguments)]
-    fn product(
-        &self,
-        cells: &Cells,
-        block: usize,
-        rows: usize,
-        k: usize,
-        kernels: &CpuKernels,
-        x: &[f32],
-        out: &mut [f32],
-    ) -> Result<(), ModelError> {
-        let start = block * self.capacity * self.heads.head_dim;
-        let shape = Shape::new(k, rows);
-        match cells {
-            Cells::F16(c) => {
-                let w = DenseMatrix::new(&c[start..start + k * rows], shape)?;
-                kernels.f16_gemm(&w, x, out)?;
-            }
-            Cells::F32(c) => {
-                let w = DenseMatrix::new(&c[start..start + k * rows], shape)?;
-                kernels.f32_gemm(&w, x, out)?;
-            }
+/// The cells in `span` as a matrix of `shape` whose rows start `stride` apart, times each token
+/// of `x`.
+fn multiply(
+    cells: &Cells,
+    span: Range<usize>,
+    (shape, stride): (Shape, usize),
+    kernels: &CpuKernels,
+    x: &[f32],
+    out: &mut [f32],
+) -> Result<(), ModelError> {
+    match cells {
+        Cells::F16(c) => {
+            kernels.f16_gemm(&DenseMatrix::strided(&c[span], shape, stride)?, x, out)?
         }
-        Ok(())
+        Cells::F32(c) => {
+            kernels.f32_gemm(&DenseMatrix::strided(&c[span], shape, stride)?, x, out)?
+        }
     }
+    Ok(())
 }
 
 /// `width` values at `offset` of each `stride`-wide token, packed contiguously.
