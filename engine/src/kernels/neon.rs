@@ -1,10 +1,13 @@
 //! AArch64 NEON dot products: the I2_S, TQ2_0 and TQ1_0 integer cores (the TQ float epilogue is
-//! the scalar one, so the lanes are scaled exactly alike); the float entries and TL2 (an x86
-//! format) use the scalar references.
+//! the scalar one, so the lanes are scaled exactly alike) and the f16/f32 dots, lane for lane in
+//! the scalar references' order; TL2 (an x86 format) uses the scalar reference.
 
 use std::arch::aarch64::*;
+use std::arch::asm;
 
-use super::reduce::hsum8_pairs;
+use half::f16;
+
+use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use super::scalar;
 use super::table::DotKernels;
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
@@ -15,10 +18,10 @@ static KERNELS: DotKernels = DotKernels {
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl2: scalar::tl2_block_dot_ref,
-    f16_vec: scalar::f16_vec_dot_ref,
-    f32_vec: scalar::f32_vec_dot_ref,
-    f16_tiled: scalar::f16_tiled_dot_ref,
-    f32_tiled: scalar::f32_tiled_dot_ref,
+    f16_vec: f16_vec_dot,
+    f32_vec: f32_vec_dot,
+    f16_tiled: f16_tiled_dot,
+    f32_tiled: f32_tiled_dot,
 };
 
 /// The NEON table, when the CPU supports it.
@@ -201,4 +204,135 @@ fn tq1_block_lanes(block: &[u8; TQ1_0_BLOCK_BYTES], y: &BlockQ8K) -> [i32; 8] {
     let qh = unsafe { vld1q_u8(qh.as_ptr()) };
     accumulate_lanes(&mut lanes, [trits(q2, 4), qh], &y.qs[224..]);
     store_lanes(lanes)
+}
+
+/// Float values that load as f32 lanes, four at a time.
+trait FloatLanes: Copy {
+    /// Lanes `at..at + 4` of `values`.
+    ///
+    /// # Safety
+    /// `at + 4 <= values.len()`, on a CPU with NEON.
+    unsafe fn quad(values: &[Self], at: usize) -> float32x4_t;
+}
+
+impl FloatLanes for f32 {
+    #[inline]
+    unsafe fn quad(values: &[f32], at: usize) -> float32x4_t {
+        // SAFETY: the caller guarantees four readable values from `at`.
+        unsafe { vld1q_f32(values.as_ptr().add(at)) }
+    }
+}
+
+impl FloatLanes for f16 {
+    #[inline]
+    unsafe fn quad(values: &[f16], at: usize) -> float32x4_t {
+        // SAFETY: the caller guarantees four readable values from `at`; f16 is 16 bits.
+        let bits = unsafe { vld1_u16(values.as_ptr().add(at).cast()) };
+        let widened: float32x4_t;
+        // SAFETY: FCVTL (half to single, exact) is part of base AdvSIMD; it reads and writes
+        // registers only.
+        unsafe {
+            asm!(
+                "fcvtl {out:v}.4s, {bits:v}.4h",
+                out = lateout(vreg) widened,
+                bits = in(vreg) bits,
+                options(pure, nomem, nostack),
+            );
+        }
+        widened
+    }
+}
+
+/// The four accumulators of `lanes` lanes of a one-token dot over the whole steps of `x · y`,
+/// each lane a chain of fused multiply-adds in index order, as the scalar reference computes
+/// them.
+#[target_feature(enable = "neon")]
+fn vec_dot_lanes<T: FloatLanes>(x: &[T], y: &[T], lanes: usize, whole: usize) -> [[f32; 16]; 4] {
+    let quads = lanes / 4;
+    let mut acc = [[vdupq_n_f32(0.0); 4]; 4];
+    for i in (0..whole).step_by(4 * lanes) {
+        for (j, accumulator) in acc.iter_mut().enumerate() {
+            for (q, a) in accumulator[..quads].iter_mut().enumerate() {
+                let at = i + j * lanes + 4 * q;
+                // SAFETY: `at + 4 <= whole <= len` of both slices, and NEON is enabled.
+                let (xv, yv) = unsafe { (T::quad(x, at), T::quad(y, at)) };
+                *a = vfmaq_f32(*a, xv, yv);
+            }
+        }
+    }
+    let mut stored = [[0f32; 16]; 4];
+    for (out, accumulator) in stored.iter_mut().zip(&acc) {
+        for (q, &a) in accumulator[..quads].iter().enumerate() {
+            // SAFETY: lanes `4q..4q + 4` of a 16-lane array (q < 4).
+            unsafe { vst1q_f32(out[4 * q..].as_mut_ptr(), a) };
+        }
+    }
+    stored
+}
+
+fn f16_vec_dot(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
+    assert_eq!(x.len(), y.len(), "f16 dot length mismatch");
+    let lanes = width.lanes();
+    let whole = x.len() - x.len() % (4 * lanes);
+    // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
+    let acc = unsafe { vec_dot_lanes(x, y, lanes, whole) };
+    let mut sum = f64::from(reduce_vec_dot(&acc, width));
+    for (a, b) in x[whole..].iter().zip(&y[whole..]) {
+        sum += f64::from(a.to_f32() * b.to_f32());
+    }
+    sum as f32
+}
+
+fn f32_vec_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    assert_eq!(x.len(), y.len(), "f32 dot length mismatch");
+    let lanes = width.lanes();
+    let whole = x.len() - x.len() % (4 * lanes);
+    // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
+    let acc = unsafe { vec_dot_lanes(x, y, lanes, whole) };
+    let mut sum = reduce_vec_dot(&acc, width);
+    for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
+        sum += a * b;
+    }
+    sum
+}
+
+/// One accumulator of `lanes` lanes over `x · y` (a multiple of `lanes` long), fused
+/// multiply-adds in index order, as the tiled scalar references compute it.
+#[target_feature(enable = "neon")]
+fn tiled_dot_lanes<T: FloatLanes>(x: &[T], y: &[f32], lanes: usize) -> [f32; 16] {
+    let quads = lanes / 4;
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    for i in (0..x.len()).step_by(lanes) {
+        for (q, a) in acc[..quads].iter_mut().enumerate() {
+            let at = i + 4 * q;
+            // SAFETY: `at + 4 <= len` of both slices (a multiple of `lanes`), NEON enabled.
+            let (xv, yv) = unsafe { (T::quad(x, at), f32::quad(y, at)) };
+            *a = vfmaq_f32(*a, xv, yv);
+        }
+    }
+    let mut stored = [0f32; 16];
+    for (q, &a) in acc[..quads].iter().enumerate() {
+        // SAFETY: lanes `4q..4q + 4` of a 16-lane array (q < 4).
+        unsafe { vst1q_f32(stored[4 * q..].as_mut_ptr(), a) };
+    }
+    stored
+}
+
+fn tiled_dot<T: FloatLanes>(x: &[T], y: &[f32], width: ReduceWidth) -> f32 {
+    let lanes = width.lanes();
+    assert!(
+        x.len() == y.len() && x.len().is_multiple_of(lanes),
+        "tiled dot length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
+    let acc = unsafe { tiled_dot_lanes(x, y, lanes) };
+    reduce_tiled(&acc, width)
+}
+
+fn f16_tiled_dot(x: &[f16], y: &[f32], width: ReduceWidth) -> f32 {
+    tiled_dot(x, y, width)
+}
+
+fn f32_tiled_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
+    tiled_dot(x, y, width)
 }
