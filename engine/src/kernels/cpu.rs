@@ -388,11 +388,19 @@ impl CpuKernels {
                 }
             }
         });
-        for (row, values) in by_row.chunks_exact(tokens).enumerate() {
-            for (token, &v) in values.iter().enumerate() {
-                out[token * rows + row] = v;
+        // Back to token-major order, in parallel over tokens and in blocks of rows, so each
+        // block's scratch lines stay cached while its tokens are written.
+        self.split_rows(out, rows, tokens, |first_token, chunk| {
+            for first_row in (0..rows).step_by(TRANSPOSE_ROWS) {
+                let end = (first_row + TRANSPOSE_ROWS).min(rows);
+                for (i, token_out) in chunk.chunks_exact_mut(rows).enumerate() {
+                    let token = first_token + i;
+                    for (row, o) in token_out[first_row..end].iter_mut().enumerate() {
+                        *o = by_row[(first_row + row) * tokens + token];
+                    }
+                }
             }
-        }
+        });
     }
 
     /// Runs `body(first_row, chunk)` over chunks of whole rows (`per_row` values each).
@@ -416,6 +424,9 @@ impl CpuKernels {
         }
     }
 }
+
+/// Rows per block when row-major products are put back in token-major order.
+const TRANSPOSE_ROWS: usize = 64;
 
 /// Tokens per block of an I2_S product: a multiple of four whose int8 activations fill at most
 /// 16 KiB, half a typical L1 data cache.
