@@ -684,15 +684,13 @@ impl Matmuls<'_> {
         (n, silu): (usize, bool),
     ) -> Result<(), CudaError> {
         let l = self.launcher;
-        let same_shape = gate.k == up.k && gate.rows == up.rows;
-        if let (Some(g), Some(u), true) = (gate.i2s_gemv_ref(), up.i2s_gemv_ref(), n == 1) {
-            if same_shape {
-                self.quantize_i8s(x, (1, gate.k), act)?;
-                let geometry = (gate.rows, gate.k);
-                return act.one_token(gate.k, |a| {
-                    l.i2s_gemv_glu(a, (&g, &u), gate_out, geometry, (silu, self.lanes))
-                });
-            }
+        let one_token = n == 1 && gate.k == up.k && gate.rows == up.rows;
+        if let (Some(g), Some(u), true) = (gate.i2s_gemv_ref(), up.i2s_gemv_ref(), one_token) {
+            self.quantize_i8s(x, (1, gate.k), act)?;
+            let geometry = (gate.rows, gate.k);
+            return act.one_token(gate.k, |a| {
+                l.i2s_gemv_glu(a, (&g, &u), gate_out, geometry, (silu, self.lanes))
+            });
         }
         self.apply(up, x, act, up_out, (n, false))?;
         self.apply(gate, x, act, gate_out, (n, false))?;

@@ -18,7 +18,7 @@ use bitnet_ffi_cpp::{
     GgufHeader, Model, ModelParams, RefError,
 };
 
-use super::{compared_packed_len, tl2_tiling};
+use super::{compared_packed_len, refused, tl2_tiling};
 
 /// The reference, initialised once per process.
 pub struct CppBackend {
@@ -47,14 +47,11 @@ impl CppBackend {
                 .collect(),
             // The LUT kernels are built beside the library for single products; its model
             // graph has no TL1 or TL2 matrix product and yields NaN for such weights.
-            refused_types: [ModelType::TL1, ModelType::TL2]
-                .into_iter()
-                .map(|ty| {
-                    let why = "the reference's model graph in this build has no LUT matrix \
-                               product (its LUT kernels are built for single products only)";
-                    (ty.to_string(), why.to_string())
-                })
-                .collect(),
+            refused_types: refused(
+                &[ModelType::TL1, ModelType::TL2],
+                "the reference's model graph in this build has no LUT matrix product (its LUT \
+                 kernels are built for single products only)",
+            ),
             device: Device::Cpu,
             features,
         };

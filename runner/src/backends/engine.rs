@@ -3,7 +3,7 @@
 //! the best instruction set of this CPU; or, as `engine-cuda`, products and whole models on CUDA
 //! device 0.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use bitnet_conformance::backend::{
@@ -25,7 +25,7 @@ use bitnet_engine::model::{perplexity, DeviceStrategy, Model, ModelOptions, Sess
 use bitnet_engine::synth::Arch;
 use bitnet_engine::tokenizer::Tokenizer;
 
-use super::{compared_packed_len, isa_capabilities, tl2_tiling};
+use super::{compared_packed_len, isa_capabilities, refused, tl2_tiling};
 
 /// The engine's kernels of one ISA, single-threaded so results never depend on scheduling, or
 /// the engine on a CUDA device.
@@ -34,14 +34,6 @@ pub struct EngineBackend {
     kernels: CpuKernels,
     cuda: Option<CudaOps>,
     capabilities: Capabilities,
-}
-
-/// `types` refused for the same reason, as [`Capabilities::refused_types`] lists them.
-fn refused(types: &[GgmlType], why: &str) -> BTreeMap<String, String> {
-    types
-        .iter()
-        .map(|ty| (ty.to_string(), why.to_string()))
-        .collect()
 }
 
 impl EngineBackend {

@@ -12,6 +12,7 @@ use bitnet_conformance::backend::Backend;
 use bitnet_conformance::case::{BackendId, Capability, QuantFormat, Tiling};
 use bitnet_conformance::trial::{Availability, Environment};
 use bitnet_engine::formats::{FpContract, Tl2Tiling};
+use bitnet_engine::gguf::GgmlType;
 use bitnet_engine::kernels::{Isa, Numerics, ReduceWidth};
 use bitnet_ffi_cpp::ReferenceInfo;
 
@@ -29,6 +30,14 @@ pub fn compared_packed_len(format: QuantFormat, elements: usize, packed_len: usi
         QuantFormat::I2S => (elements / 4 + 4).min(packed_len),
         _ => packed_len,
     }
+}
+
+/// `types` refused for the same reason, as `Capabilities::refused_types` lists them.
+pub fn refused(types: &[GgmlType], why: &str) -> BTreeMap<String, String> {
+    types
+        .iter()
+        .map(|ty| (ty.to_string(), why.to_string()))
+        .collect()
 }
 
 /// The engine's TL2 tiling for a case's `tiling`.
