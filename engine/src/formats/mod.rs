@@ -12,7 +12,8 @@
 //! [`Q8kActivations`]).
 //!
 //! Activations are quantized by [`I8sActivations`] (per-token int8 for I2_S), [`Q8kActivations`]
-//! (256-value blocks for TQ1_0/TQ2_0) and [`Tl2Activations`] (per-token lookup tables for TL2); [`ternarize`] turns f32 master weights into the absmean
+//! (256-value blocks for TQ1_0/TQ2_0), [`Tl1Activations`] and [`Tl2Activations`] (per-token lookup
+//! tables for TL1 and TL2); [`ternarize`] turns f32 master weights into the absmean
 //! ternary values the converters pack.
 //!
 //! Shapes use ggml's order: `ne0` is the number of weights per row (the input width K), `ne1` the number
@@ -22,12 +23,14 @@ mod activation;
 mod block_rows;
 mod error;
 mod i2s;
+mod lut_table;
 mod q6_k;
 mod q8_0;
 mod rounding;
 mod shape;
 mod ternarize;
 mod tl1;
+mod tl1_lut;
 mod tl2;
 mod tl2_lut;
 mod tl_layout;
@@ -38,14 +41,16 @@ mod tq_matrix;
 pub use activation::{BlockQ8K, I8sActivations, Q8kActivations, QK_K};
 pub use error::FormatError;
 pub use i2s::{I2s, I2sMatrix, I2S_BLOCK};
+pub use lut_table::{lut_entry, LutTable};
 pub use q6_k::{q6k_code, q6k_d, q6k_scale, Q6KMatrix, Q6_K, Q6_K_BLOCK_BYTES};
 pub use q8_0::{BlockQ8_0, Q8_0Activations, Q8_0Matrix, Q8_0, Q8_0_BLOCK_BYTES, QK8_0};
 pub use rounding::{nearest_int, FpContract};
 pub use shape::Shape;
 pub use ternarize::{absmean_inverse_scale, ternarize};
-pub use tl1::{Tl1, Tl1Tiling};
+pub use tl1::{Tl1, Tl1Block, Tl1Matrix, Tl1Tiling};
+pub use tl1_lut::Tl1Activations;
 pub use tl2::{Tl2, Tl2Block, Tl2Matrix, Tl2Tiling};
-pub use tl2_lut::{tl2_entry, Tl2Activations, Tl2Table};
+pub use tl2_lut::Tl2Activations;
 pub use tq1::{Tq1_0, TQ1_0_BLOCK_BYTES};
 pub use tq2::{Tq2_0, TQ2_0_BLOCK_BYTES};
 pub use tq_matrix::{TqKind, TqMatrix};

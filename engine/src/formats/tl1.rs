@@ -19,6 +19,17 @@ pub struct Tl1Tiling {
     pub simd_rows: usize,
 }
 
+impl Tl1Tiling {
+    /// `BM` rows per tile, `BK` weights per K block and `bm` rows per SIMD block.
+    pub const fn new(tile_rows: usize, tile_cols: usize, simd_rows: usize) -> Self {
+        Tl1Tiling {
+            tile_rows,
+            tile_cols,
+            simd_rows,
+        }
+    }
+}
+
 impl std::fmt::Display for Tl1Tiling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -102,6 +113,108 @@ impl Tl1 {
             simd_rows: t.simd_rows,
             inner,
         })
+    }
+}
+
+/// Packed TL1 weights of a known shape and tiling, for the kernels.
+///
+/// The kernels work on SIMD blocks of `bm` rows: for each K tile, a block's bytes are a contiguous
+/// run of 16-byte vectors, each holding 16 rows of two consecutive pairs (the first in the high
+/// nibbles); see [`Tl1Block`].
+#[derive(Debug, Clone, Copy)]
+pub struct Tl1Matrix<'a> {
+    packed: &'a [u8],
+    shape: Shape,
+    tiling: Tl1Tiling,
+    scale: f32,
+}
+
+impl<'a> Tl1Matrix<'a> {
+    /// Wraps packed bytes of the given shape, written with `tiling`.
+    pub fn new(tiling: Tl1Tiling, packed: &'a [u8], shape: Shape) -> Result<Self, FormatError> {
+        let format = Tl1::new(tiling);
+        format.geometry(shape)?;
+        check_packed(&format, packed, shape)?;
+        Ok(Tl1Matrix {
+            packed,
+            shape,
+            tiling,
+            scale: read_f32(packed, shape.elements()? / 4),
+        })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The tiling.
+    pub fn tiling(&self) -> Tl1Tiling {
+        self.tiling
+    }
+
+    /// The per-tensor weight scale.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Number of SIMD blocks (`ne1 / bm`).
+    pub fn blocks(&self) -> usize {
+        self.shape.ne1 / self.tiling.simd_rows
+    }
+
+    /// Block `block` (rows `bm·block..bm·block + bm`).
+    pub fn block(&self, block: usize) -> Tl1Block<'a> {
+        let t = self.tiling;
+        let per_tile = t.tile_rows / t.simd_rows;
+        let (tile, in_tile) = (block / per_tile, block % per_tile);
+        let tiles = self.shape.ne0 / t.tile_cols;
+        let tile_bytes = t.tile_rows * t.tile_cols / 4;
+        let block_bytes = t.simd_rows * t.tile_cols / 4;
+        Tl1Block {
+            packed: self.packed,
+            simd_rows: t.simd_rows,
+            tile_cols: t.tile_cols,
+            tiles,
+            first: tile * tiles * tile_bytes + in_tile * block_bytes,
+            stride: tile_bytes,
+        }
+    }
+}
+
+/// One SIMD block of `bm` rows of a [`Tl1Matrix`]. Per K tile of `BK` columns its bytes are inner
+/// blocks of `256 / bm` columns, each four 16-byte vectors; vector `v` of an inner block holds rows
+/// `16·(v / (64 / bm))..+16` (one byte per row) of pairs `2·(v % (64 / bm))` (high nibble) and the
+/// one after it (low nibble), pairs counted from the inner block's first column.
+#[derive(Debug, Clone, Copy)]
+pub struct Tl1Block<'a> {
+    packed: &'a [u8],
+    simd_rows: usize,
+    tile_cols: usize,
+    tiles: usize,
+    first: usize,
+    stride: usize,
+}
+
+impl<'a> Tl1Block<'a> {
+    /// `bm`: rows of the block (32 or 64).
+    pub fn simd_rows(&self) -> usize {
+        self.simd_rows
+    }
+
+    /// `BK`: columns per K tile.
+    pub fn tile_cols(&self) -> usize {
+        self.tile_cols
+    }
+
+    /// K tiles (`ne0 / BK`).
+    pub fn tiles(&self) -> usize {
+        self.tiles
+    }
+
+    /// The `bm · BK / 4` bytes of K tile `tile`.
+    pub fn tile(&self, tile: usize) -> &'a [u8] {
+        &self.packed[self.first + tile * self.stride..][..self.simd_rows * self.tile_cols / 4]
     }
 }
 

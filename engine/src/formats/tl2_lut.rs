@@ -5,21 +5,19 @@
 //! group of three activations of the three-weight part gets the 16 sums `a·q₀ + b·q₁ + c·q₂` for
 //! `|9a + 3b + c|` = 0..=13 (14 and 15 are zero), each pair of the two-weight part the sums
 //! `a·q₀ + b·q₁` for `3a + b + 4` = 0..=8 (9..=15 are zero); sums wrap in i32 and saturate to i16.
-//! A table is stored as its 16 low bytes then its 16 high bytes, the order the kernels shuffle with.
+//! Tables are [`LutTable`]s.
 
+use super::lut_table::{lut_table, LutTable};
 use super::FormatError;
 use crate::kernels::with_fma;
-
-/// One lookup table: low bytes of the 16 i16 entries, then their high bytes.
-pub type Tl2Table = [u8; 32];
 
 /// Tokens of TL2 lookup tables with one scale per token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tl2Activations {
     three_groups: usize,
     pairs: usize,
-    three: Vec<Tl2Table>,
-    two: Vec<Tl2Table>,
+    three: Vec<LutTable>,
+    two: Vec<LutTable>,
     scales: Vec<f32>,
 }
 
@@ -73,12 +71,12 @@ impl Tl2Activations {
     }
 
     /// The three-weight tables of token `token`, one per group of three columns.
-    pub fn three(&self, token: usize) -> &[Tl2Table] {
+    pub fn three(&self, token: usize) -> &[LutTable] {
         &self.three[token * self.three_groups..(token + 1) * self.three_groups]
     }
 
     /// The pair tables of token `token`.
-    pub fn two(&self, token: usize) -> &[Tl2Table] {
+    pub fn two(&self, token: usize) -> &[LutTable] {
         &self.two[token * self.pairs..(token + 1) * self.pairs]
     }
 
@@ -96,8 +94,8 @@ with_fma! {
         row: &[f32],
         three_cols: usize,
         q: &mut Vec<i32>,
-        three: &mut Vec<Tl2Table>,
-        two: &mut Vec<Tl2Table>,
+        three: &mut Vec<LutTable>,
+        two: &mut Vec<LutTable>,
     ) -> f32 {
         let mut max = 0f32;
         for v in row {
@@ -115,7 +113,7 @@ with_fma! {
                 let (a, b, c) = triple(index as i32);
                 *entry = combine(&[(a, g[0]), (b, g[1]), (c, g[2])]);
             }
-            three.push(table(entries));
+            three.push(lut_table(entries));
         }
         for p in tail.chunks_exact(2) {
             let mut entries = [0i16; 16];
@@ -123,17 +121,10 @@ with_fma! {
                 let index = index as i32;
                 *entry = combine(&[(index / 3 - 1, p[0]), (index % 3 - 1, p[1])]);
             }
-            two.push(table(entries));
+            two.push(lut_table(entries));
         }
         scale
     }
-}
-
-/// An entry of a table as the kernels read it.
-#[inline]
-pub fn tl2_entry(table: &Tl2Table, index: u8) -> i16 {
-    let i = usize::from(index & 0x0f);
-    i16::from_le_bytes([table[i], table[16 + i]])
 }
 
 /// `cvtps_epi32` of an already rounded value: NaN and values outside i32 give `i32::MIN`.
@@ -163,21 +154,10 @@ fn combine(terms: &[(i32, i32)]) -> i16 {
     sum.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
-/// A table from its 16 entries: low bytes, then high bytes.
-#[inline(always)]
-fn table(entries: [i16; 16]) -> Tl2Table {
-    let mut out = [0u8; 32];
-    for (index, entry) in entries.iter().enumerate() {
-        let [lo, hi] = entry.to_le_bytes();
-        out[index] = lo;
-        out[16 + index] = hi;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::lut_entry;
 
     #[test]
     fn three_tables_hold_signed_sums_of_the_triple() {
@@ -186,17 +166,17 @@ mod tests {
         assert_eq!(acts.scales(), &[127.0]);
         let t = &acts.three(0)[0];
         // q = (64, −127, 32): 64 rounds half to even from 63.5.
-        assert_eq!(tl2_entry(t, 0), 0);
-        assert_eq!(tl2_entry(t, 13), 64 - 127 + 32);
-        assert_eq!(tl2_entry(t, 5), 64 + 127 - 32);
-        assert_eq!(tl2_entry(t, 2), -127 - 32);
-        assert_eq!(tl2_entry(t, 14), 0);
+        assert_eq!(lut_entry(t, 0), 0);
+        assert_eq!(lut_entry(t, 13), 64 - 127 + 32);
+        assert_eq!(lut_entry(t, 5), 64 + 127 - 32);
+        assert_eq!(lut_entry(t, 2), -127 - 32);
+        assert_eq!(lut_entry(t, 14), 0);
         let p = &acts.two(0)[0];
         // Pair (127, 0): index 3a + b + 4.
-        assert_eq!(tl2_entry(p, 8), 127);
-        assert_eq!(tl2_entry(p, 0), -127);
-        assert_eq!(tl2_entry(p, 4), 0);
-        assert_eq!(tl2_entry(p, 9), 0);
+        assert_eq!(lut_entry(p, 8), 127);
+        assert_eq!(lut_entry(p, 0), -127);
+        assert_eq!(lut_entry(p, 4), 0);
+        assert_eq!(lut_entry(p, 9), 0);
     }
 
     #[test]
@@ -205,9 +185,9 @@ mod tests {
         assert_eq!(acts.scales(), &[f32::INFINITY]);
         // 0 · ∞ is NaN, which converts to i32::MIN; sums of two wrap to 0, of one or three saturate.
         let t = &acts.three(0)[0];
-        assert_eq!(tl2_entry(t, 9), i16::MIN);
-        assert_eq!(tl2_entry(t, 12), 0);
-        assert_eq!(tl2_entry(t, 13), i16::MIN);
+        assert_eq!(lut_entry(t, 9), i16::MIN);
+        assert_eq!(lut_entry(t, 12), 0);
+        assert_eq!(lut_entry(t, 13), i16::MIN);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::reduce::ReduceWidth;
 use super::table::DotKernels;
 use super::Isa;
 use crate::formats::{
-    FpContract, I2sMatrix, I8sActivations, Q8kActivations, Tl2Activations, Tl2Matrix, TqKind,
-    TqMatrix,
+    FpContract, I2sMatrix, I8sActivations, Q8kActivations, Tl1Activations, Tl1Matrix,
+    Tl2Activations, Tl2Matrix, TqKind, TqMatrix,
 };
 
 /// Numerical choices that the reference makes at compile time.
@@ -227,24 +227,37 @@ impl CpuKernels {
         expect_len("tl2 three-weight columns", w.three_cols(), x.three_cols())?;
         expect_len("tl2 output length", shape.ne1 * tokens, out.len())?;
         let (dot, w_scale, scales) = (self.dots.tl2, w.scale(), x.scales());
-        let mut by_block = vec![0f32; shape.ne1 * tokens];
-        self.split_rows(&mut by_block, 32 * tokens, w.blocks(), |first, chunk| {
-            for (i, block_out) in chunk.chunks_exact_mut(32 * tokens).enumerate() {
-                let block = w.block(first + i);
-                for (token, token_out) in block_out.chunks_exact_mut(32).enumerate() {
-                    let sums = dot(&block, x.three(token), x.two(token));
-                    for (o, sum) in token_out.iter_mut().zip(sums) {
-                        *o = sum as f32 / scales[token] * w_scale;
-                    }
-                }
+        self.for_each_block(32, w.blocks(), tokens, out, |block, token, values| {
+            let sums = dot(&w.block(block), x.three(token), x.two(token));
+            for (o, sum) in values.iter_mut().zip(sums) {
+                *o = sum as f32 / scales[token] * w_scale;
             }
         });
-        for (block, values) in by_block.chunks_exact(32 * tokens).enumerate() {
-            for (token, rows) in values.chunks_exact(32).enumerate() {
-                let start = token * shape.ne1 + 32 * block;
-                out[start..start + 32].copy_from_slice(rows);
+        Ok(())
+    }
+
+    /// TL1 × its lookup tables for every token of `x`, as bitnet.cpp's generated TL1 kernels
+    /// compute one token: `(Σ code · q) as f32 / s_a · s_w`. The reference multiplies batches of
+    /// TL1 weights as if they were f32 (a defect of its batched path), so tokens are computed
+    /// independently, each exactly as the reference computes a single token.
+    pub fn tl1_gemm(
+        &self,
+        w: &Tl1Matrix,
+        x: &Tl1Activations,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        expect_len("tl1 activation width", shape.ne0, x.k())?;
+        expect_len("tl1 output length", shape.ne1 * x.tokens(), out.len())?;
+        let (dot, w_scale, scales) = (self.dots.tl1, w.scale(), x.scales());
+        let rows = w.tiling().simd_rows;
+        self.for_each_block(rows, w.blocks(), x.tokens(), out, |block, token, values| {
+            let mut sums = [0i32; 64];
+            dot(&w.block(block), x.tables(token), &mut sums[..rows]);
+            for (o, sum) in values.iter_mut().zip(sums) {
+                *o = sum as f32 / scales[token] * w_scale;
             }
-        }
+        });
         Ok(())
     }
 
@@ -401,6 +414,41 @@ impl CpuKernels {
                 }
             }
         });
+    }
+
+    /// Runs `f(block, token, outputs)` for every block of `block_rows` rows and every token,
+    /// `outputs` holding the block's values for the token, and stores them token-major in `out`
+    /// (`blocks · block_rows` values per token).
+    fn for_each_block<F>(
+        &self,
+        block_rows: usize,
+        blocks: usize,
+        tokens: usize,
+        out: &mut [f32],
+        f: F,
+    ) where
+        F: Fn(usize, usize, &mut [f32]) + Sync,
+    {
+        let rows = block_rows * blocks;
+        let mut by_block = vec![0f32; rows * tokens];
+        self.split_rows(
+            &mut by_block,
+            block_rows * tokens,
+            blocks,
+            |first, chunk| {
+                for (i, block_out) in chunk.chunks_exact_mut(block_rows * tokens).enumerate() {
+                    for (token, token_out) in block_out.chunks_exact_mut(block_rows).enumerate() {
+                        f(first + i, token, token_out);
+                    }
+                }
+            },
+        );
+        for (block, values) in by_block.chunks_exact(block_rows * tokens).enumerate() {
+            for (token, block_values) in values.chunks_exact(block_rows).enumerate() {
+                let start = token * rows + block_rows * block;
+                out[start..start + block_rows].copy_from_slice(block_values);
+            }
+        }
     }
 
     /// Runs `body(first_row, chunk)` over chunks of whole rows (`per_row` values each).

@@ -23,8 +23,17 @@
 //! i16 sums and add them in i16 lanes over one K tile (`BK` columns, or 32 of the two-weight part)
 //! before widening. A tile wraps only when `BK / 3 · 381` exceeds 32767 (`BK` ≥ 258); the kernels
 //! here wrap exactly as the reference does, so every tiling gives the reference's bits
-//! (`tests/kernels_tl2.rs` builds a wrapping tile). The tables themselves follow the reference's
+//! (`tests/kernels_lut.rs` builds a wrapping tile). The tables themselves follow the reference's
 //! activation rounding, including its unfloored `127 / max |x|`.
+//!
+//! # TL1: the same, for pairs
+//!
+//! bitnet.cpp's generated TL1 kernels (ARM) look each pair of weights up in a per-token table of
+//! i16 sums `a·q₀ + b·q₁` and add a K tile (`BK` columns, `BK / 2` pairs of at most 254) in i16
+//! lanes, so a tile wraps only when `BK ≥ 260`; the kernels here wrap alike
+//! (`tests/kernels_lut.rs`). Activations round as NEON's `vcvtnq_s32_f32` does, with the same
+//! unfloored `127 / max |x|`. Where the reference leaves table entries 9..=15 unset (no valid
+//! weight indexes them) the tables here hold zeros.
 //!
 //! # Float evaluation order
 //!

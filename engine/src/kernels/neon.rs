@@ -1,6 +1,7 @@
 //! AArch64 NEON dot products: the I2_S, TQ2_0 and TQ1_0 integer cores (the TQ float epilogue is
 //! the scalar one, so the lanes are scaled exactly alike) and the f16/f32 dots, lane for lane in
-//! the scalar references' order; TL2 (an x86 format) uses the scalar reference.
+//! the scalar references' order, and the TL1 table lookups as bitnet.cpp's generated TL1 kernels do
+//! them; TL2 (an x86 format) uses the scalar reference.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -10,13 +11,16 @@ use half::f16;
 use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use super::scalar;
 use super::table::DotKernels;
-use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+use crate::formats::{
+    BlockQ8K, FpContract, LutTable, Tl1Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
+};
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
     i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
+    tl1: tl1_block_dot,
     tl2: scalar::tl2_block_dot_ref,
     f16_vec: f16_vec_dot,
     f32_vec: f32_vec_dot,
@@ -36,6 +40,57 @@ fn i2s_dot(codes: &[u8], act: &[i8]) -> i32 {
     );
     // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
     unsafe { i2s_dot_neon(codes, act) }
+}
+
+fn tl1_block_dot(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
+    assert!(
+        tables.len() == block.tiles() * block.tile_cols() / 2 && out.len() == block.simd_rows(),
+        "tl1 block/table length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
+    unsafe { tl1_block_dot_neon(block, tables, out) }
+}
+
+/// Looks 16 rows' indices up in a pair's table and adds the i16 entries (rows 0..8, 8..16) to `acc`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn tl1_lookup(acc: &mut [int16x8_t; 2], table: &LutTable, indices: uint8x16_t) {
+    // SAFETY: a table is 32 readable bytes: 16 low bytes, then 16 high bytes.
+    let (low, high) = unsafe { (vld1q_u8(table.as_ptr()), vld1q_u8(table[16..].as_ptr())) };
+    let rows = vzipq_u8(vqtbl1q_u8(low, indices), vqtbl1q_u8(high, indices));
+    acc[0] = vaddq_s16(acc[0], vreinterpretq_s16_u8(rows.0));
+    acc[1] = vaddq_s16(acc[1], vreinterpretq_s16_u8(rows.1));
+}
+
+/// TL1 one tile at a time, each 16-byte vector's high nibbles looked up in the first pair's
+/// table and its low nibbles in the second's, summed in wrapping i16 lanes per row.
+#[target_feature(enable = "neon")]
+fn tl1_block_dot_neon(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
+    let nibble = vdupq_n_u8(0x0f);
+    let rows = block.simd_rows();
+    let (inner_pairs, tile_pairs) = (128 / rows, block.tile_cols() / 2);
+    let per_group = inner_pairs / 2;
+    for (tile, tile_tables) in tables.chunks_exact(tile_pairs).enumerate() {
+        let mut acc = [[vdupq_n_s16(0); 2]; 4];
+        let (vectors, _) = block.tile(tile).as_chunks::<16>();
+        for (v, vector) in vectors.iter().enumerate() {
+            let (inner, within) = (v / 4, v % 4);
+            let pair = inner * inner_pairs + 2 * (within % per_group);
+            // SAFETY: `vector` is 16 readable bytes.
+            let packed = unsafe { vld1q_u8(vector.as_ptr()) };
+            let sums = &mut acc[within / per_group];
+            tl1_lookup(sums, &tile_tables[pair], vshrq_n_u8::<4>(packed));
+            tl1_lookup(sums, &tile_tables[pair + 1], vandq_u8(packed, nibble));
+        }
+        for (four, sum) in out.chunks_exact_mut(4).zip(
+            acc.iter()
+                .flatten()
+                .flat_map(|s| [vmovl_s16(vget_low_s16(*s)), vmovl_high_s16(*s)]),
+        ) {
+            // SAFETY: `four` holds 4 i32.
+            unsafe { vst1q_s32(four.as_mut_ptr(), vaddq_s32(vld1q_s32(four.as_ptr()), sum)) };
+        }
+    }
 }
 
 /// Multiplies 16 codes with 16 activations and adds the pairwise sums into `acc`.

@@ -6,8 +6,9 @@
 use half::f16;
 
 use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
-use crate::formats::{swapped_row, tl2_entry, tq1_element, trit, trits_in, Tl2Block, Tl2Table};
+use crate::formats::{lut_entry, swapped_row, tq1_element, trit, trits_in};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+use crate::formats::{LutTable, Tl1Block, Tl2Block};
 
 /// Σ code · a over one I2_S row: `codes` holds `act.len() / 4` packed bytes in 128-weight blocks and
 /// the raw 2-bit codes (0, 1, 2; 3 counts as 3) multiply the int8 activations. Exact in i32.
@@ -46,7 +47,7 @@ pub fn i2s_dot_x4_ref(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
 ///
 /// # Panics
 /// If the tables do not cover the block's columns.
-pub fn tl2_block_dot_ref(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) -> [i32; 32] {
+pub fn tl2_block_dot_ref(block: &Tl2Block, three: &[LutTable], two: &[LutTable]) -> [i32; 32] {
     let groups = block.tile_cols() / 3;
     assert!(
         three.len() == block.three_tiles() * groups && two.len() == block.two_tiles() * 16,
@@ -67,7 +68,7 @@ pub fn tl2_block_dot_ref(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table])
         for (row, sum) in total.iter_mut().enumerate() {
             let mut acc = 0i16;
             for (group, table) in tables.iter().enumerate() {
-                let value = tl2_entry(table, nibble(magnitudes, group, row));
+                let value = lut_entry(table, nibble(magnitudes, group, row));
                 let word = 32 * (group / 8) + 2 * (row % 16);
                 let bits = u16::from_le_bytes([signs[word], signs[word + 1]]);
                 let negative = bits >> (15 - 2 * (group % 8) - row / 16) & 1 == 1;
@@ -85,12 +86,47 @@ pub fn tl2_block_dot_ref(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table])
         let tables = &two[tile * 16..(tile + 1) * 16];
         for (row, sum) in total.iter_mut().enumerate() {
             let acc = tables.iter().enumerate().fold(0i16, |acc, (pair, table)| {
-                acc.wrapping_add(tl2_entry(table, nibble(pairs, pair, row)))
+                acc.wrapping_add(lut_entry(table, nibble(pairs, pair, row)))
             });
             *sum = sum.wrapping_add(i32::from(acc));
         }
     }
     total
+}
+
+/// Σ code · q of the `bm` rows of one TL1 block against one token's pair tables, added to `out`,
+/// as bitnet.cpp's generated TL1 kernels compute it: each pair's 4-bit index picks a table entry,
+/// and each K tile (`BK` columns) is summed in wrapping i16 before it is added to the row's i32
+/// total.
+///
+/// # Panics
+/// If the tables do not cover the block's columns or `out` does not hold one value per row.
+pub fn tl1_block_dot_ref(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
+    let (rows, tile_pairs) = (block.simd_rows(), block.tile_cols() / 2);
+    assert!(
+        tables.len() == block.tiles() * tile_pairs && out.len() == rows,
+        "tl1 block/table length mismatch"
+    );
+    // Pairs per inner block, and 16-byte vectors per 16 rows of an inner block.
+    let inner_pairs = 128 / rows;
+    let per_group = inner_pairs / 2;
+    for (tile, tile_tables) in tables.chunks_exact(tile_pairs).enumerate() {
+        let mut acc = [0i16; 64];
+        for (v, vector) in block.tile(tile).chunks_exact(16).enumerate() {
+            let (inner, within) = (v / 4, v % 4);
+            let pair = inner * inner_pairs + 2 * (within % per_group);
+            let first_row = 16 * (within / per_group);
+            for (j, &byte) in vector.iter().enumerate() {
+                let high = lut_entry(&tile_tables[pair], byte >> 4);
+                let low = lut_entry(&tile_tables[pair + 1], byte & 0x0f);
+                let a = &mut acc[first_row + j];
+                *a = a.wrapping_add(high).wrapping_add(low);
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = o.wrapping_add(i32::from(a));
+        }
+    }
 }
 
 /// Accumulates one block's eight i32 lanes into the float lanes: `acc += lane · (d_w · d_a)`.

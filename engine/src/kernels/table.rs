@@ -4,13 +4,16 @@ use half::f16;
 
 use super::reduce::ReduceWidth;
 use super::scalar;
-use crate::formats::{BlockQ8K, FpContract, Tl2Block, Tl2Table};
+use crate::formats::{BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block};
 
 /// Σ code · a of one I2_S row against four tokens.
 pub type I2sDotX4 = fn(&[u8], [&[i8]; 4]) -> [i32; 4];
 
 /// Σ code · q of the 32 rows of one TL2 block against one token's tables.
-pub type Tl2BlockDot = fn(&Tl2Block, &[Tl2Table], &[Tl2Table]) -> [i32; 32];
+pub type Tl2BlockDot = fn(&Tl2Block, &[LutTable], &[LutTable]) -> [i32; 32];
+
+/// Σ code · q of the rows of one TL1 block against one token's pair tables, added to the output.
+pub type Tl1BlockDot = fn(&Tl1Block, &[LutTable], &mut [i32]);
 
 /// The dot products of one ISA. Every entry computes exactly what its scalar `*_ref` counterpart in
 /// [`scalar`](super::scalar) computes, with the same panics on mismatched lengths.
@@ -25,6 +28,8 @@ pub struct DotKernels {
     pub tq1: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
     /// TQ2_0 × Q8_K over one row ([`scalar::tq2_dot_ref`]).
     pub tq2: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
+    /// TL1 lookup-table products of one `bm`-row block ([`scalar::tl1_block_dot_ref`]).
+    pub tl1: Tl1BlockDot,
     /// TL2 lookup-table products of one 32-row block ([`scalar::tl2_block_dot_ref`]).
     pub tl2: Tl2BlockDot,
     /// One-token f16 dot product ([`scalar::f16_vec_dot_ref`]).
@@ -43,6 +48,7 @@ pub(crate) static SCALAR: DotKernels = DotKernels {
     i2s_x4: Some(scalar::i2s_dot_x4_ref),
     tq1: scalar::tq1_dot_ref,
     tq2: scalar::tq2_dot_ref,
+    tl1: scalar::tl1_block_dot_ref,
     tl2: scalar::tl2_block_dot_ref,
     f16_vec: scalar::f16_vec_dot_ref,
     f32_vec: scalar::f32_vec_dot_ref,

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use crate::formats::{
-    BlockQ8K, FpContract, Tl2Block, Tl2Table, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
+    BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
 use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use crate::kernels::table::DotKernels;
@@ -29,6 +29,7 @@ static KERNELS: DotKernels = DotKernels {
     i2s_x4: Some(i2s_dot_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
+    tl1: tl1_block_dot,
     tl2: tl2_block_dot,
     f16_vec: f16_vec_dot,
     f32_vec: f32_vec_dot,
@@ -73,7 +74,7 @@ fn tq2_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     unsafe { tq2_dot_avx2(row, act, contract) }
 }
 
-pub(crate) fn tl2_block_dot(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) -> [i32; 32] {
+pub(crate) fn tl2_block_dot(block: &Tl2Block, three: &[LutTable], two: &[LutTable]) -> [i32; 32] {
     assert!(
         three.len() == block.three_tiles() * (block.tile_cols() / 3)
             && two.len() == block.two_tiles() * 16,
@@ -498,7 +499,7 @@ fn tiled_result(lo: __m256, hi: __m256, width: ReduceWidth) -> f32 {
 /// The i16 values of one table at the 32 rows' indices: rows 0..16 and rows 16..32.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tl2_lookup(table: &Tl2Table, indices: __m256i) -> (__m256i, __m256i) {
+fn tl2_lookup(table: &LutTable, indices: __m256i) -> (__m256i, __m256i) {
     // SAFETY: a table is 32 readable bytes; `loadu` has no alignment requirement.
     let (lo, hi) = unsafe {
         (
@@ -530,7 +531,7 @@ fn tl2_group_pair<const SHIFT: i32, const SHIFT1: i32, const SHIFT2: i32, const 
     sums: &mut (__m256i, __m256i),
     packed: __m256i,
     signs: __m256i,
-    tables: &[Tl2Table],
+    tables: &[LutTable],
 ) {
     let nibble = _mm256_set1_epi8(0x0f);
     let (low, high) = tl2_lookup(
@@ -560,7 +561,7 @@ fn tl2_widen(total: &mut [__m256i; 4], low: __m256i, high: __m256i) {
 }
 
 #[target_feature(enable = "avx2")]
-fn tl2_block_dot_avx2(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) -> [i32; 32] {
+fn tl2_block_dot_avx2(block: &Tl2Block, three: &[LutTable], two: &[LutTable]) -> [i32; 32] {
     let nibble = _mm256_set1_epi8(0x0f);
     let mut total = [_mm256_setzero_si256(); 4];
     let groups = block.tile_cols() / 3;
@@ -603,4 +604,59 @@ fn tl2_block_dot_avx2(block: &Tl2Block, three: &[Tl2Table], two: &[Tl2Table]) ->
         unsafe { _mm256_storeu_si256(chunk.as_mut_ptr().cast(), t) };
     }
     out
+}
+
+pub(crate) fn tl1_block_dot(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
+    assert!(
+        tables.len() == block.tiles() * block.tile_cols() / 2 && out.len() == block.simd_rows(),
+        "tl1 block/table length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2 (see `kernels`).
+    unsafe { tl1_block_dot_avx2(block, tables, out) }
+}
+
+/// TL1 one tile at a time: each 16-byte vector (16 rows, two pairs) is broadcast to both lanes,
+/// the high nibbles index the first pair's table in lane 0 and the low nibbles the second pair's
+/// in lane 1, and the looked-up low and high bytes interleave into i16 rows. The two lanes (one
+/// pair each) are added at the end of the tile, which in wrapping i16 gives the reference's sum.
+#[target_feature(enable = "avx2")]
+fn tl1_block_dot_avx2(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
+    let nibble = _mm256_set1_epi8(0x0f);
+    let rows = block.simd_rows();
+    let (inner_pairs, tile_pairs) = (128 / rows, block.tile_cols() / 2);
+    let per_group = inner_pairs / 2;
+    for (tile, tile_tables) in tables.chunks_exact(tile_pairs).enumerate() {
+        // Per 16 rows: rows 0..8 and 8..16 of the first pair (lane 0) and of the second (lane 1).
+        let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+        let (vectors, _) = block.tile(tile).as_chunks::<16>();
+        for (v, vector) in vectors.iter().enumerate() {
+            let (inner, within) = (v / 4, v % 4);
+            let pair = inner * inner_pairs + 2 * (within % per_group);
+            let (first, second) = (load_u8(&tile_tables[pair]), load_u8(&tile_tables[pair + 1]));
+            let low_bytes = _mm256_permute2x128_si256::<0x20>(first, second);
+            let high_bytes = _mm256_permute2x128_si256::<0x31>(first, second);
+            // SAFETY: `vector` is 16 readable bytes; `loadu` has no alignment requirement.
+            let packed =
+                _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(vector.as_ptr().cast()) });
+            let shifted = _mm256_srli_epi16::<4>(packed);
+            let idx = _mm256_and_si256(_mm256_blend_epi32::<0xf0>(shifted, packed), nibble);
+            let lo = _mm256_shuffle_epi8(low_bytes, idx);
+            let hi = _mm256_shuffle_epi8(high_bytes, idx);
+            let sums = &mut acc[within / per_group];
+            sums[0] = _mm256_add_epi16(sums[0], _mm256_unpacklo_epi8(lo, hi));
+            sums[1] = _mm256_add_epi16(sums[1], _mm256_unpackhi_epi8(lo, hi));
+        }
+        for (eight, sum) in out.chunks_exact_mut(8).zip(acc.iter().flatten()) {
+            let folded = _mm_add_epi16(
+                _mm256_castsi256_si128(*sum),
+                _mm256_extracti128_si256::<1>(*sum),
+            );
+            // SAFETY: `eight` holds 8 i32; `loadu`/`storeu` have no alignment requirement.
+            unsafe {
+                let total = _mm256_loadu_si256(eight.as_ptr().cast());
+                let total = _mm256_add_epi32(total, _mm256_cvtepi16_epi32(folded));
+                _mm256_storeu_si256(eight.as_mut_ptr().cast(), total);
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! The I2_S core runs two blocks per 512-bit step (`vpmaddubsw`, or `vpdpbusd` with VNNI); the f16
 //! and f32 products use 512-bit registers for the 16-lane reduction and the AVX2 code for 8 lanes.
 //! TQ1_0/TQ2_0 keep the AVX2 code: their float result is defined by eight i32 lanes per block.
-//! TL2 keeps the AVX2 code too: its tables are 128-bit shuffles.
+//! TL1 and TL2 keep the AVX2 code too: their tables are 128-bit shuffles.
 
 use std::arch::x86_64::*;
 
@@ -31,6 +31,7 @@ static KERNELS: DotKernels = DotKernels {
     i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
+    tl1: avx2::tl1_block_dot,
     tl2: avx2::tl2_block_dot,
     f16_vec: f16_vec_dot,
     f32_vec: f32_vec_dot,
