@@ -13,7 +13,9 @@
 //!
 //! The reference's TL2 (x86 LUT) kernels are generated at build time for the shapes that
 //! [`tl2_shapes`] lists and need no token: [`tl2_gemm`] multiplies weights packed by the
-//! reference converter's own code, which [`tl2_reference_pack`] runs with Python.
+//! reference converter's own code, which [`tl2_reference_pack`] runs with Python. The TL1 (ARM
+//! LUT) kernels are not built for x86; [`tl1_reference_pack`] still packs TL1 weights with the
+//! converter's code, so the layout can be checked against it.
 //!
 //! Inputs the reference would abort on (malformed GGUF headers, inconsistent expert counts,
 //! models its quantizer rejects by assertion) are checked first and reported as [`RefError`].
@@ -39,11 +41,11 @@ mod gguf;
 mod guard;
 mod info;
 mod kernels;
+mod lut_pack;
 mod model;
 mod model_quantize;
 mod perplexity;
 mod tl2;
-mod tl2_pack;
 mod types;
 
 pub use backend::Backend;
@@ -53,9 +55,9 @@ pub use error::RefError;
 pub use gguf::{GgufHeader, GgufKv, GgufTensor, GGUF_TYPE_ARRAY, GGUF_TYPE_STRING};
 pub use info::{reference_info, ReferenceInfo};
 pub use kernels::{I2Dot, I8Activations};
+pub use lut_pack::{tl1_reference_pack, tl2_reference_pack};
 pub use model::{Model, ModelInfo, ModelParams, VocabType};
 pub use model_quantize::{quantize_model_file, FileType, QuantizeParams};
 pub use perplexity::Perplexity;
 pub use tl2::{tl2_gemm, tl2_shapes, tl2_tensor_nbytes, Tl2Shape};
-pub use tl2_pack::tl2_reference_pack;
 pub use types::{GgmlType, TypeInfo};

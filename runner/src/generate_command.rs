@@ -12,7 +12,7 @@ use bitnet_engine::generation::{
 };
 use bitnet_engine::model::{DeviceStrategy, ModelOptions, Session};
 
-use crate::text_commands::{load, tl2_tilings};
+use crate::text_commands::{load, KernelConfigs};
 
 /// The options of `bitnet generate`.
 #[derive(Debug, clap::Args)]
@@ -72,10 +72,9 @@ pub struct GenerateArgs {
     /// The chat template to use instead of the model's own (bitnet, llama3).
     #[arg(long, requires = "chat")]
     pub chat_template: Option<ChatTemplate>,
-    /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL2 weights (over those the file
-    /// records).
-    #[arg(long, value_name = "FILE")]
-    pub tl2_config: Option<PathBuf>,
+    /// Kernel configs of TL1 and TL2 weights.
+    #[command(flatten)]
+    pub kernel_configs: KernelConfigs,
 }
 
 impl GenerateArgs {
@@ -101,13 +100,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if args.stop.iter().any(String::is_empty) {
         anyhow::bail!("--stop needs a non-empty string");
     }
-    let options = ModelOptions {
+    let options = args.kernel_configs.apply(ModelOptions {
         threads: args.threads,
         kv_f16: !args.kv_f32,
         device: args.device,
-        tl2_tilings: tl2_tilings(args.tl2_config.as_deref())?,
         ..ModelOptions::default()
-    };
+    })?;
     let (model, tokenizer) = load(&args.model, &options)?;
     let prompt = match args.chat {
         true => chat_prompt(&args, &model)?,

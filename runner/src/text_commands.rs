@@ -1,13 +1,13 @@
 //! `bitnet perplexity` and `bitnet tokenize` on the engine.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bitnet_engine::gguf::GgufFile;
 use bitnet_engine::model::{
-    perplexity_with_progress, DeviceStrategy, Model, ModelOptions, Tl2Tilings,
+    perplexity_with_progress, DeviceStrategy, LutTiling, LutTilings, Model, ModelOptions,
 };
 use bitnet_engine::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,35 +21,60 @@ pub(crate) fn load(path: &Path, options: &ModelOptions) -> Result<(Model, Tokeni
     Ok((model, tokenizer))
 }
 
-/// The TL2 tilings of a `kernel_config.ini` file (`--tl2-config`), or none.
-pub(crate) fn tl2_tilings(config: Option<&Path>) -> Result<Tl2Tilings> {
+/// bitnet.cpp's `kernel_config.ini` files giving the tilings of TL1 and TL2 weights, over those
+/// a model file records.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KernelConfigs {
+    /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL1 weights (over those the file
+    /// records).
+    #[arg(long, value_name = "FILE")]
+    pub tl1_config: Option<PathBuf>,
+    /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL2 weights (over those the file
+    /// records).
+    #[arg(long, value_name = "FILE")]
+    pub tl2_config: Option<PathBuf>,
+}
+
+impl KernelConfigs {
+    /// `options` with the tilings of these files.
+    pub fn apply(&self, options: ModelOptions) -> Result<ModelOptions> {
+        Ok(ModelOptions {
+            tl1_tilings: tilings(self.tl1_config.as_deref())?,
+            tl2_tilings: tilings(self.tl2_config.as_deref())?,
+            ..options
+        })
+    }
+}
+
+/// The tilings of a `kernel_config.ini` file, or none.
+fn tilings<T: LutTiling>(config: Option<&Path>) -> Result<LutTilings<T>> {
     config.map_or_else(
-        || Ok(Tl2Tilings::default()),
+        || Ok(LutTilings::default()),
         |path| {
-            Tl2Tilings::from_ini_file(path)
-                .with_context(|| format!("reading the TL2 kernel config {}", path.display()))
+            LutTilings::from_ini_file(path).with_context(|| {
+                format!("reading the {} kernel config {}", T::FORMAT, path.display())
+            })
         },
     )
 }
 
 /// Perplexity of a text file, following llama-perplexity's protocol with chunks of `n_ctx`
 /// (`chunks` of them, 0: all), with a progress bar on stderr (when it is a terminal);
-/// `nll_out` receives each scored token's negative log-likelihood, one per line; `tl2_config` is a
-/// `kernel_config.ini` giving the tilings of TL2 weights.
+/// `nll_out` receives each scored token's negative log-likelihood, one per line; `configs` give
+/// the tilings of TL1 and TL2 weights.
 pub fn perplexity_of_file(
     path: &Path,
     text: &Path,
     (n_ctx, chunks): (usize, usize),
     (threads, device): (usize, DeviceStrategy),
     nll_out: Option<&Path>,
-    tl2_config: Option<&Path>,
+    configs: &KernelConfigs,
 ) -> Result<()> {
-    let options = ModelOptions {
+    let options = configs.apply(ModelOptions {
         threads,
         device,
-        tl2_tilings: tl2_tilings(tl2_config)?,
         ..ModelOptions::default()
-    };
+    })?;
     let (model, tokenizer) = load(path, &options)?;
     let text = std::fs::read_to_string(text)
         .with_context(|| format!("reading the text {}", text.display()))?;

@@ -53,7 +53,7 @@ pub enum CudaError {
         within: &'static str,
     },
     /// A weight tensor of a type the GPU kernels do not multiply (the CPU engine may: Q8_0 and
-    /// Q6_K embeddings and output heads and TL2 weights run there).
+    /// Q6_K embeddings and output heads and TL1 and TL2 weights run there).
     #[error("the CUDA backend does not support tensor `{tensor}` of type {ty}")]
     UnsupportedType {
         /// The tensor's name.

@@ -57,17 +57,19 @@ pub enum ModelError {
         /// The format's complaint.
         source: FormatError,
     },
-    /// A TL2 tiling table (options or file metadata) could not be read.
-    #[error("TL2 tilings: {0}")]
-    Tl2Config(#[from] super::Tl2ConfigError),
-    /// A TL2 tensor's shape has no tiling in the options or in the file's metadata.
+    /// A TL1 or TL2 tiling table (options or file metadata) could not be read.
+    #[error("lookup-table tilings: {0}")]
+    TilingConfig(#[from] super::TilingConfigError),
+    /// A TL1 or TL2 tensor's shape has no tiling in the options or in the file's metadata.
     #[error(
-        "TL2 tensor `{tensor}` ({rows} rows × {cols} columns) has no tiling: supply the \
+        "{format} tensor `{tensor}` ({rows} rows × {cols} columns) has no tiling: supply the \
          kernel_config.ini its kernels were generated with (a section with m = {rows}, k = {cols}) \
-         through ModelOptions::tl2_tilings (`--tl2-config`), or record it in the file's \
-         `bitnet.tl2.tiling.{rows}_{cols}` metadata key"
+         through ModelOptions::{format}_tilings (`--{format}-config`), or record it in the file's \
+         `bitnet.{format}.tiling.{rows}_{cols}` metadata key"
     )]
-    MissingTl2Tiling {
+    MissingTiling {
+        /// The format (`tl1`, `tl2`).
+        format: &'static str,
         /// The tensor's name.
         tensor: String,
         /// Its rows (`ne1`, the ini's `m`).

@@ -5,16 +5,17 @@ use std::ops::Range;
 use half::f16;
 use zerocopy::FromBytes;
 
-use super::{ModelError, Tl2Tilings};
+use super::{LutTiling, LutTilings, ModelError, ModelTilings};
 use crate::formats::{
     I2sMatrix, I8sActivations, Q6KMatrix, Q8_0Activations, Q8_0Matrix, Q8kActivations, Shape,
-    Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind, TqMatrix,
+    Tl1Activations, Tl1Matrix, Tl1Tiling, Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind, TqMatrix,
 };
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::{CpuKernels, DenseMatrix};
 
 /// A weight matrix of the model file: where its bytes are, its type and shape, and the optional
-/// per-tensor scale (`*.scale`) that multiplies its output; TL2 matrices also carry their tiling.
+/// per-tensor scale (`*.scale`) that multiplies its output; TL1 and TL2 matrices also carry their
+/// tiling.
 #[derive(Debug, Clone)]
 pub struct Linear {
     name: String,
@@ -22,19 +23,20 @@ pub struct Linear {
     shape: Shape,
     bytes: Range<usize>,
     scale: Option<f32>,
+    tl1: Option<Tl1Tiling>,
     tl2: Option<Tl2Tiling>,
 }
 
 impl Linear {
-    /// Finds tensor `name` with `ne0 = k` inputs and `rows` outputs; types I2_S, TL2, TQ1_0,
-    /// TQ2_0, Q8_0, Q6_K, F32 and F16 are accepted. A TL2 tensor takes its tiling from
-    /// `tl2_tilings` (else [`ModelError::MissingTl2Tiling`]).
+    /// Finds tensor `name` with `ne0 = k` inputs and `rows` outputs; types I2_S, TL1, TL2,
+    /// TQ1_0, TQ2_0, Q8_0, Q6_K, F32 and F16 are accepted. A TL1 or TL2 tensor takes its tiling
+    /// from `tilings` (else [`ModelError::MissingTiling`]).
     pub fn load(
         file: &GgufFile,
         name: &str,
         k: usize,
         rows: usize,
-        tl2_tilings: &Tl2Tilings,
+        tilings: &ModelTilings,
     ) -> Result<Self, ModelError> {
         let info = file.tensor_info(name)?;
         let expected = vec![k as u64, rows as u64];
@@ -48,6 +50,7 @@ impl Linear {
         if !matches!(
             info.ty,
             GgmlType::I2_S
+                | GgmlType::TL1
                 | GgmlType::TL2
                 | GgmlType::TQ1_0
                 | GgmlType::TQ2_0
@@ -61,20 +64,12 @@ impl Linear {
                 ty: info.ty,
             });
         }
-        let tl2 = match info.ty {
-            GgmlType::TL2 => {
-                Some(
-                    tl2_tilings
-                        .get(rows, k)
-                        .ok_or_else(|| ModelError::MissingTl2Tiling {
-                            tensor: name.into(),
-                            rows,
-                            cols: k,
-                        })?,
-                )
-            }
-            _ => None,
-        };
+        let tl1 = (info.ty == GgmlType::TL1)
+            .then(|| tiling_of(&tilings.tl1, name, rows, k))
+            .transpose()?;
+        let tl2 = (info.ty == GgmlType::TL2)
+            .then(|| tiling_of(&tilings.tl2, name, rows, k))
+            .transpose()?;
         let len = file.tensor_data(info)?.len();
         let start = info.file_offset as usize;
         let linear = Linear {
@@ -83,6 +78,7 @@ impl Linear {
             shape: Shape::new(k, rows),
             bytes: start..start + len,
             scale: None,
+            tl1,
             tl2,
         };
         linear.check(file.bytes())?;
@@ -103,11 +99,6 @@ impl Linear {
     /// The tensor's type.
     pub fn ty(&self) -> GgmlType {
         self.ty
-    }
-
-    /// The tiling of a TL2 matrix (`None` for other types).
-    pub fn tl2_tiling(&self) -> Option<Tl2Tiling> {
-        self.tl2
     }
 
     /// The per-tensor output scale, if the file has one.
@@ -145,6 +136,11 @@ impl Linear {
                 let a =
                     I8sActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
                 kernels.i2s_gemm(&w, &a, &mut out)?;
+            }
+            GgmlType::TL1 => {
+                let w = self.tl1_matrix(bytes)?;
+                let a = Tl1Activations::quantize(x, k).map_err(|e| self.format_error(e))?;
+                kernels.tl1_gemm(&w, &a, &mut out)?;
             }
             GgmlType::TL2 => {
                 let w = self.tl2_matrix(bytes)?;
@@ -220,6 +216,7 @@ impl Linear {
             GgmlType::I2_S => I2sMatrix::new(bytes, self.shape)
                 .map(drop)
                 .map_err(|e| self.format_error(e)),
+            GgmlType::TL1 => self.tl1_matrix(bytes).map(drop),
             GgmlType::TL2 => self.tl2_matrix(bytes).map(drop),
             GgmlType::TQ1_0 => TqMatrix::new(TqKind::Tq1_0, bytes, self.shape)
                 .map(drop)
@@ -238,14 +235,21 @@ impl Linear {
         }
     }
 
+    /// The TL1 view of the bytes, with the tiling resolved at load time.
+    fn tl1_matrix<'a>(&self, bytes: &'a [u8]) -> Result<Tl1Matrix<'a>, ModelError> {
+        let tiling = self.resolved(self.tl1)?;
+        Tl1Matrix::new(tiling, bytes, self.shape).map_err(|e| self.format_error(e))
+    }
+
     /// The TL2 view of the bytes, with the tiling resolved at load time.
     fn tl2_matrix<'a>(&self, bytes: &'a [u8]) -> Result<Tl2Matrix<'a>, ModelError> {
-        let tiling = self.tl2.ok_or_else(|| ModelError::MissingTl2Tiling {
-            tensor: self.name.clone(),
-            rows: self.shape.ne1,
-            cols: self.shape.ne0,
-        })?;
+        let tiling = self.resolved(self.tl2)?;
         Tl2Matrix::new(tiling, bytes, self.shape).map_err(|e| self.format_error(e))
+    }
+
+    /// A tiling resolved at load time ([`ModelError::MissingTiling`] if it was not).
+    fn resolved<T: LutTiling>(&self, tiling: Option<T>) -> Result<T, ModelError> {
+        tiling.ok_or_else(|| missing_tiling::<T>(&self.name, self.shape.ne1, self.shape.ne0))
     }
 
     /// The data as a slice of `T`, without copying.
@@ -264,5 +268,26 @@ impl Linear {
             tensor: self.name.clone(),
             source,
         }
+    }
+}
+
+/// The tiling `table` gives tensor `name` of `rows` × `cols`.
+fn tiling_of<T: LutTiling>(
+    table: &LutTilings<T>,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<T, ModelError> {
+    table
+        .get(rows, cols)
+        .ok_or_else(|| missing_tiling::<T>(name, rows, cols))
+}
+
+fn missing_tiling<T: LutTiling>(name: &str, rows: usize, cols: usize) -> ModelError {
+    ModelError::MissingTiling {
+        format: T::FORMAT,
+        tensor: name.into(),
+        rows,
+        cols,
     }
 }

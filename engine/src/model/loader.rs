@@ -7,7 +7,7 @@ use super::attention::HeadLayout;
 use super::ops::RopeKind;
 use super::{
     resolve_device, Device, DeviceChoice, DeviceStrategy, Linear, ModelError, ModelOptions,
-    Tl2Tilings,
+    ModelTilings,
 };
 use crate::cuda::CudaModel;
 use crate::gguf::{GgmlType, GgufFile, Metadata, ModelHparams};
@@ -86,9 +86,9 @@ impl Model {
         let embd_info = file.tensor_info("token_embd.weight")?;
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
         // The options' tilings take precedence over those the file records.
-        let tl2_tilings =
-            Tl2Tilings::from_metadata(file.metadata())?.overridden_by(&options.tl2_tilings);
-        let token_embd = Linear::load(&file, "token_embd.weight", n_embd, n_vocab, &tl2_tilings)?;
+        let tilings =
+            ModelTilings::resolve(file.metadata(), &options.tl1_tilings, &options.tl2_tilings)?;
+        let token_embd = Linear::load(&file, "token_embd.weight", n_embd, n_vocab, &tilings)?;
         if !matches!(
             token_embd.ty(),
             GgmlType::F16 | GgmlType::F32 | GgmlType::Q8_0 | GgmlType::Q6_K
@@ -99,7 +99,7 @@ impl Model {
             });
         }
         let output = if file.tensor_info("output.weight").is_ok() {
-            Linear::load(&file, "output.weight", n_embd, n_vocab, &tl2_tilings)?
+            Linear::load(&file, "output.weight", n_embd, n_vocab, &tilings)?
         } else {
             token_embd.clone()
         };
@@ -109,7 +109,7 @@ impl Model {
                 let name = |t: &str| format!("blk.{il}.{t}.weight");
                 let linear = |t: &str, k: usize, rows: usize| {
                     let scale = scale(&file, &format!("blk.{il}.{t}.scale"))?;
-                    let linear = Linear::load(&file, &name(t), k, rows, &tl2_tilings)?;
+                    let linear = Linear::load(&file, &name(t), k, rows, &tilings)?;
                     Ok::<_, ModelError>(linear.with_scale(scale))
                 };
                 let sub_norm = |t: &str, n: usize| {

@@ -2,8 +2,9 @@
 //!
 //! The numerics reproduce a GCC `-O3 -march=native` build of the reference on the same CPU (with the
 //! default [`ModelOptions`]): RMSNorm sums squares in f64; every ternary matmul quantizes its input
-//! per token (I8_S for I2_S, Q8_K for TQ1_0/TQ2_0, lookup tables for TL2, whose tiling comes from
-//! [`ModelOptions::tl2_tilings`] or the file's metadata), and so do Q8_0 and Q6_K token embeddings used
+//! per token (I8_S for I2_S, Q8_K for TQ1_0/TQ2_0, lookup tables for TL1 and TL2, whose tilings
+//! come from [`ModelOptions::tl1_tilings`] and [`ModelOptions::tl2_tilings`] or the file's
+//! metadata), and so do Q8_0 and Q6_K token embeddings used
 //! as output heads (to Q8_0 and Q8_K), whose rows dequantize as ggml's `get_rows` does; RoPE angles
 //! advance by repeated f32 multiplication and each rotation is contracted into an FMA; SiLU and
 //! softmax use the reference's vectorized `expf`; the F16 KV cache rounds keys and values when
@@ -17,11 +18,11 @@ mod device;
 mod error;
 mod linear;
 mod loader;
+mod lut_tilings;
 pub mod ops;
 mod options;
 mod perplexity;
 mod session;
-mod tl2_tilings;
 mod vec_math;
 
 pub use crate::synth::Arch;
@@ -31,7 +32,9 @@ pub use device::{resolve_device, Device, DeviceChoice, DeviceError, DeviceStrate
 pub use error::ModelError;
 pub use linear::Linear;
 pub use loader::{Layer, Model, WeightMemory};
+pub use lut_tilings::{
+    LutTiling, LutTilings, ModelTilings, TilingConfigError, Tl1Tilings, Tl2Tilings,
+};
 pub use options::ModelOptions;
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
 pub use session::{argmax, Logits, Session, TracedOp};
-pub use tl2_tilings::{tl2_tiling_key, Tl2ConfigError, Tl2Tilings, TL2_TILING_KEY_PREFIX};

@@ -1,6 +1,6 @@
 //! How a model is run.
 
-use super::{DeviceStrategy, Tl2Tilings};
+use super::{DeviceStrategy, Tl1Tilings, Tl2Tilings};
 use crate::formats::FpContract;
 use crate::kernels::{Numerics, ReduceWidth};
 
@@ -17,13 +17,16 @@ pub struct ModelOptions {
     pub device: DeviceStrategy,
     /// The most bytes a GPU backend may allocate (`None`: no limit); unused on the CPU.
     pub gpu_memory_limit: Option<u64>,
+    /// TL1 tilings by weight shape (from a `kernel_config.ini`); they take precedence over the
+    /// tilings a file records in its `bitnet.tl1.tiling.*` metadata.
+    pub tl1_tilings: Tl1Tilings,
     /// TL2 tilings by weight shape (from a `kernel_config.ini`); they take precedence over the
     /// tilings a file records in its `bitnet.tl2.tiling.*` metadata.
     pub tl2_tilings: Tl2Tilings,
 }
 
 impl Default for ModelOptions {
-    /// One thread, F16 KV cache, automatic device choice, no TL2 tilings beyond the file's, and the numerics of a GCC `-O3 -march=native` reference build on
+    /// One thread, F16 KV cache, automatic device choice, no TL1 or TL2 tilings beyond the file's, and the numerics of a GCC `-O3 -march=native` reference build on
     /// this CPU, which contracts `x·s + magic` into an FMA where the CPU has one.
     fn default() -> Self {
         ModelOptions {
@@ -35,6 +38,7 @@ impl Default for ModelOptions {
             },
             device: DeviceStrategy::Auto,
             gpu_memory_limit: None,
+            tl1_tilings: Tl1Tilings::default(),
             tl2_tilings: Tl2Tilings::default(),
         }
     }

@@ -5,16 +5,16 @@
 //! synthetic model have a meaningful spread.
 
 mod error;
+mod lut_rules;
 mod rng;
 mod shapes;
 mod spec;
-mod tl2_rule;
 mod vocab;
 mod writer;
 
 pub use error::SynthError;
+pub use lut_rules::{tl1_tiling_rule, tl1_tilings_of, tl2_tiling_rule, tl2_tilings_of};
 pub use rng::SplitMix64;
 pub use spec::{Arch, SynthSpec, VocabSource, WeightFormat};
-pub use tl2_rule::{tl2_tiling_rule, tl2_tilings_of};
 pub use vocab::{byte_level_vocab, byte_symbol, ByteLevelVocab};
 pub use writer::{build_model, write_model, write_model_with_progress};

@@ -54,6 +54,9 @@ impl Arch {
 pub enum WeightFormat {
     /// bitnet.cpp's I2_S (2 bits, one scale per tensor).
     I2_S,
+    /// bitnet.cpp's TL1 (ARM lookup-table format, one scale per tensor), tiled per shape by
+    /// [`super::tl1_tiling_rule`]; the file records the tilings in `bitnet.tl1.tiling.*` keys.
+    TL1,
     /// bitnet.cpp's TL2 (lookup-table format, one scale per tensor), tiled per shape by
     /// [`super::tl2_tiling_rule`]; the file records the tilings in `bitnet.tl2.tiling.*` keys.
     TL2,
@@ -69,8 +72,9 @@ pub enum WeightFormat {
 
 impl WeightFormat {
     /// Every format.
-    pub const ALL: [WeightFormat; 6] = [
+    pub const ALL: [WeightFormat; 7] = [
         WeightFormat::I2_S,
+        WeightFormat::TL1,
         WeightFormat::TL2,
         WeightFormat::TQ1_0,
         WeightFormat::TQ2_0,
@@ -82,6 +86,7 @@ impl WeightFormat {
     pub fn ggml_type(self) -> GgmlType {
         match self {
             WeightFormat::I2_S => GgmlType::I2_S,
+            WeightFormat::TL1 => GgmlType::TL1,
             WeightFormat::TL2 => GgmlType::TL2,
             WeightFormat::TQ1_0 => GgmlType::TQ1_0,
             WeightFormat::TQ2_0 => GgmlType::TQ2_0,
@@ -90,24 +95,27 @@ impl WeightFormat {
         }
     }
 
-    /// The `general.file_type` (`llama_ftype`) of a model whose blocks use this format; TL2 and
-    /// I2_S use bitnet.cpp's `LLAMA_FTYPE_MOSTLY_TL2` (39) and `LLAMA_FTYPE_MOSTLY_I2_S` (40).
+    /// The `general.file_type` (`llama_ftype`) of a model whose blocks use this format; TL1, TL2
+    /// and I2_S use bitnet.cpp's `LLAMA_FTYPE_MOSTLY_TL1` (38), `LLAMA_FTYPE_MOSTLY_TL2` (39) and
+    /// `LLAMA_FTYPE_MOSTLY_I2_S` (40).
     pub fn file_type(self) -> u32 {
         match self {
             WeightFormat::F32 => 0,
             WeightFormat::F16 => 1,
             WeightFormat::TQ1_0 => 36,
             WeightFormat::TQ2_0 => 37,
+            WeightFormat::TL1 => 38,
             WeightFormat::TL2 => 39,
             WeightFormat::I2_S => 40,
         }
     }
 
-    /// The row-length multiple the format needs (TL2 has further per-shape constraints, checked
-    /// by [`super::tl2_tiling_rule`]).
+    /// The row-length multiple the format needs (TL1 and TL2 have further per-shape constraints,
+    /// checked by [`super::tl1_tiling_rule`] and [`super::tl2_tiling_rule`]).
     pub fn row_multiple(self) -> usize {
         match self {
             WeightFormat::I2_S => 128,
+            WeightFormat::TL1 => 4,
             WeightFormat::TL2 => 32,
             WeightFormat::TQ1_0 | WeightFormat::TQ2_0 => 256,
             WeightFormat::F32 | WeightFormat::F16 => 1,
@@ -216,10 +224,17 @@ impl SynthSpec {
                 self.format, self.n_embd, self.n_ff
             ));
         }
-        if self.format == WeightFormat::TL2 {
-            for (rows, cols) in self.linear_shapes() {
-                super::tl2_tiling_rule(rows, cols)
-                    .ok_or_else(|| format!("no TL2 tiling fits {rows} rows × {cols} columns"))?;
+        let fits = match self.format {
+            WeightFormat::TL1 => |rows, cols| super::tl1_tiling_rule(rows, cols).is_some(),
+            WeightFormat::TL2 => |rows, cols| super::tl2_tiling_rule(rows, cols).is_some(),
+            _ => |_, _| true,
+        };
+        for (rows, cols) in self.linear_shapes() {
+            if !fits(rows, cols) {
+                return Err(format!(
+                    "no {:?} tiling fits {rows} rows × {cols} columns",
+                    self.format
+                ));
             }
         }
         Ok(())

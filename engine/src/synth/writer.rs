@@ -5,11 +5,11 @@ use std::path::Path;
 use half::f16;
 use rayon::prelude::*;
 
+use super::lut_rules::{tl1_tiling_rule, tl2_tiling_rule};
 use super::spec::{SynthSpec, VocabSource, WeightFormat};
-use super::tl2_rule::tl2_tiling_rule;
 use super::vocab::byte_level_vocab;
 use super::{SplitMix64, SynthError};
-use crate::formats::{ternarize, I2s, Shape, TernaryFormat, Tl2, Tq1_0, Tq2_0};
+use crate::formats::{ternarize, I2s, Shape, TernaryFormat, Tl1, Tl2, Tq1_0, Tq2_0};
 use crate::gguf::{Array, GgmlType, GgufFile, GgufStreamWriter, GgufWriter, Value, ValueType};
 
 /// Standard deviation of the tied embedding times `sqrt(n_embd)`: with unit-RMS hidden states the
@@ -145,10 +145,20 @@ impl ModelPlan {
         spec.validate().map_err(SynthError::Spec)?;
         let (mut metadata, n_vocab) = vocab_metadata(&spec.vocab)?;
         metadata.extend(hparams_metadata(spec, n_vocab)?);
-        if spec.format == WeightFormat::TL2 {
-            let tilings = super::tl2_tilings_of(spec)
-                .ok_or_else(|| SynthError::Spec("a TL2 weight shape has no tiling".into()))?;
-            metadata.extend(tilings.metadata_entries());
+        let no_tiling =
+            || SynthError::Spec(format!("a {:?} weight shape has no tiling", spec.format));
+        match spec.format {
+            WeightFormat::TL1 => metadata.extend(
+                super::tl1_tilings_of(spec)
+                    .ok_or_else(no_tiling)?
+                    .metadata_entries(),
+            ),
+            WeightFormat::TL2 => metadata.extend(
+                super::tl2_tilings_of(spec)
+                    .ok_or_else(no_tiling)?
+                    .metadata_entries(),
+            ),
+            _ => {}
         }
         let embd_ty = if spec.embd_f16 {
             GgmlType::F16
@@ -389,15 +399,18 @@ impl TensorMaker<'_> {
                     source,
                 })
         };
+        let no_tiling = || {
+            SynthError::Spec(format!(
+                "tensor `{name}`: no {format:?} tiling fits {rows} rows × {k} columns"
+            ))
+        };
         let bytes = match format {
             WeightFormat::I2_S => packed(&I2s)?,
+            WeightFormat::TL1 => {
+                packed(&Tl1::new(tl1_tiling_rule(rows, k).ok_or_else(no_tiling)?))?
+            }
             WeightFormat::TL2 => {
-                let tiling = tl2_tiling_rule(rows, k).ok_or_else(|| {
-                    SynthError::Spec(format!(
-                        "tensor `{name}`: no TL2 tiling fits {rows} rows × {k} columns"
-                    ))
-                })?;
-                packed(&Tl2::new(tiling))?
+                packed(&Tl2::new(tl2_tiling_rule(rows, k).ok_or_else(no_tiling)?))?
             }
             WeightFormat::TQ1_0 => packed(&Tq1_0)?,
             WeightFormat::TQ2_0 => packed(&Tq2_0)?,

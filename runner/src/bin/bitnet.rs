@@ -9,7 +9,7 @@ use bitnet_runner::bench::{self, BenchArgs, WorkerArgs};
 use bitnet_runner::generate_command::{self, GenerateArgs};
 use bitnet_runner::inspect::InspectReport;
 use bitnet_runner::models::{self, ModelsArgs};
-use bitnet_runner::text_commands;
+use bitnet_runner::text_commands::{self, KernelConfigs};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -61,10 +61,9 @@ enum Command {
         /// Where to run: auto, cpu, gpu or hybrid.
         #[arg(long, default_value = "auto")]
         device: DeviceStrategy,
-        /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL2 weights (over those the
-        /// file records).
-        #[arg(long, value_name = "FILE")]
-        tl2_config: Option<PathBuf>,
+        /// Kernel configs of TL1 and TL2 weights.
+        #[command(flatten)]
+        kernel_configs: KernelConfigs,
     },
     /// Token ids of a text with a GGUF file's tokenizer.
     Tokenize {
@@ -131,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             nll_out,
             device,
-            tl2_config,
+            kernel_configs,
         } => {
             text_commands::perplexity_of_file(
                 &model,
@@ -139,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (ctx, chunks),
                 (threads, device),
                 nll_out.as_deref(),
-                tl2_config.as_deref(),
+                &kernel_configs,
             )?;
             Ok(ExitCode::SUCCESS)
         }

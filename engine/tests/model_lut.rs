@@ -1,15 +1,15 @@
-//! Models whose ternary weights are TL2: tilings from `kernel_config.ini` or file metadata, and
-//! logits against the I2_S twin of the same master weights.
+//! Models whose ternary weights are TL1 or TL2: tilings from `kernel_config.ini` or file
+//! metadata, and logits against the I2_S twin of the same master weights.
 
 use std::path::{Path, PathBuf};
 
-use bitnet_engine::formats::Tl2Tiling;
+use bitnet_engine::formats::{Tl1Tiling, Tl2Tiling};
 use bitnet_engine::gguf::{Array, GgmlType, GgufFile, Value, ValueType};
 use bitnet_engine::model::{
-    argmax, tl2_tiling_key, Model, ModelError, ModelOptions, Session, Tl2ConfigError, Tl2Tilings,
+    argmax, Model, ModelError, ModelOptions, Session, TilingConfigError, Tl1Tilings, Tl2Tilings,
 };
 use bitnet_engine::synth::{
-    build_model, tl2_tiling_rule, tl2_tilings_of, Arch, SynthSpec, WeightFormat,
+    build_model, tl1_tilings_of, tl2_tiling_rule, tl2_tilings_of, Arch, SynthSpec, WeightFormat,
 };
 
 const PROMPT: [u32; 12] = [264, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100];
@@ -49,24 +49,32 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// The tilings of `spec` as a `kernel_config.ini`, with uppercase keys as the code generator
 /// writes them.
 fn ini_of(spec: &SynthSpec) -> String {
-    tl2_tilings_of(spec)
-        .unwrap()
-        .iter()
+    let sections: Vec<_> = match spec.format {
+        WeightFormat::TL1 => tl1_tilings_of(spec)
+            .unwrap()
+            .iter()
+            .map(|(shape, t)| (shape, t.tile_rows, t.tile_cols, t.simd_rows))
+            .collect(),
+        _ => tl2_tilings_of(spec)
+            .unwrap()
+            .iter()
+            .map(|(shape, t)| (shape, t.tile_rows, t.tile_cols, 32))
+            .collect(),
+    };
+    sections
+        .into_iter()
         .enumerate()
-        .map(|(i, ((m, k), t))| {
-            format!(
-                "[Kernels_{i}]\nM = {m}\nK = {k}\nBM = {}\nBK = {}\nbmm = 32\n\n",
-                t.tile_rows, t.tile_cols
-            )
+        .map(|(i, ((m, k), bm, bk, bmm))| {
+            format!("[Kernels_{i}]\nM = {m}\nK = {k}\nBM = {bm}\nBK = {bk}\nbmm = {bmm}\n\n")
         })
         .collect()
 }
 
-/// `path`'s bytes with the tiling keys renamed out of the `bitnet.tl2.tiling.` prefix (same
+/// `path`'s bytes with the tiling keys renamed out of the `bitnet.<format>.tiling.` prefix (same
 /// length), as a file converted by bitnet.cpp would lack them.
 fn without_tiling_keys(path: &Path, dir: &Path) -> PathBuf {
     let mut bytes = std::fs::read(path).unwrap();
-    let (from, to) = (b"bitnet.tl2.tiling.", b"bitnet.tl2.tilinX.");
+    let (from, to) = (b".tiling.", b".tilinX.");
     let mut renamed = 0;
     for i in 0..bytes.len() - from.len() {
         if &bytes[i..i + from.len()] == from {
@@ -80,9 +88,10 @@ fn without_tiling_keys(path: &Path, dir: &Path) -> PathBuf {
     out
 }
 
-fn options_with(tilings: Tl2Tilings) -> ModelOptions {
+fn options_with(tl1_tilings: Tl1Tilings, tl2_tilings: Tl2Tilings) -> ModelOptions {
     ModelOptions {
-        tl2_tilings: tilings,
+        tl1_tilings,
+        tl2_tilings,
         ..ModelOptions::default()
     }
 }
@@ -92,6 +101,9 @@ fn a_kernel_config_parses_with_comments_and_any_key_case() {
     let text = "; generated\n[Kernels_0]\nM = 1536\nK = 4096\nBM = 256\nBK = 96\nbmm = 32\n\n\
                 # second\n[Kernels_1]\nm: 1536\nk: 1536\nbm: 128\nbk: 192\nbmm: 32\nextra = x\n";
     let table = Tl2Tilings::parse_ini(text).unwrap();
+    let tl1 = Tl1Tilings::parse_ini(&text.replace("bmm: 32", "bmm: 64")).unwrap();
+    assert_eq!(tl1.get(1536, 1536), Some(Tl1Tiling::new(128, 192, 64)));
+    assert_eq!(tl1.get(1536, 4096), Some(Tl1Tiling::new(256, 96, 32)));
     let tiling = |tile_rows, tile_cols| Tl2Tiling {
         tile_rows,
         tile_cols,
@@ -108,15 +120,15 @@ fn kernel_config_errors_name_the_line_and_the_problem() {
     let head = "[Kernels_0]\nm = 256\nk = 256\nbm = 128\n";
     assert!(matches!(
         case("m = 1\n"),
-        Tl2ConfigError::KeyOutsideSection { line: 1, .. }
+        TilingConfigError::KeyOutsideSection { line: 1, .. }
     ));
     assert!(matches!(
         case(&format!("{head}this is not ini\n")),
-        Tl2ConfigError::Syntax { line: 5, .. }
+        TilingConfigError::Syntax { line: 5, .. }
     ));
     let err = case(&format!("{head}bk = ninety\nbmm = 32\n"));
     assert!(
-        matches!(err, Tl2ConfigError::BadValue { line: 5, .. }),
+        matches!(err, TilingConfigError::BadValue { line: 5, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("line 5"), "{err}");
@@ -124,7 +136,7 @@ fn kernel_config_errors_name_the_line_and_the_problem() {
     assert!(
         matches!(
             err,
-            Tl2ConfigError::MissingKey {
+            TilingConfigError::MissingKey {
                 key: "bk",
                 line: 1,
                 ..
@@ -135,11 +147,11 @@ fn kernel_config_errors_name_the_line_and_the_problem() {
     assert!(err.to_string().contains("[Kernels_0]"), "{err}");
     assert!(matches!(
         case(&format!("{head}bk = 96\nbm = 64\nbmm = 32\n")),
-        Tl2ConfigError::DuplicateKey { line: 6, .. }
+        TilingConfigError::DuplicateKey { line: 6, .. }
     ));
     assert!(matches!(
         case(&format!("{head}bk = 96\nbmm = 64\n")),
-        Tl2ConfigError::UnsupportedBmm {
+        TilingConfigError::UnsupportedBmm {
             line: 6,
             bmm: 64,
             ..
@@ -151,7 +163,7 @@ fn kernel_config_errors_name_the_line_and_the_problem() {
     );
     assert!(matches!(
         case(&twice),
-        Tl2ConfigError::DuplicateShape {
+        TilingConfigError::DuplicateShape {
             line: 8,
             first_line: 1,
             rows: 256,
@@ -160,7 +172,29 @@ fn kernel_config_errors_name_the_line_and_the_problem() {
         }
     ));
     let missing = Tl2Tilings::from_ini_file("/nonexistent/kernel_config.ini").unwrap_err();
-    assert!(matches!(missing, Tl2ConfigError::Io { .. }));
+    assert!(matches!(missing, TilingConfigError::Io { .. }));
+}
+
+#[test]
+fn files_record_their_tilings_and_type_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(Arch::Bitnet, WeightFormat::TL1);
+    let file = GgufFile::open(write(dir.path(), &spec)).unwrap();
+    assert_eq!(
+        file.metadata().get_opt_u32("general.file_type").unwrap(),
+        Some(38)
+    );
+    assert_eq!(
+        file.tensor_info("blk.0.ffn_down.weight").unwrap().ty,
+        GgmlType::TL1
+    );
+    let recorded = Tl1Tilings::from_metadata(file.metadata()).unwrap();
+    assert_eq!(recorded, tl1_tilings_of(&spec).unwrap());
+    assert_eq!(recorded.get(512, 256), Some(Tl1Tiling::new(256, 128, 32)));
+    assert!(file.metadata().get(&Tl1Tilings::key(512, 256)).is_some());
+    assert!(Tl2Tilings::from_metadata(file.metadata())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -185,15 +219,18 @@ fn tl2_files_record_their_tilings_and_type_table() {
             tile_cols: 96
         })
     );
-    assert!(file.metadata().get(&tl2_tiling_key(512, 256)).is_some());
+    assert!(file.metadata().get(&Tl2Tilings::key(512, 256)).is_some());
 }
 
 #[test]
-fn tl2_logits_follow_the_i2s_twin() {
+fn lut_logits_follow_the_i2s_twin() {
     let dir = tempfile::tempdir().unwrap();
-    for arch in [Arch::Bitnet, Arch::BitnetB158] {
+    let cases = [Arch::Bitnet, Arch::BitnetB158]
+        .into_iter()
+        .flat_map(|arch| [(arch, WeightFormat::TL1), (arch, WeightFormat::TL2)]);
+    for (arch, format) in cases {
         let tl2 = Model::load(
-            write(dir.path(), &spec(arch, WeightFormat::TL2)),
+            write(dir.path(), &spec(arch, format)),
             &ModelOptions::default(),
         )
         .unwrap();
@@ -202,7 +239,7 @@ fn tl2_logits_follow_the_i2s_twin() {
             &ModelOptions::default(),
         )
         .unwrap();
-        assert_eq!(tl2.layers()[0].wq.ty(), GgmlType::TL2);
+        assert_eq!(tl2.layers()[0].wq.ty(), format.ggml_type());
         let (a, b) = (logits(&tl2), logits(&i2s));
         assert!(a.iter().all(|v| v.is_finite()), "{arch:?}");
         let n_vocab = tl2.n_vocab();
@@ -225,27 +262,45 @@ fn tl2_logits_follow_the_i2s_twin() {
 }
 
 #[test]
-fn a_tl2_tensor_without_tiling_is_a_typed_error_and_a_kernel_config_fixes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = spec(Arch::BitnetB158, WeightFormat::TL2);
-    let with_keys = write(dir.path(), &spec);
-    let bare = without_tiling_keys(&with_keys, dir.path());
-    let err = Model::load(&bare, &ModelOptions::default())
-        .err()
-        .expect("no tiling");
-    let ModelError::MissingTl2Tiling { tensor, rows, cols } = &err else {
-        panic!("{err}");
-    };
-    assert_eq!(tensor, "blk.0.attn_q.weight");
-    assert_eq!((*rows, *cols), (256, 256));
-    let message = err.to_string();
-    assert!(message.contains("kernel_config.ini"), "{message}");
-    assert!(message.contains("m = 256, k = 256"), "{message}");
+fn a_lut_tensor_without_tiling_is_a_typed_error_and_a_kernel_config_fixes_it() {
+    for (format, name) in [(WeightFormat::TL1, "tl1"), (WeightFormat::TL2, "tl2")] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(Arch::BitnetB158, format);
+        let with_keys = write(dir.path(), &spec);
+        let bare = without_tiling_keys(&with_keys, dir.path());
+        let err = Model::load(&bare, &ModelOptions::default())
+            .err()
+            .expect("no tiling");
+        let ModelError::MissingTiling {
+            format: named,
+            tensor,
+            rows,
+            cols,
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!((*named, tensor.as_str()), (name, "blk.0.attn_q.weight"));
+        assert_eq!((*rows, *cols), (256, 256));
+        let message = err.to_string();
+        assert!(message.contains("kernel_config.ini"), "{message}");
+        assert!(message.contains("m = 256, k = 256"), "{message}");
+        assert!(message.contains(&format!("--{name}-config")), "{message}");
 
-    let config = Tl2Tilings::parse_ini(&ini_of(&spec)).unwrap();
-    let fixed = Model::load(&bare, &options_with(config)).unwrap();
-    let original = Model::load(&with_keys, &ModelOptions::default()).unwrap();
-    assert_eq!(logits(&fixed), logits(&original));
+        let options = match format {
+            WeightFormat::TL1 => options_with(
+                Tl1Tilings::parse_ini(&ini_of(&spec)).unwrap(),
+                Tl2Tilings::new(),
+            ),
+            _ => options_with(
+                Tl1Tilings::new(),
+                Tl2Tilings::parse_ini(&ini_of(&spec)).unwrap(),
+            ),
+        };
+        let fixed = Model::load(&bare, &options).unwrap();
+        let original = Model::load(&with_keys, &ModelOptions::default()).unwrap();
+        assert_eq!(logits(&fixed), logits(&original), "{name}");
+    }
 }
 
 #[test]
@@ -257,7 +312,7 @@ fn option_tilings_override_the_file_metadata() {
     let mut w = build_model(&spec).unwrap();
     // BM = 48 is not a multiple of 32: the file's own tiling of the FFN gate/up shape is broken.
     w.set(
-        &tl2_tiling_key(rows, cols),
+        &Tl2Tilings::key(rows, cols),
         Value::Array(Array {
             elem: ValueType::U32,
             items: vec![Value::U32(48), Value::U32(96)],
@@ -275,7 +330,7 @@ fn option_tilings_override_the_file_metadata() {
     );
     let mut fix = Tl2Tilings::new();
     fix.insert(rows, cols, tl2_tiling_rule(rows, cols).unwrap());
-    let model = Model::load(&broken, &options_with(fix)).unwrap();
+    let model = Model::load(&broken, &options_with(Tl1Tilings::new(), fix)).unwrap();
     let reference = Model::load(&good, &ModelOptions::default()).unwrap();
     assert_eq!(logits(&model), logits(&reference));
 }
@@ -291,7 +346,25 @@ fn malformed_tiling_metadata_is_a_typed_error() {
         .err()
         .expect("malformed");
     assert!(
-        matches!(err, ModelError::Tl2Config(Tl2ConfigError::Metadata { .. })),
+        matches!(
+            err,
+            ModelError::TilingConfig(TilingConfigError::Metadata { .. })
+        ),
         "{err}"
     );
+    let mut w = build_model(&spec(Arch::Bitnet, WeightFormat::TL1)).unwrap();
+    // A TL1 tiling needs three numbers.
+    w.set(
+        &Tl1Tilings::key(256, 256),
+        Value::Array(Array {
+            elem: ValueType::U32,
+            items: vec![Value::U32(128), Value::U32(64)],
+        }),
+    )
+    .unwrap();
+    w.write_file(&path).unwrap();
+    let err = Model::load(&path, &ModelOptions::default())
+        .err()
+        .expect("malformed");
+    assert!(err.to_string().contains("[BM, BK, bmm]"), "{err}");
 }
