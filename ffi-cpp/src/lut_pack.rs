@@ -87,7 +87,7 @@ pub fn tl1_reference_pack(
     (bm, bk, bmm): (usize, usize, usize),
 ) -> Result<Vec<u8>, RefError> {
     const CALL: &str = "tl1_reference_pack";
-    let by = if bmm == 0 { 0 } else { 256 / bmm };
+    let by = 256usize.checked_div(bmm).unwrap_or(0);
     check_tiling(
         CALL,
         format!("{m}x{k} with BM {bm}, BK {bk}, bmm {bmm}"),
