@@ -209,6 +209,32 @@ fn cross_field_rules_report_the_case_line() {
         &QUANTIZATION.replace("rows: 64", "rows: 0"),
     );
     assert!(message.contains("holds no element"), "{message}");
+
+    let lut = |format: &str, tiling: &str| {
+        let text = QUANTIZATION.replace("format: I2_S", &format!("format: {format}{tiling}"));
+        parse(CaseKind::Quantization, &text)
+            .map(drop)
+            .map_err(|_| parse_error(CaseKind::Quantization, &text).1)
+    };
+    let message = lut("TL1", "").unwrap_err();
+    assert!(
+        message.contains("TL1 needs `tiling: {bm, bk, bmm}`"),
+        "{message}"
+    );
+    let message = lut("TL1", "\n  tiling: {bm: 64, bk: 32}").unwrap_err();
+    assert!(
+        message.contains("`tiling.bmm` 32 or 64, not none"),
+        "{message}"
+    );
+    let message = lut("TL2", "\n  tiling: {bm: 64, bk: 96, bmm: 64}").unwrap_err();
+    assert!(message.contains("32 only"), "{message}");
+    let message = lut("I2_S", "\n  tiling: {bm: 64, bk: 96}").unwrap_err();
+    assert!(
+        message.contains("applies to TL1 and TL2, not I2_S"),
+        "{message}"
+    );
+    assert!(lut("TL1", "\n  tiling: {bm: 64, bk: 32, bmm: 64}").is_ok());
+    assert!(lut("TL2", "\n  tiling: {bm: 64, bk: 96, bmm: 32}").is_ok());
 }
 
 #[test]

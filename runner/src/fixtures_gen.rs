@@ -14,7 +14,7 @@ pub const TINY_TERNARY_MODEL: &str = "models/tiny-ternary.gguf";
 
 /// The committed synthetic models, relative to the fixtures root, with their architecture and
 /// weight format; each is [`SynthSpec::tiny`] of those.
-pub const TINY_MODELS: [(&str, Arch, WeightFormat); 12] = [
+pub const TINY_MODELS: [(&str, Arch, WeightFormat); 15] = [
     (
         "models/tiny-bitnet-i2_s.gguf",
         Arch::Bitnet,
@@ -70,6 +70,17 @@ pub const TINY_MODELS: [(&str, Arch, WeightFormat); 12] = [
         "models/tiny-bitnet-b1.58-tl2.gguf",
         Arch::BitnetB158,
         WeightFormat::TL2,
+    ),
+    (
+        "models/tiny-bitnet-tl1.gguf",
+        Arch::Bitnet,
+        WeightFormat::TL1,
+    ),
+    ("models/tiny-llama-tl1.gguf", Arch::Llama, WeightFormat::TL1),
+    (
+        "models/tiny-bitnet-b1.58-tl1.gguf",
+        Arch::BitnetB158,
+        WeightFormat::TL1,
     ),
 ];
 

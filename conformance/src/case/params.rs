@@ -256,7 +256,8 @@ impl Shape {
     }
 }
 
-/// The tiling LUT kernels were generated for (`codegen_tl2.py`'s `BM` and `BK`); TL formats only.
+/// The tiling LUT kernels were generated for (the code generators' `BM`, `BK` and `bmm`); TL
+/// formats only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tiling {
@@ -264,11 +265,18 @@ pub struct Tiling {
     pub bm: usize,
     /// Weights per K tile (`BK`).
     pub bk: usize,
+    /// Rows per SIMD block (`bmm`): 32 or 64 for TL1, which needs it; TL2 takes 32 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmm: Option<usize>,
 }
 
 impl fmt::Display for Tiling {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BM={} BK={}", self.bm, self.bk)
+        write!(f, "BM={} BK={}", self.bm, self.bk)?;
+        match self.bmm {
+            Some(bmm) => write!(f, " bmm={bmm}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -398,21 +406,29 @@ impl QuantizationParams {
         if self.activations.is_some_and(|a| a.count == 0) {
             return Err("activations.count must be at least 1".into());
         }
-        let lut = matches!(self.format, QuantFormat::Tl1 | QuantFormat::Tl2);
-        match (lut, self.tiling) {
-            (true, None) => {
+        match (self.format, self.tiling) {
+            (QuantFormat::Tl1, None) => {
+                return Err(
+                    "TL1 needs `tiling: {bm, bk, bmm}` (the kernels' BM, BK and bmm)".into(),
+                )
+            }
+            (QuantFormat::Tl2, None) => {
+                return Err("TL2 needs `tiling: {bm, bk}` (the kernels' BM and BK)".into())
+            }
+            (QuantFormat::Tl1, Some(t)) if !matches!(t.bmm, Some(32 | 64)) => {
                 return Err(format!(
-                    "{} needs `tiling: {{bm, bk}}` (the kernels' BM and BK)",
-                    self.format
+                    "TL1 needs `tiling.bmm` 32 or 64, not {}",
+                    t.bmm.map_or("none".into(), |b| b.to_string())
                 ))
             }
-            (false, Some(_)) => {
-                return Err(format!(
-                    "`tiling` applies to TL1 and TL2, not {}",
-                    self.format
-                ))
+            (QuantFormat::Tl2, Some(t)) if t.bmm.is_some_and(|b| b != 32) => {
+                return Err(format!("TL2 kernels take `tiling.bmm` 32 only, not {t}"))
             }
-            _ => {}
+            (QuantFormat::Tl1 | QuantFormat::Tl2, Some(_)) => {}
+            (format, Some(_)) => {
+                return Err(format!("`tiling` applies to TL1 and TL2, not {format}"))
+            }
+            (_, None) => {}
         }
         match self.input {
             Input::ZeroRows { every: 0, .. } => Err("zero_rows.every must be at least 1".into()),

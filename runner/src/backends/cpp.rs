@@ -11,14 +11,14 @@ use bitnet_conformance::backend::{
 use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFormat};
 use bitnet_conformance::inputs::random_tokens;
 use bitnet_conformance::localize::{FINAL_OPS, LAYER_OPS};
-use bitnet_engine::formats::{Shape, TernaryFormat, Tl2};
+use bitnet_engine::formats::{Shape, TernaryFormat, Tl1, Tl2};
 use bitnet_engine::gguf::GgmlType as ModelType;
 use bitnet_ffi_cpp::{
-    reference_info, tl2_gemm, tl2_reference_pack, tl2_shapes, Context, ContextParams, GgmlType,
-    GgufHeader, Model, ModelParams, RefError,
+    reference_info, tl1_reference_pack, tl2_gemm, tl2_reference_pack, tl2_shapes, Context,
+    ContextParams, GgmlType, GgufHeader, Model, ModelParams, RefError,
 };
 
-use super::{compared_packed_len, refused, tl2_tiling};
+use super::{compared_packed_len, refused, tl1_tiling, tl2_tiling};
 
 /// The reference, initialised once per process.
 pub struct CppBackend {
@@ -30,8 +30,13 @@ impl CppBackend {
     /// Initialises the reference.
     pub fn init() -> Result<Self, RefError> {
         let reference = bitnet_ffi_cpp::Backend::init()?;
-        let mut formats =
-            BTreeSet::from([QuantFormat::I2S, QuantFormat::Tq1_0, QuantFormat::Tq2_0]);
+        // TL1 weights are packed by the reference converter's code; its TL1 kernels are ARM code.
+        let mut formats = BTreeSet::from([
+            QuantFormat::I2S,
+            QuantFormat::Tq1_0,
+            QuantFormat::Tq2_0,
+            QuantFormat::Tl1,
+        ]);
         let mut features = BTreeSet::from([Capability::Reference]);
         if !tl2_shapes().is_empty() {
             formats.insert(QuantFormat::Tl2);
@@ -108,15 +113,48 @@ impl CppBackend {
         Ok(out)
     }
 
-    /// TL2 has no C quantizer: the bytes come from the reference converter's own packing code,
-    /// the products from the kernels its code generator wrote for this shape and tiling. The
-    /// reference has no TL2 dequantizer either, so the engine's decoder reads its bytes (which
-    /// are compared with the engine's, byte for byte).
-    fn quantize_tl2(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
+    /// TL1 and TL2 have no C quantizer: the bytes come from the reference converter's own
+    /// packing code, the TL2 products from the kernels its code generator wrote for this shape and
+    /// tiling. The reference has no LUT dequantizer either, so the engine's decoder reads its bytes
+    /// (which are compared with the engine's, byte for byte). Its TL1 kernels are ARM NEON code,
+    /// so TL1 products are unsupported here.
+    fn quantize_lut(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
         let (m, k) = (request.shape.rows, request.shape.cols);
         let tiling = request
             .tiling
-            .ok_or_else(|| BackendError::Failed("TL2 needs a tiling".into()))?;
+            .ok_or_else(|| BackendError::Failed(format!("{} needs a tiling", request.format)))?;
+        let tokens = request.activations.len() / k;
+        let decoded = |format: &dyn TernaryFormat, packed: &[u8]| {
+            format.dequantize(packed, Shape::new(k, m)).map_err(|e| {
+                BackendError::Failed(format!(
+                    "decoding the reference's {} bytes: {e}",
+                    request.format
+                ))
+            })
+        };
+        if request.format == QuantFormat::Tl1 {
+            if tokens > 0 {
+                return Err(self.unsupported(
+                    "TL1 products (the reference's TL1 kernels are ARM NEON code, built on ARM only)",
+                ));
+            }
+            let engine_tiling = tl1_tiling(tiling)
+                .ok_or_else(|| BackendError::Failed("TL1 needs a tiling with bmm".into()))?;
+            let t = engine_tiling;
+            let packed = tl1_reference_pack(
+                request.weights,
+                m,
+                k,
+                (t.tile_rows, t.tile_cols, t.simd_rows),
+            )
+            .map_err(failed)?;
+            let dequantized = decoded(&Tl1::new(engine_tiling), &packed)?;
+            return Ok(QuantOutput {
+                packed,
+                dequantized,
+                dots: Vec::new(),
+            });
+        }
         let generated = tl2_shapes();
         if !generated
             .iter()
@@ -130,12 +168,7 @@ impl CppBackend {
         }
         let packed =
             tl2_reference_pack(request.weights, m, k, tiling.bm, tiling.bk).map_err(failed)?;
-        let dequantized = Tl2::new(tl2_tiling(tiling))
-            .dequantize(&packed, Shape::new(k, m))
-            .map_err(|e| {
-                BackendError::Failed(format!("decoding the reference's TL2 bytes: {e}"))
-            })?;
-        let tokens = request.activations.len() / k;
+        let dequantized = decoded(&Tl2::new(tl2_tiling(tiling)), &packed)?;
         let dots = if tokens == 0 {
             Vec::new()
         } else {
@@ -272,8 +305,8 @@ impl Backend for CppBackend {
     }
 
     fn quantize(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
-        if request.format == QuantFormat::Tl2 {
-            return self.quantize_tl2(request);
+        if matches!(request.format, QuantFormat::Tl1 | QuantFormat::Tl2) {
+            return self.quantize_lut(request);
         }
         let ty = ggml_type(request.format)
             .ok_or_else(|| self.unsupported(&format!("{} quantization", request.format)))?;

@@ -3,7 +3,7 @@
 //! the best instruction set of this CPU; or, as `engine-cuda`, products and whole models on CUDA
 //! device 0.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use bitnet_conformance::backend::{
@@ -16,8 +16,9 @@ use bitnet_conformance::case::{BackendId, Capability, CaseKind, Device, QuantFor
 use bitnet_conformance::inputs::random_tokens;
 use bitnet_engine::cuda::{CudaError, CudaOps};
 use bitnet_engine::formats::{
-    I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tl2, Tl2Activations,
-    Tl2Matrix, Tl2Tiling, Tq1_0, Tq2_0, TqKind, TqMatrix,
+    I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tl1, Tl1Activations,
+    Tl1Matrix, Tl1Tiling, Tl2, Tl2Activations, Tl2Matrix, Tl2Tiling, Tq1_0, Tq2_0, TqKind,
+    TqMatrix,
 };
 use bitnet_engine::gguf::{GgmlType, GgufFile};
 use bitnet_engine::kernels::{CpuKernels, Isa, KernelError, Numerics};
@@ -25,7 +26,7 @@ use bitnet_engine::model::{perplexity, DeviceStrategy, Model, ModelOptions, Sess
 use bitnet_engine::synth::Arch;
 use bitnet_engine::tokenizer::Tokenizer;
 
-use super::{compared_packed_len, isa_capabilities, refused, tl2_tiling};
+use super::{compared_packed_len, isa_capabilities, refused, tl1_tiling, tl2_tiling};
 
 /// The engine's kernels of one ISA, single-threaded so results never depend on scheduling, or
 /// the engine on a CUDA device.
@@ -55,15 +56,16 @@ impl EngineBackend {
                 QuantFormat::I2S,
                 QuantFormat::Tq1_0,
                 QuantFormat::Tq2_0,
+                QuantFormat::Tl1,
                 QuantFormat::Tl2,
             ]),
             archs: Arch::NAMES.iter().map(|arch| arch.to_string()).collect(),
-            refused_types: refused(&[GgmlType::TL1], "the engine's models take no TL1 weights"),
+            refused_types: BTreeMap::new(),
             device: Device::Cpu,
-            // The engine's TL2 kernels take any shape their tiling allows.
+            // The engine's TL1 and TL2 kernels take any shape their tiling allows.
             features: isa_capabilities(isa)
                 .into_iter()
-                .chain([Capability::Tl2])
+                .chain([Capability::Tl1, Capability::Tl2])
                 .collect(),
         };
         Ok(EngineBackend {
@@ -145,13 +147,18 @@ impl EngineBackend {
                     Q8kActivations::quantize(activations, shape.ne0, contract).map_err(failed)?;
                 self.kernels.tq_gemm(&w, &x, &mut out).map_err(failed)?;
             }
+            QuantFormat::Tl1 => {
+                let w =
+                    Tl1Matrix::new(tl1_request_tiling(tiling)?, packed, shape).map_err(failed)?;
+                let x = Tl1Activations::quantize(activations, shape.ne0).map_err(failed)?;
+                self.kernels.tl1_gemm(&w, &x, &mut out).map_err(failed)?;
+            }
             QuantFormat::Tl2 => {
                 let w = Tl2Matrix::new(request_tiling(tiling)?, packed, shape).map_err(failed)?;
                 let x = Tl2Activations::quantize(activations, shape.ne0, w.three_cols())
                     .map_err(failed)?;
                 self.kernels.tl2_gemm(&w, &x, &mut out).map_err(failed)?;
             }
-            other => return Err(self.unsupported(&format!("{other} dot products"))),
         }
         Ok(out)
     }
@@ -177,6 +184,13 @@ impl EngineBackend {
         let tokenizer = tokenizer(path)?;
         Ok((model, tokenizer))
     }
+}
+
+/// The engine's TL1 tiling from a request's.
+fn tl1_request_tiling(tiling: Option<Tiling>) -> Result<Tl1Tiling, BackendError> {
+    tiling
+        .and_then(tl1_tiling)
+        .ok_or_else(|| BackendError::Failed("TL1 needs a tiling with bmm".into()))
 }
 
 /// The engine's TL2 tiling from a request's.
@@ -246,11 +260,15 @@ impl Backend for EngineBackend {
 
     fn quantize(&self, request: &QuantRequest<'_>) -> Result<QuantOutput, BackendError> {
         let shape = Shape::new(request.shape.cols, request.shape.rows);
-        let tl2;
+        let (tl1, tl2);
         let format: &dyn TernaryFormat = match request.format {
             QuantFormat::I2S => &I2s,
             QuantFormat::Tq1_0 => &Tq1_0,
             QuantFormat::Tq2_0 => &Tq2_0,
+            QuantFormat::Tl1 if self.cuda.is_none() => {
+                tl1 = Tl1::new(tl1_request_tiling(request.tiling)?);
+                &tl1
+            }
             QuantFormat::Tl2 if self.cuda.is_none() => {
                 tl2 = Tl2::new(request_tiling(request.tiling)?);
                 &tl2

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bitnet_conformance::backend::Backend;
 use bitnet_conformance::case::{BackendId, Capability, QuantFormat, Tiling};
 use bitnet_conformance::trial::{Availability, Environment};
-use bitnet_engine::formats::{FpContract, Tl2Tiling};
+use bitnet_engine::formats::{FpContract, Tl1Tiling, Tl2Tiling};
 use bitnet_engine::gguf::GgmlType;
 use bitnet_engine::kernels::{Isa, Numerics, ReduceWidth};
 use bitnet_ffi_cpp::ReferenceInfo;
@@ -38,6 +38,14 @@ pub fn refused(types: &[GgmlType], why: &str) -> BTreeMap<String, String> {
         .iter()
         .map(|ty| (ty.to_string(), why.to_string()))
         .collect()
+}
+
+/// The engine's TL1 tiling for a case's `tiling` (`None` without `bmm`, which case parsing
+/// requires of TL1).
+pub fn tl1_tiling(tiling: Tiling) -> Option<Tl1Tiling> {
+    tiling
+        .bmm
+        .map(|bmm| Tl1Tiling::new(tiling.bm, tiling.bk, bmm))
 }
 
 /// The engine's TL2 tiling for a case's `tiling`.
