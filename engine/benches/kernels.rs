@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use bitnet_engine::formats::{
-    FpContract, I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, TqKind,
-    TqMatrix,
+    FpContract, I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tl1,
+    Tl1Activations, Tl1Matrix, Tl1Tiling, TqKind, TqMatrix,
 };
 use bitnet_engine::kernels::{CpuKernels, DenseMatrix, Isa};
+use bitnet_engine::synth::tl1_tiling_rule;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
 
@@ -35,6 +36,7 @@ struct Weights {
     i2s: Vec<u8>,
     tq1: Vec<u8>,
     tq2: Vec<u8>,
+    tl1: (Tl1Tiling, Vec<u8>),
     f16: Vec<f16>,
 }
 
@@ -43,6 +45,7 @@ impl Weights {
         let shape = Shape::new(k, rows);
         let master = values(rows * k, 1);
         let ternary: Vec<f32> = master.iter().map(|v| (v * 1.4).round()).collect();
+        let tl1_tiling = tl1_tiling_rule(rows, k).expect("a tl1 tiling");
         Weights {
             shape,
             i2s: I2s.quantize(&ternary, shape).expect("i2_s shape"),
@@ -54,6 +57,12 @@ impl Weights {
                 .format()
                 .quantize(&ternary, shape)
                 .expect("tq2_0 shape"),
+            tl1: (
+                tl1_tiling,
+                Tl1::new(tl1_tiling)
+                    .quantize(&ternary, shape)
+                    .expect("tl1 shape"),
+            ),
             f16: master.iter().map(|&v| f16::from_f32(v)).collect(),
         }
     }
@@ -76,12 +85,16 @@ fn bench_products(c: &mut Criterion) {
                 TqMatrix::new(TqKind::Tq1_0, &weights.tq1, weights.shape).expect("tq1_0 matrix");
             let tq2 =
                 TqMatrix::new(TqKind::Tq2_0, &weights.tq2, weights.shape).expect("tq2_0 matrix");
+            let tl1 =
+                Tl1Matrix::new(weights.tl1.0, &weights.tl1.1, weights.shape).expect("tl1 matrix");
+            let tl1_acts = Tl1Activations::quantize(&x, k).expect("tl1 tables");
             let dense = DenseMatrix::new(&weights.f16, weights.shape).expect("f16 matrix");
             let mut out = vec![0f32; rows * tokens];
-            let formats: [(&str, usize); 4] = [
+            let formats: [(&str, usize); 5] = [
                 ("i2_s", weights.i2s.len()),
                 ("tq1_0", weights.tq1.len()),
                 ("tq2_0", weights.tq2.len()),
+                ("tl1", weights.tl1.1.len()),
                 ("f16", weights.f16.len() * 2),
             ];
             for (format, bytes) in formats {
@@ -95,6 +108,7 @@ fn bench_products(c: &mut Criterion) {
                             "i2_s" => kernels.i2s_gemm(&i2s, &i8s, &mut out),
                             "tq1_0" => kernels.tq_gemm(&tq1, &q8k, &mut out),
                             "tq2_0" => kernels.tq_gemm(&tq2, &q8k, &mut out),
+                            "tl1" => kernels.tl1_gemm(&tl1, &tl1_acts, &mut out),
                             _ => kernels.f16_gemm(&dense, &x, &mut out),
                         })
                     });

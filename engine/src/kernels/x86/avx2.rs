@@ -615,47 +615,79 @@ pub(crate) fn tl1_block_dot(block: &Tl1Block, tables: &[LutTable], out: &mut [i3
     unsafe { tl1_block_dot_avx2(block, tables, out) }
 }
 
-/// TL1 one tile at a time: each 16-byte vector (16 rows, two pairs) is broadcast to both lanes,
-/// the high nibbles index the first pair's table in lane 0 and the low nibbles the second pair's
-/// in lane 1, and the looked-up low and high bytes interleave into i16 rows. The two lanes (one
-/// pair each) are added at the end of the tile, which in wrapping i16 gives the reference's sum.
+/// TL1 one tile at a time, two 16-row groups per register: the vectors of the same pairs for
+/// groups `2j` (lane 0) and `2j + 1` (lane 1) are loaded together, their high nibbles index the
+/// first pair's table and their low nibbles the second's (each table broadcast to both lanes),
+/// and the looked-up low and high bytes interleave into i16 rows summed in wrapping i16 lanes.
 #[target_feature(enable = "avx2")]
 fn tl1_block_dot_avx2(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
     let nibble = _mm256_set1_epi8(0x0f);
     let rows = block.simd_rows();
     let (inner_pairs, tile_pairs) = (128 / rows, block.tile_cols() / 2);
-    let per_group = inner_pairs / 2;
-    for (tile, tile_tables) in tables.chunks_exact(tile_pairs).enumerate() {
-        // Per 16 rows: rows 0..8 and 8..16 of the first pair (lane 0) and of the second (lane 1).
-        let mut acc = [[_mm256_setzero_si256(); 2]; 4];
-        let (vectors, _) = block.tile(tile).as_chunks::<16>();
-        for (v, vector) in vectors.iter().enumerate() {
-            let (inner, within) = (v / 4, v % 4);
-            let pair = inner * inner_pairs + 2 * (within % per_group);
-            let (first, second) = (load_u8(&tile_tables[pair]), load_u8(&tile_tables[pair + 1]));
-            let low_bytes = _mm256_permute2x128_si256::<0x20>(first, second);
-            let high_bytes = _mm256_permute2x128_si256::<0x31>(first, second);
-            // SAFETY: `vector` is 16 readable bytes; `loadu` has no alignment requirement.
-            let packed =
-                _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(vector.as_ptr().cast()) });
-            let shifted = _mm256_srli_epi16::<4>(packed);
-            let idx = _mm256_and_si256(_mm256_blend_epi32::<0xf0>(shifted, packed), nibble);
-            let lo = _mm256_shuffle_epi8(low_bytes, idx);
-            let hi = _mm256_shuffle_epi8(high_bytes, idx);
-            let sums = &mut acc[within / per_group];
-            sums[0] = _mm256_add_epi16(sums[0], _mm256_unpacklo_epi8(lo, hi));
-            sums[1] = _mm256_add_epi16(sums[1], _mm256_unpackhi_epi8(lo, hi));
+    // Vectors per 16 rows of an inner block, and pairs of 16-row groups.
+    let (per_group, group_pairs) = (inner_pairs / 2, rows / 32);
+    let halves = |table: &LutTable| {
+        // SAFETY: a table is 32 readable bytes: 16 low bytes, then 16 high bytes.
+        unsafe {
+            (
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(table.as_ptr().cast())),
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(table[16..].as_ptr().cast())),
+            )
         }
-        for (eight, sum) in out.chunks_exact_mut(8).zip(acc.iter().flatten()) {
-            let folded = _mm_add_epi16(
-                _mm256_castsi256_si128(*sum),
-                _mm256_extracti128_si256::<1>(*sum),
-            );
-            // SAFETY: `eight` holds 8 i32; `loadu`/`storeu` have no alignment requirement.
-            unsafe {
-                let total = _mm256_loadu_si256(eight.as_ptr().cast());
-                let total = _mm256_add_epi32(total, _mm256_cvtepi16_epi32(folded));
-                _mm256_storeu_si256(eight.as_mut_ptr().cast(), total);
+    };
+    for (tile, tile_tables) in tables.chunks_exact(tile_pairs).enumerate() {
+        // Per pair of groups: rows 0..8 and 8..16 of each group (lane 0: the first group).
+        let mut acc = [[_mm256_setzero_si256(); 2]; 2];
+        let (vectors, _) = block.tile(tile).as_chunks::<16>();
+        for (inner, quad) in vectors.chunks_exact(4).enumerate() {
+            for sub in 0..per_group {
+                let pair = inner * inner_pairs + 2 * sub;
+                let (first, second) = (halves(&tile_tables[pair]), halves(&tile_tables[pair + 1]));
+                for (j, sums) in acc.iter_mut().enumerate().take(group_pairs) {
+                    let (a, b) = (
+                        &quad[2 * j * per_group + sub],
+                        &quad[(2 * j + 1) * per_group + sub],
+                    );
+                    // SAFETY: `a` and `b` are 16 readable bytes each.
+                    let packed = unsafe {
+                        _mm256_inserti128_si256::<1>(
+                            _mm256_castsi128_si256(_mm_loadu_si128(a.as_ptr().cast())),
+                            _mm_loadu_si128(b.as_ptr().cast()),
+                        )
+                    };
+                    let indices = [
+                        (
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(packed), nibble),
+                            first,
+                        ),
+                        (_mm256_and_si256(packed, nibble), second),
+                    ];
+                    for (idx, (low, high)) in indices {
+                        let (lo, hi) = (
+                            _mm256_shuffle_epi8(low, idx),
+                            _mm256_shuffle_epi8(high, idx),
+                        );
+                        sums[0] = _mm256_add_epi16(sums[0], _mm256_unpacklo_epi8(lo, hi));
+                        sums[1] = _mm256_add_epi16(sums[1], _mm256_unpackhi_epi8(lo, hi));
+                    }
+                }
+            }
+        }
+        for (j, sums) in acc.iter().enumerate().take(group_pairs) {
+            for (half, sum) in sums.iter().enumerate() {
+                let lanes = [
+                    _mm256_castsi256_si128(*sum),
+                    _mm256_extracti128_si256::<1>(*sum),
+                ];
+                for (lane, rows16) in lanes.into_iter().enumerate() {
+                    let eight = &mut out[32 * j + 16 * lane + 8 * half..][..8];
+                    // SAFETY: `eight` holds 8 i32; `loadu`/`storeu` have no alignment requirement.
+                    unsafe {
+                        let total = _mm256_loadu_si256(eight.as_ptr().cast());
+                        let total = _mm256_add_epi32(total, _mm256_cvtepi16_epi32(rows16));
+                        _mm256_storeu_si256(eight.as_mut_ptr().cast(), total);
+                    }
+                }
             }
         }
     }
