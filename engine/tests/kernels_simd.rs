@@ -143,6 +143,25 @@ proptest! {
     }
 
     #[test]
+    fn i2s_row_runs_match_single_row_dots(seed: u64, blocks in 0usize..42, rows in 0usize..7) {
+        let mut rng = Rng::new(seed);
+        let codes = rng.bytes(rows * blocks * 32);
+        let act = rng.i8s(blocks * 128);
+        let width = blocks * 32;
+        let reference: Vec<i32> = (0..rows)
+            .map(|r| scalar::i2s_dot_ref(&codes[r * width..(r + 1) * width], &act))
+            .collect();
+        let mut out = vec![7; rows];
+        scalar::i2s_rows_ref(&codes, &act, &mut out);
+        prop_assert_eq!(&out, &reference);
+        for isa in simd_isas() {
+            let mut out = vec![7; rows];
+            (isa.dots().unwrap().i2s_rows)(&codes, &act, &mut out);
+            prop_assert_eq!(&out, &reference, "{}", isa);
+        }
+    }
+
+    #[test]
     fn tq_dots_match_scalar_bit_for_bit(seed: u64, blocks in 0usize..12) {
         let mut rng = Rng::new(seed);
         let act = q8k_blocks(&mut rng, blocks);

@@ -3,7 +3,9 @@
 //! Engine and reference run alternately (A B A B …) on the same packed weights and quantized
 //! activations, after checking that both produce identical outputs; each row of the table is the
 //! median of the repetitions. The reference's matmul splits rows across a persistent thread
-//! pool, so its multi-thread figure splits the rows over a rayon pool of the same size.
+//! pool, so its multi-thread figure splits the rows over a rayon pool of the same size: the
+//! engine's own pool, so that no idle pool spins on the cores while the other side runs. On one
+//! thread both run on the calling thread, as both engines do.
 //!
 //! `cargo bench -p bitnet-runner --bench i2s_gemv_vs_reference [-- REPS]`
 
@@ -11,8 +13,10 @@ mod support;
 
 use anyhow::{ensure, Context, Result};
 use bitnet_engine::formats::{FpContract, I2s, I2sMatrix, I8sActivations, Shape, TernaryFormat};
-use bitnet_engine::kernels::{CpuKernels, Numerics};
+use bitnet_engine::kernels::{CpuKernels, Isa, Numerics};
 use bitnet_ffi_cpp::{Backend, I8Activations};
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
@@ -60,7 +64,16 @@ fn engine_gemv(kernels: &CpuKernels, c: &Case, out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-fn reference_gemv(be: &Backend, pool: &ThreadPool, c: &Case, out: &mut [f32]) -> Result<()> {
+fn reference_gemv(
+    be: &Backend,
+    pool: Option<&ThreadPool>,
+    c: &Case,
+    out: &mut [f32],
+) -> Result<()> {
+    let Some(pool) = pool else {
+        be.gemv_i2_i8_s(&c.packed, c.rows, &c.ref_acts, c.scale, out)?;
+        return Ok(());
+    };
     let row_bytes = c.k / 4;
     let per = c.rows.div_ceil(pool.current_num_threads());
     pool.install(|| {
@@ -85,17 +98,26 @@ fn main() -> Result<()> {
     for (rows, k) in SHAPES {
         let c = case(&be, rows, k)?;
         for threads in [1usize, 2] {
-            let kernels = CpuKernels::best(threads)?.with_numerics(Numerics::native());
-            let pool = ThreadPoolBuilder::new().num_threads(threads).build()?;
+            let pool = match threads {
+                1 => None,
+                _ => Some(Arc::new(
+                    ThreadPoolBuilder::new().num_threads(threads).build()?,
+                )),
+            };
+            let kernels = match &pool {
+                None => CpuKernels::best(1)?,
+                Some(pool) => CpuKernels::with_pool(Isa::best(), pool.clone())?,
+            }
+            .with_numerics(Numerics::native());
             let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
             engine_gemv(&kernels, &c, &mut a)?;
-            reference_gemv(&be, &pool, &c, &mut b)?;
+            reference_gemv(&be, pool.as_deref(), &c, &mut b)?;
             ensure!(a == b, "engine and reference outputs differ for {rows}×{k}");
             let (mut te, mut tr) = (Vec::new(), Vec::new());
             for _ in 0..reps {
                 te.push(support::time(&mut || engine_gemv(&kernels, &c, &mut a))?);
                 tr.push(support::time(&mut || {
-                    reference_gemv(&be, &pool, &c, &mut b)
+                    reference_gemv(&be, pool.as_deref(), &c, &mut b)
                 })?);
             }
             let (e, r) = (support::median(te), support::median(tr));

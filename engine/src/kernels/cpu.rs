@@ -160,6 +160,22 @@ impl CpuKernels {
         // Tokens go in blocks whose activations stay in L1 while every row of a chunk passes
         // over them, so each activation byte is read from L1 rather than streamed from L2 once
         // per row.
+        if x.tokens() == 1 {
+            // One indirect call per run of rows; the epilogue follows each run.
+            let (rows_dot, width, act) = (self.dots.i2s_rows, shape.ne0 / 4, x.token_codes(0));
+            self.split_rows(out, 1, shape.ne1, |first, chunk| {
+                let mut dots = [0i32; 64];
+                for (i, outs) in chunk.chunks_mut(64).enumerate() {
+                    let start = (first + 64 * i) * width;
+                    let dots = &mut dots[..outs.len()];
+                    rows_dot(&w.codes()[start..start + outs.len() * width], act, dots);
+                    for (o, &d) in outs.iter_mut().zip(dots.iter()) {
+                        *o = epilogue(d, 0);
+                    }
+                }
+            });
+            return Ok(());
+        }
         let block = i2s_token_block(shape.ne0);
         self.for_each_row_blocked(shape.ne1, x.tokens(), block, out, |row, first, row_out| {
             let codes = w.row(row);

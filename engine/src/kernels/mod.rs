@@ -60,6 +60,7 @@ mod isa;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod reduce;
+mod rows;
 pub mod scalar;
 mod table;
 #[cfg(target_arch = "x86_64")]
@@ -71,4 +72,6 @@ pub use error::KernelError;
 pub(crate) use fma::with_fma;
 pub use isa::Isa;
 pub use reduce::ReduceWidth;
-pub use table::{DotKernels, I2sDotX4};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) use rows::i2s_rows_kernel;
+pub use table::{DotKernels, I2sDotX4, I2sRows};

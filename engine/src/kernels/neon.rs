@@ -8,6 +8,7 @@ use std::arch::asm;
 
 use half::f16;
 
+use super::i2s_rows_kernel;
 use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use super::scalar;
 use super::table::DotKernels;
@@ -17,6 +18,7 @@ use crate::formats::{
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
+    i2s_rows,
     i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
@@ -92,6 +94,8 @@ fn tl1_block_dot_neon(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {
         }
     }
 }
+
+i2s_rows_kernel!(i2s_rows, i2s_rows_neon, i2s_dot_neon, "neon");
 
 /// Multiplies 16 codes with 16 activations and adds the pairwise sums into `acc`.
 #[inline]

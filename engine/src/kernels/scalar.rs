@@ -32,6 +32,26 @@ pub fn i2s_dot_ref(codes: &[u8], act: &[i8]) -> i32 {
     sum
 }
 
+/// [`i2s_dot_ref`] of each of `out.len()` consecutive rows (`act.len() / 4` bytes each) against one
+/// token's activations.
+///
+/// # Panics
+/// If `act.len()` is not a multiple of 128 or `codes` does not hold exactly `out.len()` rows.
+pub fn i2s_rows_ref(codes: &[u8], act: &[i8], out: &mut [i32]) {
+    assert!(
+        act.len().is_multiple_of(128) && codes.len() == out.len() * act.len() / 4,
+        "i2_s rows/activation length mismatch"
+    );
+    match act.len() / 4 {
+        0 => out.fill(0),
+        width => {
+            for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
+                *o = i2s_dot_ref(row, act);
+            }
+        }
+    }
+}
+
 /// [`i2s_dot_ref`] of one row against four tokens' activations.
 ///
 /// # Panics

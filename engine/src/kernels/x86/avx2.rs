@@ -11,6 +11,7 @@ use half::f16;
 use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
+use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use crate::kernels::table::DotKernels;
 
@@ -26,6 +27,7 @@ pub(crate) fn is_supported() -> bool {
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
+    i2s_rows,
     i2s_x4: Some(i2s_dot_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
@@ -53,6 +55,8 @@ fn i2s_dot(codes: &[u8], act: &[i8]) -> i32 {
     // SAFETY: the table holding this function exists only on CPUs with AVX2 (see `kernels`).
     unsafe { i2s_dot_avx2(codes, act) }
 }
+
+i2s_rows_kernel!(i2s_rows, i2s_rows_avx2, i2s_dot_avx2, "avx2");
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(

@@ -11,6 +11,7 @@ use half::f16;
 
 use super::avx2;
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::{reduce_tiled, reduce_vec_dot, ReduceWidth};
 use crate::kernels::table::DotKernels;
 
@@ -28,6 +29,7 @@ pub(crate) fn is_supported_vnni() -> bool {
 
 static KERNELS: DotKernels = DotKernels {
     i2s: i2s_dot,
+    i2s_rows,
     i2s_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
@@ -41,6 +43,7 @@ static KERNELS: DotKernels = DotKernels {
 
 static KERNELS_VNNI: DotKernels = DotKernels {
     i2s: i2s_dot_vnni,
+    i2s_rows: i2s_rows_vnni,
     ..KERNELS
 };
 
@@ -74,6 +77,19 @@ fn i2s_dot_vnni(codes: &[u8], act: &[i8]) -> i32 {
     // SAFETY: the table holding this function exists only on CPUs with AVX-512 F/BW/VNNI and AVX2.
     unsafe { i2s_dot_avx512_vnni(codes, act) }
 }
+
+i2s_rows_kernel!(
+    i2s_rows,
+    i2s_rows_avx512,
+    i2s_dot_avx512,
+    "avx512f,avx512bw,avx2"
+);
+i2s_rows_kernel!(
+    i2s_rows_vnni,
+    i2s_rows_avx512_vnni,
+    i2s_dot_avx512_vnni,
+    "avx512f,avx512bw,avx512vnni,avx2"
+);
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(

@@ -1,0 +1,33 @@
+//! One-token I2_S products over runs of consecutive rows, each ISA's row dot looped inside one
+//! function compiled for that ISA, so a run of rows costs one indirect call.
+
+/// Defines `$name(codes, act, out)` (an [`I2sRows`](super::table::I2sRows) kernel) over the row
+/// dot `$dot`, looped in `$inner`, compiled with `$features`. Only the dot tables of the ISA that
+/// has those features may hold `$name`.
+macro_rules! i2s_rows_kernel {
+    ($name:ident, $inner:ident, $dot:path, $features:literal) => {
+        fn $name(codes: &[u8], act: &[i8], out: &mut [i32]) {
+            assert!(
+                act.len().is_multiple_of(128) && codes.len() == out.len() * act.len() / 4,
+                "i2_s rows/activation length mismatch"
+            );
+            // SAFETY: only dot tables of this ISA hold this function, and they are handed out
+            // only on CPUs with the features `$inner` is compiled for.
+            unsafe { $inner(codes, act, out) }
+        }
+
+        #[target_feature(enable = $features)]
+        fn $inner(codes: &[u8], act: &[i8], out: &mut [i32]) {
+            match act.len() / 4 {
+                0 => out.fill(0),
+                width => {
+                    for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
+                        *o = $dot(row, act);
+                    }
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use i2s_rows_kernel;
