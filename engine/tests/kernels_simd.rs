@@ -123,21 +123,30 @@ proptest! {
         }
         prop_assert_eq!(i64::from(reference), exact);
         for isa in simd_isas() {
-            prop_assert_eq!((isa.dots().unwrap().i2s)(&codes, &act), reference, "{}", isa);
+            let mut out = [0];
+            (isa.dots().unwrap().i2s_rows)(&codes, &act, &mut out);
+            prop_assert_eq!(out[0], reference, "{}", isa);
         }
     }
 
     #[test]
-    fn i2s_four_token_dots_match_four_single_dots(seed: u64, blocks in 0usize..42) {
+    fn i2s_four_token_row_runs_match_single_dots(seed: u64, blocks in 0usize..42, rows in 0usize..7) {
         let mut rng = Rng::new(seed);
-        let codes = rng.bytes(blocks * 32);
+        let width = blocks * 32;
+        let codes = rng.bytes(rows * width);
         let acts: Vec<Vec<i8>> = (0..4).map(|_| rng.i8s(blocks * 128)).collect();
         let acts: [&[i8]; 4] = std::array::from_fn(|t| acts[t].as_slice());
-        let reference = acts.map(|act| scalar::i2s_dot_ref(&codes, act));
-        prop_assert_eq!(scalar::i2s_dot_x4_ref(&codes, acts), reference);
+        let reference: Vec<[i32; 4]> = (0..rows)
+            .map(|r| acts.map(|act| scalar::i2s_dot_ref(&codes[r * width..(r + 1) * width], act)))
+            .collect();
+        let mut out = vec![[7; 4]; rows];
+        scalar::i2s_rows_x4_ref(&codes, acts, &mut out);
+        prop_assert_eq!(&out, &reference);
         for isa in simd_isas() {
-            if let Some(dot_x4) = isa.dots().unwrap().i2s_x4 {
-                prop_assert_eq!(dot_x4(&codes, acts), reference, "{}", isa);
+            if let Some(rows_x4) = isa.dots().unwrap().i2s_rows_x4 {
+                let mut out = vec![[7; 4]; rows];
+                rows_x4(&codes, acts, &mut out);
+                prop_assert_eq!(&out, &reference, "{}", isa);
             }
         }
     }

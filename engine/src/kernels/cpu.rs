@@ -2,6 +2,7 @@
 
 mod block_quant;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use half::f16;
@@ -116,6 +117,23 @@ impl CpuKernels {
             .map_or(1, |pool| pool.current_num_threads())
     }
 
+    /// The same kernels on the calling thread only, for work that is already split over the pool.
+    pub fn serial(&self) -> Self {
+        CpuKernels {
+            pool: None,
+            ..self.clone()
+        }
+    }
+
+    /// `f(i)` for `i` in `0..n`, in parallel on the pool (in order on the calling thread without
+    /// one), collected in order.
+    pub fn map_parallel<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        match &self.pool {
+            Some(pool) => pool.install(|| (0..n).into_par_iter().map(f).collect()),
+            None => (0..n).map(f).collect(),
+        }
+    }
+
     /// Runs `work` on a thread of the pool (directly without one), so the serial steps between
     /// products do not compete for the cores with pool threads waiting for the next product.
     pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
@@ -154,43 +172,41 @@ impl CpuKernels {
         let shape = w.shape();
         expect_len("i2_s activation width", shape.ne0, x.k())?;
         expect_len("i2_s output length", shape.ne1 * x.tokens(), out.len())?;
-        let (dot, dot_x4) = (self.dots.i2s, self.dots.i2s_x4);
+        let tokens = x.tokens();
+        let (rows_dot, rows_x4) = (self.dots.i2s_rows, self.dots.i2s_rows_x4);
         let (scales, sums, w_scale) = (x.scales(), x.sums(), w.scale());
         let epilogue = |d: i32, token: usize| i2s_epilogue(d, sums[token], scales[token], w_scale);
-        // Tokens go in blocks whose activations stay in L1 while every row of a chunk passes
-        // over them, so each activation byte is read from L1 rather than streamed from L2 once
-        // per row.
-        if x.tokens() == 1 {
-            // One indirect call per run of rows; the epilogue follows each run.
-            let (rows_dot, width, act) = (self.dots.i2s_rows, shape.ne0 / 4, x.token_codes(0));
-            self.split_rows(out, 1, shape.ne1, |first, chunk| {
-                let mut dots = [0i32; 64];
-                for (i, outs) in chunk.chunks_mut(64).enumerate() {
-                    let start = (first + 64 * i) * width;
-                    let dots = &mut dots[..outs.len()];
-                    rows_dot(&w.codes()[start..start + outs.len() * width], act, dots);
-                    for (o, &d) in outs.iter_mut().zip(dots.iter()) {
-                        *o = epilogue(d, 0);
-                    }
-                }
-            });
-            return Ok(());
-        }
+        let width = shape.ne0 / 4;
+        // Tokens go in blocks whose activations stay in L1 while a chunk's rows pass over them,
+        // and rows in runs small enough to stay in L1 across a block's groups of four tokens;
+        // each run is one kernel call per group.
         let block = i2s_token_block(shape.ne0);
-        self.for_each_row_blocked(shape.ne1, x.tokens(), block, out, |row, first, row_out| {
-            let codes = w.row(row);
-            let mut t = 0;
-            if let Some(dot_x4) = dot_x4 {
-                while t + 4 <= row_out.len() {
-                    let acts = std::array::from_fn(|j| x.token_codes(first + t + j));
-                    for (j, d) in dot_x4(codes, acts).into_iter().enumerate() {
-                        row_out[t + j] = epilogue(d, first + t + j);
+        self.for_each_run_blocked(shape.ne1, tokens, block, out, |first_row, span, chunk| {
+            for (run, run_out) in chunk.chunks_mut(I2S_RUN_ROWS * tokens).enumerate() {
+                let n = run_out.len() / tokens;
+                let start = (first_row + run * I2S_RUN_ROWS) * width;
+                let codes = &w.codes()[start..start + n * width];
+                let mut t = span.start;
+                if let Some(rows_x4) = rows_x4 {
+                    let mut dots = [[0i32; 4]; I2S_RUN_ROWS];
+                    while t + 4 <= span.end {
+                        let acts = std::array::from_fn(|j| x.token_codes(t + j));
+                        rows_x4(codes, acts, &mut dots[..n]);
+                        for (row_out, d) in run_out.chunks_exact_mut(tokens).zip(&dots) {
+                            for (j, &d) in d.iter().enumerate() {
+                                row_out[t + j] = epilogue(d, t + j);
+                            }
+                        }
+                        t += 4;
                     }
-                    t += 4;
                 }
-            }
-            for (j, o) in row_out.iter_mut().enumerate().skip(t) {
-                *o = epilogue(dot(codes, x.token_codes(first + j)), first + j);
+                let mut dots = [0i32; I2S_RUN_ROWS];
+                for t in t..span.end {
+                    rows_dot(codes, x.token_codes(t), &mut dots[..n]);
+                    for (row_out, &d) in run_out.chunks_exact_mut(tokens).zip(&dots) {
+                        row_out[t] = epilogue(d, t);
+                    }
+                }
             }
         });
         Ok(())
@@ -399,22 +415,35 @@ impl CpuKernels {
     ) where
         F: Fn(usize, usize, &mut [f32]) + Sync,
     {
+        self.for_each_run_blocked(rows, tokens, block, out, |first_row, span, chunk| {
+            for (i, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
+                f(first_row + i, span.start, &mut row_out[span.clone()]);
+            }
+        });
+    }
+
+    /// Runs `f(first_row, span, chunk)` over chunks of whole rows for each block of `block`
+    /// tokens: `chunk` holds the chunk's rows row-major (`tokens` values per row) and `f` fills
+    /// the tokens of `span`. The values are stored token-major in `out`.
+    fn for_each_run_blocked<F>(
+        &self,
+        rows: usize,
+        tokens: usize,
+        block: usize,
+        out: &mut [f32],
+        f: F,
+    ) where
+        F: Fn(usize, Range<usize>, &mut [f32]) + Sync,
+    {
         if tokens == 1 {
-            self.split_rows(out, 1, rows, |first_row, chunk| {
-                for (i, o) in chunk.chunks_exact_mut(1).enumerate() {
-                    f(first_row + i, 0, o);
-                }
-            });
+            self.split_rows(out, 1, rows, |first_row, chunk| f(first_row, 0..1, chunk));
             return;
         }
         // Row-major scratch keeps each weight row hot across a block of tokens.
         let mut by_row = vec![0f32; rows * tokens];
         self.split_rows(&mut by_row, tokens, rows, |first_row, chunk| {
             for first in (0..tokens).step_by(block.max(1)) {
-                let end = (first + block).min(tokens);
-                for (i, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
-                    f(first_row + i, first, &mut row_out[first..end]);
-                }
+                f(first_row, first..(first + block).min(tokens), chunk);
             }
         });
         // Back to token-major order, in parallel over tokens and in blocks of rows, so each
@@ -488,6 +517,10 @@ impl CpuKernels {
         }
     }
 }
+
+/// Rows per I2_S kernel call: 16 rows of a 2560-wide matrix are 10 KiB, which stay in L1 while a
+/// block's groups of tokens pass over them.
+const I2S_RUN_ROWS: usize = 16;
 
 /// Rows per block when row-major products are put back in token-major order.
 const TRANSPOSE_ROWS: usize = 64;

@@ -74,4 +74,6 @@ pub use isa::Isa;
 pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use rows::i2s_rows_kernel;
-pub use table::{DotKernels, I2sDotX4, I2sRows};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use rows::i2s_rows_x4_kernel;
+pub use table::{DotKernels, I2sRows, I2sRowsX4};

@@ -17,9 +17,8 @@ use crate::formats::{
 };
 
 static KERNELS: DotKernels = DotKernels {
-    i2s: i2s_dot,
     i2s_rows,
-    i2s_x4: None,
+    i2s_rows_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: tl1_block_dot,
@@ -33,15 +32,6 @@ static KERNELS: DotKernels = DotKernels {
 /// The NEON table, when the CPU supports it.
 pub(crate) fn kernels() -> Option<&'static DotKernels> {
     std::arch::is_aarch64_feature_detected!("neon").then_some(&KERNELS)
-}
-
-fn i2s_dot(codes: &[u8], act: &[i8]) -> i32 {
-    assert!(
-        act.len().is_multiple_of(128) && codes.len() >= act.len() / 4,
-        "i2_s row/activation length mismatch"
-    );
-    // SAFETY: the table holding this function exists only on CPUs with NEON (see `kernels`).
-    unsafe { i2s_dot_neon(codes, act) }
 }
 
 fn tl1_block_dot(block: &Tl1Block, tables: &[LutTable], out: &mut [i32]) {

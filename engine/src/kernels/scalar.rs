@@ -52,6 +52,28 @@ pub fn i2s_rows_ref(codes: &[u8], act: &[i8], out: &mut [i32]) {
     }
 }
 
+/// [`i2s_dot_x4_ref`] of each of `out.len()` consecutive rows against four tokens' activations.
+///
+/// # Panics
+/// As [`i2s_rows_ref`], for any of the tokens.
+pub fn i2s_rows_x4_ref(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    let len = acts[0].len();
+    assert!(
+        len.is_multiple_of(128)
+            && acts.iter().all(|act| act.len() == len)
+            && codes.len() == out.len() * len / 4,
+        "i2_s rows/activation length mismatch"
+    );
+    match len / 4 {
+        0 => out.fill([0; 4]),
+        width => {
+            for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
+                *o = i2s_dot_x4_ref(row, acts);
+            }
+        }
+    }
+}
+
 /// [`i2s_dot_ref`] of one row against four tokens' activations.
 ///
 /// # Panics

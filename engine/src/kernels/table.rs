@@ -6,8 +6,9 @@ use super::reduce::ReduceWidth;
 use super::scalar;
 use crate::formats::{BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block};
 
-/// Σ code · a of one I2_S row against four tokens.
-pub type I2sDotX4 = fn(&[u8], [&[i8]; 4]) -> [i32; 4];
+/// Σ code · a of consecutive I2_S rows (`out.len()` of them) against four tokens, decoding each
+/// weight block once.
+pub type I2sRowsX4 = fn(&[u8], [&[i8]; 4], &mut [[i32; 4]]);
 
 /// Σ code · a of consecutive I2_S rows (`out.len()` of them, `act.len() / 4` bytes each) against
 /// one token.
@@ -23,14 +24,12 @@ pub type Tl1BlockDot = fn(&Tl1Block, &[LutTable], &mut [i32]);
 /// [`scalar`](super::scalar) computes, with the same panics on mismatched lengths.
 #[derive(Debug)]
 pub struct DotKernels {
-    /// Σ code · a over one I2_S row ([`scalar::i2s_dot_ref`]).
-    pub i2s: fn(&[u8], &[i8]) -> i32,
     /// Σ code · a of a run of consecutive rows against one token, in one call
     /// ([`scalar::i2s_rows_ref`]).
     pub i2s_rows: I2sRows,
     /// The same for four tokens at once, decoding each weight block once
-    /// ([`scalar::i2s_dot_x4_ref`]); `None` where the ISA takes tokens one at a time.
-    pub i2s_x4: Option<I2sDotX4>,
+    /// ([`scalar::i2s_rows_x4_ref`]); `None` where the ISA takes tokens one at a time.
+    pub i2s_rows_x4: Option<I2sRowsX4>,
     /// TQ1_0 × Q8_K over one row ([`scalar::tq1_dot_ref`]).
     pub tq1: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
     /// TQ2_0 × Q8_K over one row ([`scalar::tq2_dot_ref`]).
@@ -51,9 +50,8 @@ pub struct DotKernels {
 
 /// The scalar reference table.
 pub(crate) static SCALAR: DotKernels = DotKernels {
-    i2s: scalar::i2s_dot_ref,
     i2s_rows: scalar::i2s_rows_ref,
-    i2s_x4: Some(scalar::i2s_dot_x4_ref),
+    i2s_rows_x4: Some(scalar::i2s_rows_x4_ref),
     tq1: scalar::tq1_dot_ref,
     tq2: scalar::tq2_dot_ref,
     tl1: scalar::tl1_block_dot_ref,

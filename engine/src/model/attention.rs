@@ -123,44 +123,65 @@ impl KvCache {
         let n_kv = (n_past + tokens)
             .next_multiple_of(KV_PAD)
             .min(self.capacity);
-        let scale = 1.0 / (h.head_dim as f32).sqrt();
-        let group = h.n_head / h.n_head_kv;
+        // Heads are independent: they run in parallel, each on one thread, so a product per
+        // head and token is not a pool dispatch of its own. Every output is computed exactly as
+        // on one thread.
+        let serial = kernels.serial();
+        let heads = kernels.map_parallel(h.n_head, |head| {
+            self.head_output(&serial, layer, head, (n_past, n_kv), q)
+        });
         let mut out = vec![0f32; tokens * h.n_embd()];
-        for head in 0..h.n_head {
-            let kv_head = head / group;
-            // The per-head queries are a strided view, which `ggml_mul_mat` converts to the cache
-            // type and never hands to tinyBLAS: every token takes the vector dot product (which
-            // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
-            // so `V·p` is a batched product.
-            let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
-            let mut scores = vec![0f32; tokens * n_kv];
-            for (q_token, row) in q_head
-                .chunks_exact(h.head_dim)
-                .zip(scores.chunks_exact_mut(n_kv))
-            {
-                let start = kv_head * self.capacity * h.head_dim;
-                let keys = start..start + n_kv * h.head_dim;
-                let shape = Shape::new(h.head_dim, n_kv);
-                multiply(
-                    &self.k[layer],
-                    keys,
-                    (shape, h.head_dim),
-                    kernels,
-                    q_token,
-                    row,
-                )?;
-            }
-            for (t, row) in scores.chunks_exact_mut(n_kv).enumerate() {
-                masked_softmax(row, scale, n_past + t + 1, kernels.numerics().width);
-            }
-            let mut head_out = vec![0f32; tokens * h.head_dim];
-            self.values_product(layer, kv_head, n_kv, kernels, &scores, &mut head_out)?;
-            for (t, values) in head_out.chunks_exact(h.head_dim).enumerate() {
+        for (head, head_out) in heads.into_iter().enumerate() {
+            for (t, values) in head_out?.chunks_exact(h.head_dim).enumerate() {
                 let at = t * h.n_embd() + head * h.head_dim;
                 out[at..at + h.head_dim].copy_from_slice(values);
             }
         }
         Ok(out)
+    }
+
+    /// The attention output of head `head` (`head_dim` per token) for the queries `q` of the
+    /// tokens after `n_past`, over the first `n_kv` cells.
+    fn head_output(
+        &self,
+        kernels: &CpuKernels,
+        layer: usize,
+        head: usize,
+        (n_past, n_kv): (usize, usize),
+        q: &[f32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let h = self.heads;
+        let tokens = q.len() / h.n_embd();
+        let scale = 1.0 / (h.head_dim as f32).sqrt();
+        let kv_head = head / (h.n_head / h.n_head_kv);
+        // The per-head queries are a strided view, which `ggml_mul_mat` converts to the cache
+        // type and never hands to tinyBLAS: every token takes the vector dot product (which
+        // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
+        // so `V·p` is a batched product.
+        let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
+        let mut scores = vec![0f32; tokens * n_kv];
+        for (q_token, row) in q_head
+            .chunks_exact(h.head_dim)
+            .zip(scores.chunks_exact_mut(n_kv))
+        {
+            let start = kv_head * self.capacity * h.head_dim;
+            let keys = start..start + n_kv * h.head_dim;
+            let shape = Shape::new(h.head_dim, n_kv);
+            multiply(
+                &self.k[layer],
+                keys,
+                (shape, h.head_dim),
+                kernels,
+                q_token,
+                row,
+            )?;
+        }
+        for (t, row) in scores.chunks_exact_mut(n_kv).enumerate() {
+            masked_softmax(row, scale, n_past + t + 1, kernels.numerics().width);
+        }
+        let mut head_out = vec![0f32; tokens * h.head_dim];
+        self.values_product(layer, kv_head, n_kv, kernels, &scores, &mut head_out)?;
+        Ok(head_out)
     }
 
     fn store(&mut self, layer: usize, n_past: usize, k: &[f32], v: &[f32]) {

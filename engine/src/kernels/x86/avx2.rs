@@ -11,9 +11,9 @@ use half::f16;
 use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
-use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use crate::kernels::table::DotKernels;
+use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_kernel};
 
 /// I2_S blocks summed in i16 before widening: a block adds at most 4 · 2 · 3 · 128 = 3072 per lane.
 pub(crate) const I16_SAFE_BLOCKS: usize = 8;
@@ -26,9 +26,8 @@ pub(crate) fn is_supported() -> bool {
 }
 
 static KERNELS: DotKernels = DotKernels {
-    i2s: i2s_dot,
     i2s_rows,
-    i2s_x4: Some(i2s_dot_x4),
+    i2s_rows_x4: Some(i2s_rows_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: tl1_block_dot,
@@ -47,16 +46,8 @@ pub(crate) fn kernels() -> Option<&'static DotKernels> {
 // The safe entry points below are only reachable through `KERNELS`, which `kernels()` hands out only
 // after `is_supported()` confirmed AVX2, FMA and F16C. They check lengths like the scalar references.
 
-fn i2s_dot(codes: &[u8], act: &[i8]) -> i32 {
-    assert!(
-        act.len().is_multiple_of(128) && codes.len() >= act.len() / 4,
-        "i2_s row/activation length mismatch"
-    );
-    // SAFETY: the table holding this function exists only on CPUs with AVX2 (see `kernels`).
-    unsafe { i2s_dot_avx2(codes, act) }
-}
-
 i2s_rows_kernel!(i2s_rows, i2s_rows_avx2, i2s_dot_avx2, "avx2");
+i2s_rows_x4_kernel!(i2s_rows_x4, i2s_rows_x4_avx2, i2s_dot_x4_avx2, "avx2");
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(
@@ -227,18 +218,6 @@ fn i2s_block_sum(codes: &[__m256i; 4], act: &[i8; 128]) -> __m256i {
     let p2 = _mm256_maddubs_epi16(codes[2], a2);
     let p3 = _mm256_maddubs_epi16(codes[3], a3);
     _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
-}
-
-fn i2s_dot_x4(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
-    let len = acts[0].len();
-    assert!(
-        len.is_multiple_of(128)
-            && codes.len() >= len / 4
-            && acts.iter().all(|act| act.len() == len),
-        "i2_s row/activation length mismatch"
-    );
-    // SAFETY: the table holding this function exists only on CPUs with AVX2 (see `kernels`).
-    unsafe { i2s_dot_x4_avx2(codes, acts) }
 }
 
 /// [`i2s_dot_avx2`] for four tokens: each block's codes are decoded once and multiplied with

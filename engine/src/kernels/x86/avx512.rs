@@ -28,9 +28,8 @@ pub(crate) fn is_supported_vnni() -> bool {
 }
 
 static KERNELS: DotKernels = DotKernels {
-    i2s: i2s_dot,
     i2s_rows,
-    i2s_x4: None,
+    i2s_rows_x4: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: avx2::tl1_block_dot,
@@ -42,7 +41,6 @@ static KERNELS: DotKernels = DotKernels {
 };
 
 static KERNELS_VNNI: DotKernels = DotKernels {
-    i2s: i2s_dot_vnni,
     i2s_rows: i2s_rows_vnni,
     ..KERNELS
 };
@@ -59,24 +57,6 @@ pub(crate) fn kernels_vnni() -> Option<&'static DotKernels> {
 
 // The safe entry points below are only reachable through `KERNELS` / `KERNELS_VNNI`, which are
 // handed out only after `is_supported()` / `is_supported_vnni()` confirmed the features.
-
-fn i2s_dot(codes: &[u8], act: &[i8]) -> i32 {
-    assert!(
-        act.len().is_multiple_of(128) && codes.len() >= act.len() / 4,
-        "i2_s row/activation length mismatch"
-    );
-    // SAFETY: the table holding this function exists only on CPUs with AVX-512 F/BW and AVX2.
-    unsafe { i2s_dot_avx512(codes, act) }
-}
-
-fn i2s_dot_vnni(codes: &[u8], act: &[i8]) -> i32 {
-    assert!(
-        act.len().is_multiple_of(128) && codes.len() >= act.len() / 4,
-        "i2_s row/activation length mismatch"
-    );
-    // SAFETY: the table holding this function exists only on CPUs with AVX-512 F/BW/VNNI and AVX2.
-    unsafe { i2s_dot_avx512_vnni(codes, act) }
-}
 
 i2s_rows_kernel!(
     i2s_rows,
