@@ -9,27 +9,25 @@ use bitnet_engine::formats::{
 use bitnet_engine::kernels::{scalar, CpuKernels, Isa};
 use proptest::prelude::*;
 
-struct Rng(u64);
+mod kernel_support;
 
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+use kernel_support::Rng;
+
+/// The weight and activation draws of these tests.
+trait LutDraws {
+    /// Weights in 0.5 × {−1, 0, 1}.
+    fn ternary(&mut self, n: usize) -> Vec<f32>;
+    /// Activations with zeros, tiny and large values, and now and then an all-zero token.
+    fn activations(&mut self, k: usize, tokens: usize) -> Vec<f32>;
+}
+
+impl LutDraws for Rng {
     fn ternary(&mut self, n: usize) -> Vec<f32> {
         (0..n)
             .map(|_| [-0.5f32, 0.0, 0.5][(self.next() % 3) as usize])
             .collect()
     }
-    /// Activations with zeros, tiny and large values, and now and then an all-zero token.
+
     fn activations(&mut self, k: usize, tokens: usize) -> Vec<f32> {
         let mut x: Vec<f32> = (0..k * tokens)
             .map(|_| match self.next() % 6 {

@@ -12,27 +12,19 @@ use proptest::prelude::*;
 use std::io::Write;
 use std::sync::Once;
 
-struct Rng(u64);
+mod kernel_support;
 
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.next() as i8).collect()
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
+use kernel_support::Rng;
+
+/// The float draws of these tests.
+trait FloatDraws {
+    /// Values with tiny, large and zero ones among them.
+    fn floats(&mut self, n: usize) -> Vec<f32>;
+    /// [`FloatDraws::floats`] rounded to f16.
+    fn halves(&mut self, n: usize) -> Vec<f16>;
+}
+
+impl FloatDraws for Rng {
     fn floats(&mut self, n: usize) -> Vec<f32> {
         (0..n)
             .map(|_| match self.next() % 6 {
@@ -43,6 +35,7 @@ impl Rng {
             })
             .collect()
     }
+
     fn halves(&mut self, n: usize) -> Vec<f16> {
         self.floats(n).into_iter().map(f16::from_f32).collect()
     }

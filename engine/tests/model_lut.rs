@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bitnet_engine::formats::{Tl1Tiling, Tl2Tiling};
-use bitnet_engine::gguf::{Array, GgmlType, GgufFile, Value, ValueType};
+use bitnet_engine::gguf::{Array, GgufFile, Value, ValueType};
 use bitnet_engine::model::{
     argmax, Model, ModelError, ModelOptions, Session, TilingConfigError, Tl1Tilings, Tl2Tilings,
 };
@@ -175,19 +175,25 @@ fn kernel_config_errors_name_the_line_and_the_problem() {
     assert!(matches!(missing, TilingConfigError::Io { .. }));
 }
 
-#[test]
-fn files_record_their_tilings_and_type_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = spec(Arch::Bitnet, WeightFormat::TL1);
-    let file = GgufFile::open(write(dir.path(), &spec)).unwrap();
+/// A generated file of `format`: its file type and the ggml type of its block weights.
+fn open_generated(dir: &Path, format: WeightFormat, file_type: u32) -> (SynthSpec, GgufFile) {
+    let spec = spec(Arch::Bitnet, format);
+    let file = GgufFile::open(write(dir, &spec)).unwrap();
     assert_eq!(
         file.metadata().get_opt_u32("general.file_type").unwrap(),
-        Some(38)
+        Some(file_type)
     );
     assert_eq!(
         file.tensor_info("blk.0.ffn_down.weight").unwrap().ty,
-        GgmlType::TL1
+        format.ggml_type()
     );
+    (spec, file)
+}
+
+#[test]
+fn files_record_their_tilings_and_type_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, file) = open_generated(dir.path(), WeightFormat::TL1, 38);
     let recorded = Tl1Tilings::from_metadata(file.metadata()).unwrap();
     assert_eq!(recorded, tl1_tilings_of(&spec).unwrap());
     assert_eq!(recorded.get(512, 256), Some(Tl1Tiling::new(256, 128, 32)));
@@ -195,31 +201,15 @@ fn files_record_their_tilings_and_type_table() {
     assert!(Tl2Tilings::from_metadata(file.metadata())
         .unwrap()
         .is_empty());
-}
 
-#[test]
-fn tl2_files_record_their_tilings_and_type_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = spec(Arch::Bitnet, WeightFormat::TL2);
-    let file = GgufFile::open(write(dir.path(), &spec)).unwrap();
-    assert_eq!(
-        file.metadata().get_opt_u32("general.file_type").unwrap(),
-        Some(39)
-    );
-    assert_eq!(
-        file.tensor_info("blk.0.ffn_down.weight").unwrap().ty,
-        GgmlType::TL2
-    );
+    let (spec, file) = open_generated(dir.path(), WeightFormat::TL2, 39);
     let recorded = Tl2Tilings::from_metadata(file.metadata()).unwrap();
     assert_eq!(recorded, tl2_tilings_of(&spec).unwrap());
-    assert_eq!(
-        recorded.get(512, 256),
-        Some(Tl2Tiling {
-            tile_rows: 128,
-            tile_cols: 96
-        })
-    );
+    assert_eq!(recorded.get(512, 256), Some(Tl2Tiling::new(128, 96)));
     assert!(file.metadata().get(&Tl2Tilings::key(512, 256)).is_some());
+    assert!(Tl1Tilings::from_metadata(file.metadata())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
