@@ -138,9 +138,8 @@ impl CppBackend {
                     "TL1 products (the reference's TL1 kernels are ARM NEON code, built on ARM only)",
                 ));
             }
-            let engine_tiling = tl1_tiling(tiling)
+            let t = tl1_tiling(tiling)
                 .ok_or_else(|| BackendError::Failed("TL1 needs a tiling with bmm".into()))?;
-            let t = engine_tiling;
             let packed = tl1_reference_pack(
                 request.weights,
                 m,
@@ -148,7 +147,7 @@ impl CppBackend {
                 (t.tile_rows, t.tile_cols, t.simd_rows),
             )
             .map_err(failed)?;
-            let dequantized = decoded(&Tl1::new(engine_tiling), &packed)?;
+            let dequantized = decoded(&Tl1::new(t), &packed)?;
             return Ok(QuantOutput {
                 packed,
                 dequantized,
