@@ -60,7 +60,7 @@ mod isa;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod reduce;
-mod rows;
+pub(crate) mod rows;
 pub mod scalar;
 mod table;
 #[cfg(target_arch = "x86_64")]

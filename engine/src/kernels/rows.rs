@@ -1,16 +1,28 @@
 //! I2_S products over runs of consecutive rows, each ISA's row dot looped inside one function
 //! compiled for that ISA, so a run of rows costs one indirect call.
 
+/// Checks that `codes` holds `rows` I2_S rows for the activations `acts`, which are all one
+/// multiple of 128 long.
+///
+/// # Panics
+/// Otherwise, with the same message from every ISA.
+pub(crate) fn check_rows(codes: &[u8], acts: &[&[i8]], rows: usize) {
+    let len = acts.first().map_or(0, |act| act.len());
+    assert!(
+        len.is_multiple_of(128)
+            && acts.iter().all(|act| act.len() == len)
+            && codes.len() == rows * len / 4,
+        "i2_s rows/activation length mismatch"
+    );
+}
+
 /// Defines `$name(codes, act, out)` (an [`I2sRows`](super::table::I2sRows) kernel) over the row
 /// dot `$dot`, looped in `$inner`, compiled with `$features`. Only the dot tables of the ISA that
 /// has those features may hold `$name`.
 macro_rules! i2s_rows_kernel {
     ($name:ident, $inner:ident, $dot:path, $features:literal) => {
         fn $name(codes: &[u8], act: &[i8], out: &mut [i32]) {
-            assert!(
-                act.len().is_multiple_of(128) && codes.len() == out.len() * act.len() / 4,
-                "i2_s rows/activation length mismatch"
-            );
+            $crate::kernels::rows::check_rows(codes, &[act], out.len());
             // SAFETY: only dot tables of this ISA hold this function, and they are handed out
             // only on CPUs with the features `$inner` is compiled for.
             unsafe { $inner(codes, act, out) }
@@ -37,13 +49,7 @@ macro_rules! i2s_rows_kernel {
 macro_rules! i2s_rows_x4_kernel {
     ($name:ident, $inner:ident, $dot_x4:path, $features:literal) => {
         fn $name(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-            let len = acts[0].len();
-            assert!(
-                len.is_multiple_of(128)
-                    && acts.iter().all(|act| act.len() == len)
-                    && codes.len() == out.len() * len / 4,
-                "i2_s rows/activation length mismatch"
-            );
+            $crate::kernels::rows::check_rows(codes, &acts, out.len());
             // SAFETY: only dot tables of this ISA hold this function, and they are handed out
             // only on CPUs with the features `$inner` is compiled for.
             unsafe { $inner(codes, acts, out) }

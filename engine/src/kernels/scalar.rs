@@ -6,6 +6,7 @@
 use half::f16;
 
 use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
+use super::rows::check_rows;
 use crate::formats::{lut_entry, swapped_row, tq1_element, trit, trits_in};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::formats::{LutTable, Tl1Block, Tl2Block};
@@ -38,10 +39,7 @@ pub fn i2s_dot_ref(codes: &[u8], act: &[i8]) -> i32 {
 /// # Panics
 /// If `act.len()` is not a multiple of 128 or `codes` does not hold exactly `out.len()` rows.
 pub fn i2s_rows_ref(codes: &[u8], act: &[i8], out: &mut [i32]) {
-    assert!(
-        act.len().is_multiple_of(128) && codes.len() == out.len() * act.len() / 4,
-        "i2_s rows/activation length mismatch"
-    );
+    check_rows(codes, &[act], out.len());
     match act.len() / 4 {
         0 => out.fill(0),
         width => {
@@ -57,14 +55,8 @@ pub fn i2s_rows_ref(codes: &[u8], act: &[i8], out: &mut [i32]) {
 /// # Panics
 /// As [`i2s_rows_ref`], for any of the tokens.
 pub fn i2s_rows_x4_ref(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    let len = acts[0].len();
-    assert!(
-        len.is_multiple_of(128)
-            && acts.iter().all(|act| act.len() == len)
-            && codes.len() == out.len() * len / 4,
-        "i2_s rows/activation length mismatch"
-    );
-    match len / 4 {
+    check_rows(codes, &acts, out.len());
+    match acts[0].len() / 4 {
         0 => out.fill([0; 4]),
         width => {
             for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
