@@ -10,10 +10,12 @@ use bitnet_engine::formats::{
     FpContract, I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat, Tq1_0, Tq2_0,
     TqKind, TqMatrix,
 };
+use bitnet_engine::generation::{Sampler, SamplerConfig};
 use bitnet_engine::gguf::GgmlType;
 use bitnet_engine::kernels::{CpuKernels, DenseMatrix, Numerics, ReduceWidth};
 use bitnet_engine::model::{
-    argmax, ops, Device, DeviceError, DeviceStrategy, Model, ModelError, ModelOptions, Session,
+    argmax, ops, Device, DeviceError, DeviceStrategy, Model, ModelError, ModelOptions, Picked,
+    Session,
 };
 use bitnet_engine::synth::{write_model, Arch, SplitMix64, SynthSpec, WeightFormat};
 use half::f16;
@@ -322,6 +324,197 @@ fn whole_models_on_the_gpu_match_the_cpu() {
         inexact.is_empty(),
         "logits not bit-identical to the CPU's: {inexact:?}"
     );
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn split_decode_attention_matches_the_cpu_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SplitMix64::new(11);
+    for (arch, format) in [
+        (Arch::Bitnet, WeightFormat::I2_S),
+        (Arch::BitnetB158, WeightFormat::I2_S),
+        (Arch::Llama, WeightFormat::F16),
+    ] {
+        let mut spec = SynthSpec::tiny(arch, format);
+        spec.n_ctx = 1024;
+        let path = dir.path().join(format!("{}-{format:?}.gguf", arch.name()));
+        write_model(&spec, &path).unwrap();
+        let cpu_model = load(&path, DeviceStrategy::ForceCpu);
+        let n_vocab = cpu_model.n_vocab() as u64;
+        let prompt: Vec<u32> = (0..340)
+            .map(|_| (rng.next_u64() % n_vocab) as u32)
+            .collect();
+        // A prefill of 300 tokens, then decode steps across two 32-cell boundaries of the cache.
+        let decode = |model: &Model| {
+            let mut session = Session::new(model, 1000);
+            session.eval(&prompt[..300], false).unwrap();
+            let mut logits = Vec::new();
+            for &token in &prompt[300..] {
+                logits.extend(session.eval(&[token], false).unwrap().as_slice());
+            }
+            bits(&logits)
+        };
+        let cpu = decode(&cpu_model);
+        for split_from in [0, 352, usize::MAX] {
+            let options = ModelOptions {
+                device: DeviceStrategy::ForceGpu,
+                gpu_split_attention_from: split_from,
+                ..ModelOptions::default()
+            };
+            let gpu = decode(&Model::load(&path, &options).unwrap());
+            let differing = gpu.iter().zip(&cpu).filter(|(a, b)| a != b).count();
+            println!(
+                "{} {format:?}, split from {split_from} cells: {differing} of {} logits differ",
+                arch.name(),
+                cpu.len()
+            );
+            assert_eq!(differing, 0, "{} {format:?}", arch.name());
+        }
+    }
+}
+
+/// Sampler settings that reach every narrowing of a device's pick.
+fn sampler_configs() -> Vec<SamplerConfig> {
+    let base = SamplerConfig::default();
+    vec![
+        base,
+        SamplerConfig {
+            repeat_penalty: 1.3,
+            ..base
+        },
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            ..base
+        },
+        SamplerConfig {
+            temperature: 1.0,
+            ..base
+        },
+        SamplerConfig {
+            temperature: 0.7,
+            top_p: 0.9,
+            ..base
+        },
+        SamplerConfig {
+            temperature: 1.5,
+            min_p: 0.1,
+            ..base
+        },
+        SamplerConfig {
+            temperature: 1.0,
+            top_k: 1,
+            ..base
+        },
+    ]
+}
+
+/// A pick's kind, for the tally of what the device returned.
+fn picked_kind(picked: &Picked) -> usize {
+    match picked {
+        Picked::Token(_) => 0,
+        Picked::Candidates { .. } => 1,
+        Picked::Logits(_) => 2,
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn picks_on_the_gpu_match_the_cpu_sampler() {
+    let ops = ops();
+    let mut rng = SplitMix64::new(17);
+    let mut tally = [0usize; 3];
+    for (c, config) in sampler_configs().into_iter().enumerate() {
+        for n in [3, 1000, 32_000, 128_256] {
+            let config = SamplerConfig {
+                seed: (c * 7 + n) as u64,
+                repeat_last_n: 64,
+                ..config
+            };
+            let (mut cpu, mut gpu) = (Sampler::new(config).unwrap(), Sampler::new(config).unwrap());
+            for step in 0..12 {
+                let mut row: Vec<f32> = (0..n)
+                    .map(|_| match rng.next_u64() % 50 {
+                        0 => 2.0,
+                        1 => -30.0,
+                        _ => (rng.next_normal() * 3.0) as f32,
+                    })
+                    .collect();
+                match step {
+                    7 => row[n / 2] = f32::NEG_INFINITY,
+                    9 => row[n - 1] = f32::NAN,
+                    _ => {}
+                }
+                let expected = cpu.sample(&row);
+                let got = gpu.sample_on(n, |request| {
+                    let picked = ops
+                        .pick(&row, request)
+                        .map_err(Box::<dyn std::error::Error>::from)?;
+                    tally[picked_kind(&picked)] += 1;
+                    Ok::<_, Box<dyn std::error::Error>>(picked)
+                });
+                assert_eq!(
+                    format!("{got:?}"),
+                    format!("{expected:?}"),
+                    "config {c}, n {n}, step {step}"
+                );
+                let token = expected.unwrap_or(0);
+                cpu.accept(token);
+                gpu.accept(token);
+            }
+        }
+    }
+    println!(
+        "picks: {} tokens, {} candidate sets, {} whole rows from the device",
+        tally[0], tally[1], tally[2]
+    );
+    // Only rows with a NaN or −∞ logit, or with too many candidates, come back whole.
+    assert!(tally[2] * 4 < tally[0] + tally[1], "{tally:?}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn sampled_generation_on_the_gpu_matches_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arch, format) in [
+        (Arch::Bitnet, WeightFormat::I2_S),
+        (Arch::BitnetB158, WeightFormat::TQ2_0),
+    ] {
+        let path = dir.path().join(format!("{}-{format:?}.gguf", arch.name()));
+        write_model(&SynthSpec::tiny(arch, format), &path).unwrap();
+        let cpu_model = load(&path, DeviceStrategy::ForceCpu);
+        let gpu_model = load(&path, DeviceStrategy::ForceGpu);
+        let n_vocab = cpu_model.n_vocab();
+        for (c, config) in sampler_configs().into_iter().enumerate() {
+            let prompt = [1u32, 5, 9, 2];
+            let run = |model: &Model| {
+                let mut sampler = Sampler::new(config).unwrap();
+                let mut session = Session::new(model, 64);
+                let mut input = prompt.to_vec();
+                let mut tokens = Vec::new();
+                for _ in 0..24 {
+                    let token = sampler
+                        .sample_on(n_vocab, |request| {
+                            session
+                                .eval_pick(&input, request)
+                                .map_err(Box::<dyn std::error::Error>::from)
+                        })
+                        .unwrap();
+                    sampler.accept(token);
+                    tokens.push(token);
+                    input = vec![token];
+                }
+                tokens
+            };
+            let (cpu, gpu) = (run(&cpu_model), run(&gpu_model));
+            println!("{} {format:?}, sampler {c}: {gpu:?}", arch.name());
+            assert_eq!(gpu, cpu, "{} {format:?}, sampler {c}", arch.name());
+        }
+    }
 }
 
 fn tiny_model(dir: &std::path::Path) -> std::path::PathBuf {

@@ -41,16 +41,19 @@ pub(crate) struct Kernels {
     pub f32_matmul: CudaFunction,
     pub rope_store: CudaFunction,
     pub attention: CudaFunction,
+    pub attention_scores: CudaFunction,
+    pub attention_values: CudaFunction,
     pub silu_mul: CudaFunction,
     pub relu_sqr_mul: CudaFunction,
     pub argmax: CudaFunction,
+    pub pick: CudaFunction,
 }
 
 /// A device's context and kernels, shared by every model on it.
 pub(crate) struct Gpu {
     pub ctx: Arc<CudaContext>,
     pub kernels: Kernels,
-    /// Dynamic shared memory the attention kernel may use.
+    /// Dynamic shared memory the attention kernels may use.
     pub attention_shared_limit: usize,
     /// Dynamic shared memory the I2_S kernel may use for staged activations.
     pub i2s_shared_limit: usize,
@@ -132,14 +135,19 @@ impl Gpu {
             f32_matmul: load("f32_matmul")?,
             rope_store: load("rope_store")?,
             attention: load("attention")?,
+            attention_scores: load("attention_scores")?,
+            attention_values: load("attention_values")?,
             silu_mul: load("silu_mul")?,
             relu_sqr_mul: load("relu_sqr_mul")?,
             argmax: load("argmax")?,
+            pick: load("pick")?,
         };
         let optin = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             .map_err(driver("reading the shared-memory limit"))?;
-        let attention_shared_limit = raise_shared_limit(&kernels.attention, optin)?;
+        // The split kernel's probabilities need no more than the whole one's.
+        let attention_shared_limit = raise_shared_limit(&kernels.attention, optin)?
+            .min(raise_shared_limit(&kernels.attention_values, optin)?);
         let i2s_shared_limit = raise_shared_limit(&kernels.i2s_matmul, optin)?;
         Ok(Gpu {
             ctx,

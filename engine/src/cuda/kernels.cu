@@ -46,6 +46,10 @@ struct Max {
     __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
+struct Min {
+    __device__ int operator()(int a, int b) const { return min(a, b); }
+};
+
 template <typename T, typename Op> __device__ __forceinline__ T warp_reduce(T v, Op op) {
     for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
@@ -731,41 +735,14 @@ extern "C" __global__ void rope_store(float* q, float* k, const float* v, const 
     }
 }
 
-// model::attention::KvCache::attend for head blockIdx.x and token blockIdx.y of a batch of
-// `tokens` over the F16 cache, in the CPU's order: each score is ggml_vec_dot_f16 of the key and
-// the f16-rounded query (one warp per cell), the masked softmax uses the reference's expf with
-// lane sums added in f64, and each output is the CPU's product of the transposed values with the
-// probabilities over the `n_kv` cells the CPU attends (the batch's end rounded up to 32): the
-// vector dot on f16-rounded probabilities for one token, the tiled dot otherwise. `n_past` is
-// read from device memory, so that one captured launch serves every decode step. Dynamic shared
-// memory: `n_kv` probabilities and their lane sums.
-extern "C" __global__ void attention(const float* q, const u16* k_cache, const u16* v_cache,
-                                     float* out, int n_head, int n_head_kv, int head_dim,
-                                     int capacity, const int* n_past_at, int tokens, float scale,
-                                     int lanes) {
-    extern __shared__ float shared[];
-    int n_past = *n_past_at;
-    int n_kv = min((n_past + tokens + 31) / 32 * 32, capacity);
-    __shared__ float query[256];
+// The softmax of model::attention::KvCache::attend over `probs[..n_kv]`, whose first `valid`
+// entries hold the scaled scores and the rest zeros: the reference's expf, lane sums added in
+// f64 in order, then the probabilities, rounded to f16 with `round_probs`. Dynamic shared memory
+// after `probs` holds the `n_kv / lanes` lane sums. Every thread of the block takes part.
+__device__ void attention_softmax(float* probs, int valid, int n_kv, int lanes, int round_probs) {
     __shared__ float inverse;
-    int head = blockIdx.x, t = blockIdx.y;
-    int kv_head = head / (n_head / n_head_kv);
-    int n_embd = n_head * head_dim;
-    int valid = n_past + t + 1;
+    float* group_sums = probs + n_kv;
     int groups = n_kv / lanes;
-    float* probs = shared;
-    float* group_sums = shared + n_kv;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
-        query[d] = round_f16(q[(size_t)t * n_embd + head * head_dim + d]);
-    for (int j = valid + threadIdx.x; j < n_kv; j += blockDim.x) probs[j] = 0.0f;
-    __syncthreads();
-    const u16* keys = k_cache + (size_t)kv_head * capacity * head_dim;
-    for (int j = warp; j < valid; j += warps) {
-        float s = warp_vec_dot(keys + (size_t)j * head_dim, query, head_dim, lanes, 0, 1);
-        if (lane == 0) probs[j] = __fmul_rn(s, scale);
-    }
-    __syncthreads();
     float m = -INFINITY;
     for (int j = threadIdx.x; j < valid; j += blockDim.x) m = fmaxf(m, probs[j]);
     m = block_max_float(m);
@@ -782,9 +759,62 @@ extern "C" __global__ void attention(const float* q, const u16* k_cache, const u
     __syncthreads();
     for (int j = threadIdx.x; j < valid; j += blockDim.x) {
         float p = __fmul_rn(probs[j], inverse);
-        probs[j] = tokens == 1 ? round_f16(p) : p;
+        probs[j] = round_probs ? round_f16(p) : p;
     }
     __syncthreads();
+}
+
+// Query `head` of token `t`, f16-rounded, into `query` (shared; the caller synchronizes).
+__device__ __forceinline__ void load_query(const float* q, float* query, int t, int head,
+                                           int n_head, int head_dim) {
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x)
+        query[d] = round_f16(q[((size_t)t * n_head + head) * head_dim + d]);
+}
+
+// The scaled score of cell j of one head: ggml_vec_dot_f16 of the key and the f16-rounded query,
+// one warp per cell.
+__device__ __forceinline__ float attention_score(const u16* keys, const float* query, int j,
+                                                 int head_dim, int lanes, float scale) {
+    return __fmul_rn(warp_vec_dot(keys + (size_t)j * head_dim, query, head_dim, lanes, 0, 1), scale);
+}
+
+// Cells the CPU attends after `end` positions: `end` rounded up to 32, at most `capacity`.
+__device__ __forceinline__ int attended_cells(int end, int capacity) {
+    return min((end + 31) / 32 * 32, capacity);
+}
+
+// model::attention::KvCache::attend for head blockIdx.x and token blockIdx.y of a batch of
+// `tokens` over the F16 cache, in the CPU's order: each score is ggml_vec_dot_f16 of the key and
+// the f16-rounded query (one warp per cell), the masked softmax uses the reference's expf with
+// lane sums added in f64, and each output is the CPU's product of the transposed values with the
+// probabilities over the `n_kv` cells the CPU attends (the batch's end rounded up to 32): the
+// vector dot on f16-rounded probabilities for one token, the tiled dot otherwise. `n_past` is
+// read from device memory, so that one captured launch serves every decode step. Dynamic shared
+// memory: `n_kv` probabilities and their lane sums.
+extern "C" __global__ void attention(const float* q, const u16* k_cache, const u16* v_cache,
+                                     float* out, int n_head, int n_head_kv, int head_dim,
+                                     int capacity, const int* n_past_at, int tokens, float scale,
+                                     int lanes) {
+    extern __shared__ float shared[];
+    int n_past = *n_past_at;
+    int n_kv = attended_cells(n_past + tokens, capacity);
+    __shared__ float query[256];
+    int head = blockIdx.x, t = blockIdx.y;
+    int kv_head = head / (n_head / n_head_kv);
+    int n_embd = n_head * head_dim;
+    int valid = n_past + t + 1;
+    float* probs = shared;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    load_query(q, query, t, head, n_head, head_dim);
+    for (int j = valid + threadIdx.x; j < n_kv; j += blockDim.x) probs[j] = 0.0f;
+    __syncthreads();
+    const u16* keys = k_cache + (size_t)kv_head * capacity * head_dim;
+    for (int j = warp; j < valid; j += warps) {
+        float s = attention_score(keys, query, j, head_dim, lanes, scale);
+        if (lane == 0) probs[j] = s;
+    }
+    __syncthreads();
+    attention_softmax(probs, valid, n_kv, lanes, tokens == 1);
     const u16* values = v_cache + (size_t)kv_head * head_dim * capacity;
     float* o = out + (size_t)t * n_embd + head * head_dim;
     if (tokens == 1) {
@@ -800,6 +830,51 @@ extern "C" __global__ void attention(const float* q, const u16* k_cache, const u
             if (lane % lanes == 0 && d0 + g < head_dim) o[d] = s;
         }
     }
+}
+
+// The first half of a decode step's attention split across the context (flash-decoding): the
+// scaled scores of head blockIdx.x for the cells that the blocks blockIdx.y of gridDim.y take in
+// turn, one warp per cell, into `scores[head][cell]` (`capacity` cells per head).
+extern "C" __global__ void attention_scores(const float* q, const u16* k_cache, float* scores,
+                                            int n_head, int n_head_kv, int head_dim,
+                                            int capacity, const int* n_past_at, float scale,
+                                            int lanes) {
+    __shared__ float query[256];
+    int head = blockIdx.x;
+    int kv_head = head / (n_head / n_head_kv);
+    int valid = *n_past_at + 1;
+    int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    load_query(q, query, 0, head, n_head, head_dim);
+    __syncthreads();
+    const u16* keys = k_cache + (size_t)kv_head * capacity * head_dim;
+    float* row = scores + (size_t)head * capacity;
+    for (int j = blockIdx.y * warps + (threadIdx.x >> 5); j < valid; j += gridDim.y * warps) {
+        float s = attention_score(keys, query, j, head_dim, lanes, scale);
+        if (lane == 0) row[j] = s;
+    }
+}
+
+// The second half: every block of head blockIdx.x takes the softmax of the head's scores, as
+// `attention` does for one token, then its warps write the outputs blockIdx.y · warps + warp.
+// Dynamic shared memory as `attention`'s.
+extern "C" __global__ void attention_values(const float* scores, const u16* v_cache, float* out,
+                                            int n_head, int n_head_kv, int head_dim,
+                                            int capacity, const int* n_past_at, int lanes) {
+    extern __shared__ float shared[];
+    int valid = *n_past_at + 1;
+    int n_kv = attended_cells(valid, capacity);
+    int head = blockIdx.x;
+    int kv_head = head / (n_head / n_head_kv);
+    const float* row = scores + (size_t)head * capacity;
+    float* probs = shared;
+    for (int j = threadIdx.x; j < n_kv; j += blockDim.x) probs[j] = j < valid ? row[j] : 0.0f;
+    __syncthreads();
+    attention_softmax(probs, valid, n_kv, lanes, 1);
+    int d = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (d >= head_dim) return;
+    const u16* values = v_cache + ((size_t)kv_head * head_dim + d) * capacity;
+    float s = warp_vec_dot(values, probs, n_kv, lanes, 0, 1);
+    if ((threadIdx.x & 31) == 0) out[(size_t)head * head_dim + d] = s;
 }
 
 // model::ops::silu_mul: `gate = silu(gate) · up` on rows of `width`.
@@ -834,4 +909,287 @@ extern "C" __global__ void argmax(const float* row, int n, unsigned long long* b
         key = other > key ? other : key;
     }
     if ((threadIdx.x & 31) == 0 && key != 0) atomicMax(best, key);
+}
+
+// Weights of a mass added in one run (model::pick::MASS_BLOCK), and the most runs `pick` keeps.
+#define MASS_BLOCK 256
+#define MAX_MASS_BLOCKS 2048
+// model::pick::Narrowing, as `pick` takes it.
+#define PICK_TOP_K 0
+#define PICK_TOP_P 1
+#define PICK_AT_LEAST 2
+#define PICK_DRAW 3
+// model::pick::Picked, as `pick` reports it in result[0].
+#define PICKED_ROW 0
+#define PICKED_TOKEN 1
+#define PICKED_CANDIDATES 2
+
+// Values of a row one thread of `pick` loads before it uses any, to keep loads in flight.
+#define PICK_UNROLL 8
+
+// Calls f(i, x[i]) for the values of `x[..n]` this thread takes in the block's stride.
+template <typename F> __device__ __forceinline__ void for_each_value(const float* x, int n, F f) {
+    for (int base = threadIdx.x; base < n; base += PICK_UNROLL * blockDim.x) {
+        float v[PICK_UNROLL];
+#pragma unroll
+        for (int u = 0; u < PICK_UNROLL; u++) {
+            int i = base + u * blockDim.x;
+            v[u] = i < n ? x[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < PICK_UNROLL; u++) {
+            int i = base + u * blockDim.x;
+            if (i < n) f(i, v[u]);
+        }
+    }
+}
+
+// Calls f(i, x[i], keep) for i in [first, last) in this warp's order, 32 values a step, where
+// `keep(x)` decides; returns how many were kept. `f` also gets the ballot of its step.
+template <typename K, typename F>
+__device__ __forceinline__ int warp_keep(const float* x, int first, int last, K keep, F f) {
+    int lane = threadIdx.x & 31, kept = 0;
+    for (int base = first; base < last; base += 32 * PICK_UNROLL) {
+        float v[PICK_UNROLL];
+#pragma unroll
+        for (int u = 0; u < PICK_UNROLL; u++) {
+            int i = base + 32 * u + lane;
+            v[u] = i < last ? x[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < PICK_UNROLL; u++) {
+            int i = base + 32 * u + lane;
+            int kept_here = i < last && keep(v[u]);
+            u32 ballot = __ballot_sync(FULL_MASK, kept_here);
+            if (kept_here) f(i, v[u], kept + __popc(ballot & ((1u << lane) - 1)));
+            kept += __popc(ballot);
+        }
+    }
+    return kept;
+}
+
+// model::pick::pick_weight.
+__device__ __forceinline__ float pick_weight(float logit, float max) {
+    return vec_expf(__fsub_rn(logit, max), 8);
+}
+
+// A key that orders floats as f32::total_cmp does.
+__device__ __forceinline__ u32 order_key(float x) {
+    u32 u = __float_as_uint(x);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// model::pick::block_masses of the weights of `work` divided by `temperature` against `max`
+// into `masses` (thread b adds run b in order), and their total, added in order, to every
+// thread.
+__device__ double pick_masses(const float* work, int n, float temperature, float max,
+                              double* masses) {
+    __shared__ double total;
+    int runs = (n + MASS_BLOCK - 1) / MASS_BLOCK;
+    for (int b = threadIdx.x; b < runs; b += blockDim.x) {
+        double s = 0.0;
+        for (int i = b * MASS_BLOCK; i < min(n, (b + 1) * MASS_BLOCK); i++)
+            s = __dadd_rn(s, (double)pick_weight(__fdiv_rn(work[i], temperature), max));
+        masses[b] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int b = 0; b < runs; b++) t = __dadd_rn(t, masses[b]);
+        total = t;
+    }
+    __syncthreads();
+    return total;
+}
+
+// generation::sampling::draw over the whole row, on one thread.
+__device__ int pick_draw(const float* work, int n, float temperature, float max,
+                         const double* masses, double total, double unit) {
+    double target = __dmul_rn(unit, total);
+    int runs = (n + MASS_BLOCK - 1) / MASS_BLOCK;
+    for (int b = 0; b < runs; b++) {
+        if (target < masses[b]) {
+            int last = -1;
+            for (int i = b * MASS_BLOCK; i < min(n, (b + 1) * MASS_BLOCK); i++) {
+                double w = (double)pick_weight(__fdiv_rn(work[i], temperature), max);
+                if (w > 0.0) last = i;
+                if (target < w) return i;
+                target = __dsub_rn(target, w);
+            }
+            return last;
+        }
+        target = __dsub_rn(target, masses[b]);
+    }
+    for (int i = n - 1; i > 0; i--)
+        if (pick_weight(__fdiv_rn(work[i], temperature), max) > 0.0f) return i;
+    return 0;
+}
+
+// The largest key v such that the values of `work` with order keys at least v weigh at least
+// `goal`, each weighing 1 (a count) or, with `by_mass`, its softmax weight times `scale`,
+// rounded down (sums of them are exact and never exceed the true mass times `scale`). A radix
+// descent over the key's bytes; where the goal is out of reach, 0.
+__device__ u32 pick_threshold(const float* work, int n, int by_mass, float max, double scale,
+                              u32 goal) {
+    typedef u32 T;
+    __shared__ T hist[256];
+    __shared__ u32 prefix;
+    __shared__ T above;
+    __shared__ int done;
+    if (threadIdx.x == 0) {
+        prefix = 0;
+        above = 0;
+        done = 0;
+    }
+    u32 mask = 0;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[d] = 0;
+        __syncthreads();
+        // Each thread adds a run of values in one bucket before it touches shared memory: most
+        // values share the leading bytes of their keys.
+        u32 want = prefix;
+        int bucket = -1;
+        T run = 0;
+        for_each_value(work, n, [&](int, float x) {
+            u32 key = order_key(x);
+            if ((key & mask) != want) return;
+            int b = (key >> shift) & 255;
+            if (b != bucket) {
+                if (bucket >= 0) atomicAdd(&hist[bucket], run);
+                bucket = b;
+                run = 0;
+            }
+            run += by_mass ? (T)__dmul_rz((double)pick_weight(x, max), scale) : (T)1;
+        });
+        if (bucket >= 0) atomicAdd(&hist[bucket], run);
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int digit = -1;
+            T a = above;
+            for (int d = 255; d >= 0; d--) {
+                if (a + hist[d] >= goal) {
+                    digit = d;
+                    break;
+                }
+                a += hist[d];
+            }
+            if (digit < 0) {
+                done = 1;
+            } else {
+                above = a;
+                prefix |= (u32)digit << shift;
+            }
+        }
+        __syncthreads();
+        if (done) return 0;
+        mask |= 255u << shift;
+    }
+    return prefix;
+}
+
+// The device's share of generation::Sampler's pick (model::pick::PickRequest) from a row of
+// `n` logits, in one block: the row copied into `work` with the repetition penalty applied to
+// the distinct tokens `penalized`, then by `mode` the whole draw (PICK_DRAW, at `unit` of the
+// mass, after dividing by `temperature`) or the candidates of the first filter in token order:
+// order keys at least the k-th largest (PICK_TOP_K), order keys whose softmax mass exceeds `p`
+// by a margin, with the row's mass (PICK_TOP_P), or logits at least the largest plus `offset`
+// (PICK_AT_LEAST). `result` = (picked, token, candidates, unused, mass as a double), and
+// `candidates` holds (token, logit bits) pairs. A row with NaN, +∞ or −∞ logits, or with more
+// than `cap` candidates, is left to the host (PICKED_ROW).
+extern "C" __global__ void __launch_bounds__(1024)
+    pick(const float* row, int n, float* work, const u32* penalized, int n_penalized, float penalty,
+         int mode, int k, float p, float offset, float temperature, double unit, u32* candidates,
+         int cap, int* result) {
+    __shared__ double masses[MAX_MASS_BLOCKS];
+    __shared__ int warp_offsets[32];
+    __shared__ int count;
+    int bad = n;
+    for_each_value(row, n, [&](int i, float x) {
+        if (x != x || x == INFINITY) bad = min(bad, i);
+        work[i] = x;
+    });
+    bad = block_reduce(bad, Min(), n);
+    if (bad < n) {
+        if (threadIdx.x == 0) result[0] = PICKED_ROW;
+        return;
+    }
+    for (int j = threadIdx.x; j < n_penalized; j += blockDim.x) {
+        u32 t = penalized[j];
+        if (t < (u32)n) {
+            float l = work[t];
+            work[t] = l <= 0.0f ? __fmul_rn(l, penalty) : __fdiv_rn(l, penalty);
+        }
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    int infinite = 0;
+    for_each_value(work, n, [&](int, float x) {
+        m = fmaxf(m, x);
+        infinite |= x == -INFINITY;
+    });
+    m = block_max_float(m);
+    infinite = block_sum_int(infinite);
+    int runs = (n + MASS_BLOCK - 1) / MASS_BLOCK;
+    if (infinite || ((mode == PICK_DRAW || mode == PICK_TOP_P) && runs > MAX_MASS_BLOCKS)) {
+        if (threadIdx.x == 0) result[0] = PICKED_ROW;
+        return;
+    }
+    if (mode == PICK_DRAW) {
+        float max = __fdiv_rn(m, temperature);
+        double total = pick_masses(work, n, temperature, max, masses);
+        if (threadIdx.x == 0) {
+            result[0] = PICKED_TOKEN;
+            result[1] = pick_draw(work, n, temperature, max, masses, total, unit);
+        }
+        return;
+    }
+    double mass = 0.0;
+    u32 key_min = 0;
+    float at_least = __fadd_rn(m, offset);
+    if (mode == PICK_TOP_K) {
+        key_min = pick_threshold(work, n, 0, m, 0.0, (u32)k);
+    } else if (mode == PICK_TOP_P) {
+        mass = pick_masses(work, n, 1.0f, m, masses);
+        // Weights in units of the mass over 2^32 − 1 − n, so that their sum fits 32 bits; the
+        // goal, rounded up, may be out of reach only for p within 2n / 2^32 of 1.
+        double scale = (4294967295.0 - n) / mass;
+        double goal = ceil(__dmul_rn(__dmul_rn(__dadd_rn((double)p, 1e-6), mass), scale));
+        key_min = pick_threshold(work, n, 1, m, scale, goal >= 4294967295.0 ? 0xffffffffu : (u32)goal);
+    }
+    // Warps take contiguous segments of the row in order, 32 values a step; a ballot orders
+    // each step, and a scan over the warps places each segment.
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    int per_warp = ((n + 31) / 32 + warps - 1) / warps * 32;
+    int first = warp * per_warp, last = min(n, first + per_warp);
+    auto keep = [&](float x) {
+        return mode == PICK_AT_LEAST ? x >= at_least : order_key(x) >= key_min;
+    };
+    int mine = warp_keep(work, first, last, keep, [](int, float, int) {});
+    if (lane == 0) warp_offsets[warp] = mine;
+    __syncthreads();
+    if (warp == 0) {
+        int total = lane < warps ? warp_offsets[lane] : 0;
+        int scanned = total;
+        for (int o = 1; o < 32; o <<= 1) {
+            int y = __shfl_up_sync(FULL_MASK, scanned, o);
+            if (lane >= o) scanned += y;
+        }
+        warp_offsets[lane] = scanned - total;
+        if (lane == 31) count = scanned;
+    }
+    __syncthreads();
+    if (count > cap) {
+        if (threadIdx.x == 0) result[0] = PICKED_ROW;
+        return;
+    }
+    int at = warp_offsets[warp];
+    warp_keep(work, first, last, keep, [&](int i, float x, int pos) {
+        candidates[2 * (at + pos)] = i;
+        candidates[2 * (at + pos) + 1] = __float_as_uint(x);
+    });
+    if (threadIdx.x == 0) {
+        result[0] = PICKED_CANDIDATES;
+        result[2] = count;
+        *(double*)(result + 4) = mass;
+    }
 }

@@ -29,6 +29,11 @@ const I2S_GEMV_PARTS: usize = 3;
 /// Weights of an I2_S row that the one-token kernels read per load (`I2S_GEMV_WEIGHTS`): rows
 /// of other widths take the batched kernel.
 pub(crate) const I2S_GEMV_WEIGHTS: usize = 64;
+/// Threads of the one block of a pick.
+const PICK_THREADS: u32 = 1024;
+/// Warps of a block of the split decode attention: cells of a scores block, outputs of a values
+/// block.
+const SPLIT_ATTENTION_WARPS: u32 = 8;
 
 macro_rules! launch {
     ($stream:expr, $func:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
@@ -475,6 +480,18 @@ impl Launcher<'_> {
         )
     }
 
+    /// Dynamic shared memory of an attention block over `cells` cells, if it fits.
+    fn attention_shared(&self, cells: usize, lanes: usize) -> Result<u32, CudaError> {
+        let shared = attention_shared_bytes(cells, lanes);
+        if shared > self.gpu.attention_shared_limit {
+            return Err(CudaError::Unsupported(format!(
+                "attention over {cells} positions (at most {} fit in shared memory)",
+                max_attention_positions(self.gpu.attention_shared_limit, lanes)
+            )));
+        }
+        Ok(shared as u32)
+    }
+
     /// Attention of `tokens` queries after `*n_past` cached positions, with shared memory for
     /// attending up to `cells` cells (at least what the CPU attends after the batch).
     #[allow(clippy::too_many_arguments)]
@@ -490,18 +507,12 @@ impl Launcher<'_> {
         (scale, lanes): (f32, usize),
     ) -> Result<(), CudaError> {
         let g = geometry;
-        let shared = attention_shared_bytes(cells, lanes);
-        if shared > self.gpu.attention_shared_limit {
-            return Err(CudaError::Unsupported(format!(
-                "attention over {cells} positions (at most {} fit in shared memory)",
-                max_attention_positions(self.gpu.attention_shared_limit, lanes)
-            )));
-        }
+        let shared = self.attention_shared(cells, lanes)?;
         let (n_head, n_head_kv, head_dim) = (dim(g.n_head)?, dim(g.n_head_kv)?, dim(g.head_dim)?);
         let (capacity, tokens_i, lanes) = (dim(g.capacity)?, dim(tokens)?, dim(lanes)?);
         // A decode step has one block per head: give it the widest block.
         let threads = if tokens == 1 { 1024 } else { 256 };
-        let cfg = per_block((g.n_head as u32, tokens as u32), threads, shared as u32);
+        let cfg = per_block((g.n_head as u32, tokens as u32), threads, shared);
         launch!(
             self.stream,
             &self.gpu.kernels.attention,
@@ -517,6 +528,59 @@ impl Launcher<'_> {
             n_past,
             &tokens_i,
             &scale,
+            &lanes
+        )
+    }
+
+    /// A decode step's attention split across the context (flash-decoding): the scores of
+    /// every head in blocks that share its cells, into `scores` (`capacity` per head), then the
+    /// softmax and the outputs in blocks that share its values. Equal to [`Launcher::attention`]
+    /// of one token, bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_split(
+        &self,
+        q: &CudaView<f32>,
+        (k_cache, v_cache): (&CudaView<u16>, &CudaView<u16>),
+        scores: &mut CudaSlice<f32>,
+        out: &mut CudaViewMut<f32>,
+        n_past: &CudaSlice<i32>,
+        geometry: &RopeGeometry,
+        (scale, lanes): (f32, usize),
+    ) -> Result<(), CudaError> {
+        let g = geometry;
+        let shared = self.attention_shared(g.capacity, lanes)?;
+        let (n_head, n_head_kv, head_dim) = (dim(g.n_head)?, dim(g.n_head_kv)?, dim(g.head_dim)?);
+        let (capacity, lanes) = (dim(g.capacity)?, dim(lanes)?);
+        let threads = 32 * SPLIT_ATTENTION_WARPS;
+        let splits = (g.capacity as u32 / (SPLIT_ATTENTION_WARPS * 4)).clamp(1, 32);
+        launch!(
+            self.stream,
+            &self.gpu.kernels.attention_scores,
+            per_block((g.n_head as u32, splits), threads, 0),
+            q,
+            k_cache,
+            &mut *scores,
+            &n_head,
+            &n_head_kv,
+            &head_dim,
+            &capacity,
+            n_past,
+            &scale,
+            &lanes
+        )?;
+        let parts = blocks(g.head_dim, SPLIT_ATTENTION_WARPS);
+        launch!(
+            self.stream,
+            &self.gpu.kernels.attention_values,
+            per_block((g.n_head as u32, parts), threads, shared),
+            &*scores,
+            v_cache,
+            out,
+            &n_head,
+            &n_head_kv,
+            &head_dim,
+            &capacity,
+            n_past,
             &lanes
         )
     }
@@ -559,6 +623,41 @@ impl Launcher<'_> {
         )
     }
 
+    /// The device's share of a pick from `row` (see `PickBuffers`): `work` holds the
+    /// penalized row, the candidates go to `candidates` as `(token, logit bits)` pairs (at most
+    /// `cap`), and `result` says what was picked.
+    pub fn pick(
+        &self,
+        row: &CudaView<f32>,
+        work: &mut CudaSlice<f32>,
+        penalized: &CudaSlice<u32>,
+        args: &PickArgs,
+        (candidates, cap): (&mut CudaSlice<u32>, usize),
+        result: &mut CudaSlice<i32>,
+    ) -> Result<(), CudaError> {
+        let (n, cap) = (dim(row.len())?, dim(cap)?);
+        launch!(
+            self.stream,
+            &self.gpu.kernels.pick,
+            per_block((1, 1), PICK_THREADS, 0),
+            row,
+            &n,
+            work,
+            penalized,
+            &args.n_penalized,
+            &args.penalty,
+            &args.mode,
+            &args.k,
+            &args.p,
+            &args.offset,
+            &args.temperature,
+            &args.unit,
+            candidates,
+            &cap,
+            result
+        )
+    }
+
     /// The index of the largest of `n` values (the first on ties) into `best`, as a key that
     /// [`argmax_index`] decodes.
     pub fn argmax(
@@ -574,6 +673,19 @@ impl Launcher<'_> {
         let cfg = per_block((blocks(n, 256 * 16).max(1), 1), 256, 0);
         launch!(self.stream, &self.gpu.kernels.argmax, cfg, row, &n_i, best)
     }
+}
+
+/// The scalar arguments of the `pick` kernel.
+pub(crate) struct PickArgs {
+    pub n_penalized: i32,
+    pub penalty: f32,
+    /// `PICK_*` in kernels.cu.
+    pub mode: i32,
+    pub k: i32,
+    pub p: f32,
+    pub offset: f32,
+    pub temperature: f32,
+    pub unit: f64,
 }
 
 /// The index an argmax key holds (0 when every value was NaN).

@@ -5,8 +5,10 @@
 //! loaded dynamically, so a build with the `cuda` feature runs (and reports [`CudaError`]) on
 //! machines without either. Each kernel has a CPU twin it is checked against ([`CudaOps`]): the
 //! activation quantizers and the ternary integer cores return the CPU's bits, and the float steps
-//! follow the CPU's evaluation where it is cheap to do so (RMSNorm, the reference's `expf`,
-//! activation rounding to f16) and sum in a GPU-friendly order elsewhere (attention, dense dots).
+//! (RMSNorm, RoPE, the reference's `expf`, attention and the dense dots) follow the CPU's order of
+//! evaluation, so whole models return the CPU engine's logits bit for bit. A decode step's
+//! attention can be split across the context (flash-decoding) with the same bits, and a sampler's
+//! pick runs its first filter, or the whole draw, on the device (`model::pick`).
 //!
 //! Without the `cuda` feature this module keeps its types, and every constructor returns
 //! [`CudaError::NotBuilt`].
@@ -20,6 +22,8 @@ mod gpu;
 mod launch;
 #[cfg(feature = "cuda")]
 mod ops;
+#[cfg(feature = "cuda")]
+mod pick;
 #[cfg(feature = "cuda")]
 mod session;
 #[cfg(feature = "cuda")]

@@ -8,6 +8,7 @@ use half::f16;
 
 use super::gpu::{driver, Gpu};
 use super::launch::{argmax_index, Launcher};
+use super::pick::PickBuffers;
 use super::session::{Activations, Matmuls};
 use super::weights::{GpuLinear, Tensor};
 use super::{CudaError, GpuInfo};
@@ -16,6 +17,7 @@ use crate::formats::{
 };
 use crate::gguf::GgmlType;
 use crate::kernels::ReduceWidth;
+use crate::model::{PickRequest, Picked};
 
 /// The kernels of one device, on host inputs.
 pub struct CudaOps {
@@ -275,6 +277,13 @@ impl CudaOps {
         self.launcher()
             .argmax(&input.slice(..), row.len(), &mut best)?;
         Ok(argmax_index(self.download(&best, 1)?[0]))
+    }
+
+    /// The device's share of a sampler's pick (`PickRequest`) from `row`.
+    pub fn pick(&self, row: &[f32], request: &PickRequest) -> Result<Picked, CudaError> {
+        let input = self.upload(row)?;
+        let mut buffers = PickBuffers::new(&self.stream, row.len())?;
+        buffers.pick(&self.launcher(), &input.slice(..), request)
     }
 
     /// Embedding lookup on the device: rows `tokens` of an f16 table of rows of `n_embd`, as f32.

@@ -10,11 +10,12 @@ use super::launch::{
     argmax_index, attended_cells, attention_shared_bytes, dim, DenseOrder, I2sRows, I8sCodes,
     Launcher, RopeGeometry,
 };
+use super::pick::PickBuffers;
 use super::weights::{check_fits, GpuLinear, GpuWeights};
 use super::{CudaError, CudaModel};
 use crate::formats::QK_K;
 use crate::model::ops::{rope_angles, RopeKind};
-use crate::model::{Model, KV_PAD};
+use crate::model::{Model, PickRequest, Picked, KV_PAD};
 use crate::synth::Arch;
 
 /// Buffers sized for a batch of up to `tokens` tokens.
@@ -85,6 +86,15 @@ struct Dims {
 /// A captured decode step.
 struct DecodeGraph(CudaGraph);
 
+/// How one evaluation attends.
+#[derive(Debug, Clone, Copy)]
+enum AttentionPath {
+    /// One block per head and token, with shared memory for `cells` cells.
+    OneBlock { cells: usize },
+    /// A decode step split across the context.
+    Split,
+}
+
 // SAFETY: a CUDA graph must not be used from two threads at once. This one belongs to one
 // session and is only launched through `&mut CudaSession`, so it is never used concurrently; moving
 // it to another thread (with the session) is sound.
@@ -117,10 +127,17 @@ pub struct CudaSession {
     scratch: Option<Scratch>,
     logits: Option<CudaSlice<f32>>,
     best: CudaSlice<u64>,
+    /// Buffers of the sampler's picks, allocated by the first.
+    pick: Option<PickBuffers>,
+    /// Every head's attention scores of a decode step split across the context.
+    scores: CudaSlice<f32>,
+    /// Decode steps attending at least this many cells split attention across the context.
+    split_from: usize,
     /// Bumped whenever a scratch or logits buffer is reallocated.
     generation: u64,
-    /// The captured one-token step and the buffer generation it names.
-    decode: Option<(DecodeGraph, u64)>,
+    /// The captured one-token steps, with one-block and with split attention, and the buffer
+    /// generation each names.
+    decode: [Option<(DecodeGraph, u64)>; 2],
 }
 
 impl CudaSession {
@@ -199,8 +216,13 @@ impl CudaSession {
                 .map_err(driver("allocating the position"))?,
             scratch: None,
             logits: None,
+            pick: None,
+            scores: stream
+                .alloc_zeros::<f32>(heads.n_head * capacity)
+                .map_err(driver("allocating attention scores"))?,
+            split_from: model.options().gpu_split_attention_from,
             generation: 0,
-            decode: None,
+            decode: [None, None],
             best: stream
                 .alloc_zeros::<u64>(1)
                 .map_err(driver("allocating the argmax"))?,
@@ -233,6 +255,31 @@ impl CudaSession {
             .memcpy_dtoh(&logits.slice(..out.len()), &mut out)
             .map_err(driver("copying logits to the host"))?;
         Ok(out)
+    }
+
+    /// Evaluates `tokens` after `n_past` cached positions and runs the device's share of a
+    /// sampler's pick on the last token's logits.
+    pub fn eval_pick(
+        &mut self,
+        cuda: &CudaModel,
+        tokens: &[u32],
+        n_past: usize,
+        request: &PickRequest,
+    ) -> Result<Picked, CudaError> {
+        self.forward(cuda, tokens, n_past, false)?;
+        let n_vocab = self.dims.n_vocab;
+        if self.pick.is_none() {
+            self.pick = Some(PickBuffers::new(&self.stream, n_vocab)?);
+        }
+        let (pick, logits) = (
+            self.pick.as_mut().expect("allocated above"),
+            self.logits.as_ref().expect("allocated by forward"),
+        );
+        let launcher = Launcher {
+            gpu: &cuda.gpu,
+            stream: &self.stream,
+        };
+        pick.pick(&launcher, &logits.slice(..n_vocab), request)
     }
 
     /// Evaluates `tokens` after `n_past` cached positions and returns the most likely next token
@@ -280,19 +327,28 @@ impl CudaSession {
             .map_err(driver("copying token ids"))?;
         if n > 1 {
             let cells = attended_cells(n_past + n, self.capacity);
-            self.launch_all(cuda, n, out_rows, cells)?;
+            self.launch_all(cuda, n, out_rows, AttentionPath::OneBlock { cells })?;
             return Ok(out_rows);
         }
-        if self
-            .decode
+        let split = attended_cells(n_past + 1, self.capacity) >= self.split_from;
+        let slot = usize::from(split);
+        if self.decode[slot]
             .as_ref()
             .is_none_or(|(_, g)| *g != self.generation)
         {
-            self.decode = None;
+            self.decode[slot] = None;
             self.stream
                 .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                 .map_err(driver("starting a graph capture"))?;
-            let launched = self.launch_all(cuda, 1, 1, self.capacity);
+            // Captured once for every position: shared memory for the whole cache.
+            let path = if split {
+                AttentionPath::Split
+            } else {
+                AttentionPath::OneBlock {
+                    cells: self.capacity,
+                }
+            };
+            let launched = self.launch_all(cuda, 1, 1, path);
             let captured = self
                 .stream
                 .end_capture(
@@ -304,9 +360,9 @@ impl CudaSession {
                 during: "capturing the decode step".into(),
                 message: "the capture recorded nothing".into(),
             })?;
-            self.decode = Some((DecodeGraph(graph), self.generation));
+            self.decode[slot] = Some((DecodeGraph(graph), self.generation));
         }
-        let (graph, _) = self.decode.as_ref().expect("captured above");
+        let (graph, _) = self.decode[slot].as_ref().expect("captured above");
         graph
             .0
             .launch()
@@ -340,13 +396,13 @@ impl CudaSession {
     }
 
     /// Launches every kernel of one evaluation of `n` tokens (ids and position already on the
-    /// device), with shared memory for attending `cells` cells.
+    /// device), attending as `path` says.
     fn launch_all(
         &mut self,
         cuda: &CudaModel,
         n: usize,
         out_rows: usize,
-        cells: usize,
+        path: AttentionPath,
     ) -> Result<(), CudaError> {
         let d = self.dims;
         let s = self.scratch.as_mut().expect("reserved");
@@ -419,16 +475,28 @@ impl CudaSession {
                 &geometry,
                 n,
             )?;
-            l.attention(
-                &s.q.slice(..e),
-                &self.k_cache[il].slice(..),
-                &self.v_cache[il].slice(..),
-                &mut s.attn.slice_mut(..e),
-                &self.n_past,
-                &geometry,
-                (n, cells),
-                (scale, self.lanes),
-            )?;
+            let (k_cache, v_cache) = (self.k_cache[il].slice(..), self.v_cache[il].slice(..));
+            match path {
+                AttentionPath::Split => l.attention_split(
+                    &s.q.slice(..e),
+                    (&k_cache, &v_cache),
+                    &mut self.scores,
+                    &mut s.attn.slice_mut(..e),
+                    &self.n_past,
+                    &geometry,
+                    (scale, self.lanes),
+                )?,
+                AttentionPath::OneBlock { cells } => l.attention(
+                    &s.q.slice(..e),
+                    &k_cache,
+                    &v_cache,
+                    &mut s.attn.slice_mut(..e),
+                    &self.n_past,
+                    &geometry,
+                    (n, cells),
+                    (scale, self.lanes),
+                )?,
+            }
             let attn_in = mm.sub_norm(
                 &s.attn,
                 &mut s.h,

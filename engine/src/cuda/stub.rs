@@ -7,7 +7,7 @@ use super::{CudaError, GpuInfo};
 use crate::formats::{FpContract, I8sActivations, Q8kActivations, Shape};
 use crate::gguf::GgmlType;
 use crate::kernels::ReduceWidth;
-use crate::model::Model;
+use crate::model::{Model, PickRequest, Picked};
 
 /// Describes a CUDA device; always [`CudaError::NotBuilt`] in this build.
 pub fn probe(_ordinal: usize) -> Result<GpuInfo, CudaError> {
@@ -60,6 +60,17 @@ impl CudaSession {
         _n_past: usize,
         _all_logits: bool,
     ) -> Result<Vec<f32>, CudaError> {
+        match *self {}
+    }
+
+    /// A sampler's pick after a batch.
+    pub fn eval_pick(
+        &mut self,
+        _cuda: &CudaModel,
+        _tokens: &[u32],
+        _n_past: usize,
+        _request: &PickRequest,
+    ) -> Result<Picked, CudaError> {
         match *self {}
     }
 
@@ -155,6 +166,11 @@ impl CudaOps {
 
     /// Argmax of a row.
     pub fn argmax(&self, _row: &[f32]) -> Result<u32, CudaError> {
+        match *self {}
+    }
+
+    /// A sampler's pick from a row.
+    pub fn pick(&self, _row: &[f32], _request: &PickRequest) -> Result<Picked, CudaError> {
         match *self {}
     }
 

@@ -113,10 +113,18 @@ pub fn generate(
         StopReason::MaxTokens
     } else {
         let prefill_start = Instant::now();
-        let mut logits = session.eval(&prompt_tokens, false)?;
+        let n_vocab = session.model().n_vocab();
+        let pick = |session: &mut Session<'_>, sampler: &mut Sampler, input: &[u32]| {
+            sampler.sample_on(n_vocab, |request| {
+                session
+                    .eval_pick(input, request)
+                    .map_err(GenerationError::from)
+            })
+        };
+        // The prompt's evaluation includes the pick of the first token.
+        let mut token = pick(session, &mut sampler, &prompt_tokens)?;
         (prefill_tokens, prefill) = (prompt_tokens.len(), prefill_start.elapsed());
         loop {
-            let token = sampler.sample(logits.as_slice())?;
             tokens.push(token);
             first_token_at.get_or_insert_with(Instant::now);
             if stop.stop_at_eog && tokenizer.is_eog(token) {
@@ -134,7 +142,7 @@ pub fn generate(
                     n_ctx: session.n_ctx(),
                 };
             }
-            logits = session.eval(&[token], false)?;
+            token = pick(session, &mut sampler, &[token])?;
             decode_tokens += 1;
         }
     };

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, SeedableRng};
 
-use crate::model::argmax;
+use crate::model::pick::{block_masses, pick_weight, row_mass, MASS_BLOCK};
+use crate::model::{argmax, Narrowing, PickRequest, Picked};
 
 /// How tokens are chosen. The default is greedy: every token is the most likely one.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,6 +144,78 @@ impl Sampler {
     /// Picks the next token from `logits` (one per vocabulary entry). Does not record it: call
     /// [`Sampler::accept`] with the token that is fed back.
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32, SamplingError> {
+        let unit = self.next_unit();
+        self.sample_row(logits, unit)
+    }
+
+    /// [`Sampler::sample`] on a row that a device holds: `pick` runs the device's share of
+    /// the [`PickRequest`] (for a row of `n_vocab` logits) and the host finishes, picking the
+    /// token that [`Sampler::sample`] would pick on the whole row.
+    pub fn sample_on<E: From<SamplingError>>(
+        &mut self,
+        n_vocab: usize,
+        pick: impl FnOnce(&PickRequest) -> Result<Picked, E>,
+    ) -> Result<u32, E> {
+        let unit = self.next_unit();
+        let request = self.request(n_vocab, unit);
+        let token = match pick(&request)? {
+            Picked::Token(token) => token,
+            Picked::Logits(row) => self.sample_row(&row, unit)?,
+            Picked::Candidates { candidates, mass } => {
+                let candidates: Vec<Candidate> = candidates
+                    .into_iter()
+                    .map(|(token, logit)| Candidate { token, logit })
+                    .collect();
+                if candidates.is_empty() {
+                    return Err(SamplingError::NoCandidates { n_vocab }.into());
+                }
+                if self.config.is_greedy() {
+                    let logits: Vec<f32> = candidates.iter().map(|c| c.logit).collect();
+                    candidates[argmax(&logits) as usize].token
+                } else {
+                    self.choose(candidates, n_vocab, mass, unit)
+                }
+            }
+        };
+        Ok(token)
+    }
+
+    /// The next draw from the random stream, taken before the row is looked at (a pick that
+    /// fails has used it up). A greedy sampler never draws.
+    fn next_unit(&mut self) -> f64 {
+        if self.config.is_greedy() {
+            return 0.0;
+        }
+        unit(&mut self.rng)
+    }
+
+    /// The device's share of a pick from a row of `n_vocab` logits: the first filter that
+    /// [`Sampler::choose`] applies, or the whole draw when none applies.
+    fn request(&self, n_vocab: usize, unit: f64) -> PickRequest {
+        let c = self.config;
+        let narrowing = if c.is_greedy() {
+            Narrowing::AtLeast(0.0)
+        } else if c.top_k > 0 && c.top_k < n_vocab {
+            Narrowing::TopK(c.top_k)
+        } else if c.top_p < 1.0 {
+            Narrowing::TopP(c.top_p)
+        } else if c.min_p > 0.0 {
+            Narrowing::AtLeast(c.min_p.ln())
+        } else {
+            Narrowing::Draw {
+                temperature: c.temperature,
+                unit,
+            }
+        };
+        PickRequest {
+            penalty: c.repeat_penalty,
+            penalized: self.penalized(),
+            narrowing,
+        }
+    }
+
+    /// The pick from a whole row with the draw `unit`.
+    fn sample_row(&self, logits: &[f32], unit: f64) -> Result<u32, SamplingError> {
         if let Some(token) = logits
             .iter()
             .position(|&l| l.is_nan() || l == f32::INFINITY)
@@ -162,7 +235,7 @@ impl Sampler {
         if self.config.is_greedy() {
             return Ok(argmax(&logits));
         }
-        let mut candidates: Vec<Candidate> = logits
+        let candidates: Vec<Candidate> = logits
             .iter()
             .enumerate()
             .filter(|(_, &logit)| logit > f32::NEG_INFINITY)
@@ -171,27 +244,48 @@ impl Sampler {
                 logit,
             })
             .collect();
+        let n = candidates.len();
+        Ok(self.choose(candidates, n, None, unit))
+    }
+
+    /// The filters and the draw on `candidates`, in token order: all the finite candidates of a
+    /// row (`row_len` of them), or a device's narrowing of them that holds every candidate the
+    /// first active filter keeps, with the row's mass for top-p (`mass`).
+    fn choose(
+        &self,
+        mut candidates: Vec<Candidate>,
+        row_len: usize,
+        mass: Option<f64>,
+        unit: f64,
+    ) -> u32 {
         let c = self.config;
-        top_k(&mut candidates, c.top_k);
-        top_p(&mut candidates, c.top_p);
+        if c.top_k > 0 && c.top_k < row_len {
+            top_k(&mut candidates, c.top_k);
+        }
+        top_p(&mut candidates, c.top_p, mass);
         min_p(&mut candidates, c.min_p);
         for candidate in &mut candidates {
             candidate.logit /= c.temperature;
         }
-        Ok(self.draw(&candidates))
+        draw(&candidates, unit)
+    }
+
+    /// The distinct recent tokens, ascending.
+    fn penalized(&self) -> Vec<u32> {
+        if self.config.repeat_penalty == 1.0 {
+            return Vec::new();
+        }
+        let mut seen: Vec<u32> = self.recent.iter().copied().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen
     }
 
     /// llama.cpp's repetition penalty: each distinct recent token's logit is divided by the
     /// penalty when positive and multiplied by it otherwise.
     fn penalize(&self, logits: &mut [f32]) {
         let penalty = self.config.repeat_penalty;
-        if penalty == 1.0 {
-            return;
-        }
-        let mut seen: Vec<u32> = self.recent.iter().copied().collect();
-        seen.sort_unstable();
-        seen.dedup();
-        for token in seen {
+        for token in self.penalized() {
             if let Some(logit) = logits.get_mut(token as usize) {
                 if *logit <= 0.0 {
                     *logit *= penalty;
@@ -201,28 +295,37 @@ impl Sampler {
             }
         }
     }
+}
 
-    /// Draws from the softmax of the candidates' logits.
-    fn draw(&mut self, candidates: &[Candidate]) -> u32 {
-        let max = candidates
-            .iter()
-            .map(|c| f64::from(c.logit))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let weights: Vec<f64> = candidates
-            .iter()
-            .map(|c| (f64::from(c.logit) - max).exp())
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut target = unit(&mut self.rng) * total;
-        for (candidate, w) in candidates.iter().zip(&weights) {
-            if target < *w {
-                return candidate.token;
+/// Draws from the softmax of the candidates' logits, at `unit` of the way through their mass:
+/// [`pick_weight`]s summed in runs of [`MASS_BLOCK`] ([`block_masses`]), the runs walked first,
+/// then the weights of the run the draw falls in. Rounding can leave a sliver past the last
+/// weight of a run or of the row: it belongs to the last candidate there with a weight.
+fn draw(candidates: &[Candidate], unit: f64) -> u32 {
+    let max = candidates
+        .iter()
+        .map(|c| c.logit)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let weight = |c: &Candidate| pick_weight(c.logit, max);
+    let masses = block_masses(candidates.iter().map(weight));
+    let total = masses.iter().fold(0.0, |t, m| t + m);
+    let last_weighted =
+        |run: &[Candidate]| run.iter().rev().find(|c| weight(c) > 0.0).map(|c| c.token);
+    let mut target = unit * total;
+    for (run, &mass) in candidates.chunks(MASS_BLOCK).zip(&masses) {
+        if target < mass {
+            for c in run {
+                let w = f64::from(weight(c));
+                if target < w {
+                    return c.token;
+                }
+                target -= w;
             }
-            target -= w;
+            return last_weighted(run).expect("a run with mass has a weight");
         }
-        // Rounding can leave a sliver past the last weight; it belongs to the last candidate.
-        candidates[candidates.len() - 1].token
+        target -= mass;
     }
+    last_weighted(candidates).expect("the most likely candidate weighs 1")
 }
 
 /// A uniform value in `[0, 1)` from the top 53 bits of one 64-bit draw.
@@ -239,40 +342,32 @@ fn sort(candidates: &mut [Candidate]) {
     candidates.sort_unstable_by(by_logit);
 }
 
-/// Keeps the `k` most likely candidates, sorted (`0`: all, unsorted).
+/// Keeps the `k` (at least 1) most likely candidates, sorted.
 fn top_k(candidates: &mut Vec<Candidate>, k: usize) {
-    if k == 0 || k >= candidates.len() {
-        return;
+    if k < candidates.len() {
+        candidates.select_nth_unstable_by(k - 1, by_logit);
+        candidates.truncate(k);
     }
-    candidates.select_nth_unstable_by(k - 1, by_logit);
-    candidates.truncate(k);
     sort(candidates);
-}
-
-/// Softmax of the candidates' logits, in f64.
-fn probabilities(candidates: &[Candidate]) -> Vec<f64> {
-    let max = candidates
-        .iter()
-        .map(|c| f64::from(c.logit))
-        .fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = candidates
-        .iter()
-        .map(|c| (f64::from(c.logit) - max).exp())
-        .collect();
-    let total: f64 = exp.iter().sum();
-    exp.into_iter().map(|e| e / total).collect()
 }
 
 /// Keeps the shortest most-likely prefix whose probability reaches `p` (at least one token).
-fn top_p(candidates: &mut Vec<Candidate>, p: f32) {
+/// Probabilities are [`pick_weight`]s over the candidates' [`row_mass`] in their order on entry,
+/// or over `mass` when a device has added it for the whole row.
+fn top_p(candidates: &mut Vec<Candidate>, p: f32, mass: Option<f64>) {
     if p >= 1.0 {
         return;
     }
+    let max = candidates
+        .iter()
+        .map(|c| c.logit)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mass = mass.unwrap_or_else(|| row_mass(candidates.iter().map(|c| c.logit), max));
     sort(candidates);
     let mut cumulative = 0.0;
     let mut keep = candidates.len();
-    for (i, prob) in probabilities(candidates).into_iter().enumerate() {
-        cumulative += prob;
+    for (i, c) in candidates.iter().enumerate() {
+        cumulative += f64::from(pick_weight(c.logit, max)) / mass;
         if cumulative >= f64::from(p) {
             keep = i + 1;
             break;
@@ -326,13 +421,13 @@ mod tests {
         // Probabilities 0.5, 0.3, 0.2 (as logits ln p).
         let logits = [0.2f32.ln(), 0.5f32.ln(), 0.3f32.ln()];
         let mut c = candidates(&logits);
-        top_p(&mut c, 0.5);
+        top_p(&mut c, 0.5, None);
         assert_eq!(tokens(&c), [1]);
         let mut c = candidates(&logits);
-        top_p(&mut c, 0.79);
+        top_p(&mut c, 0.79, None);
         assert_eq!(tokens(&c), [1, 2]);
         let mut c = candidates(&logits);
-        top_p(&mut c, 0.81);
+        top_p(&mut c, 0.81, None);
         assert_eq!(tokens(&c), [1, 2, 0]);
     }
 
@@ -366,5 +461,178 @@ mod tests {
         let mut logits = [4.0, 4.0, 4.0, -1.0];
         s.penalize(&mut logits);
         assert_eq!(logits, [4.0, 4.0, 2.0, -2.0]);
+    }
+
+    /// The device's share of a pick as [`Narrowing`] states it, computed on the host the
+    /// simplest way: what any device must be equivalent to.
+    fn narrow(row: &[f32], request: &PickRequest) -> Picked {
+        if row.iter().any(|l| l.is_nan() || *l == f32::INFINITY) {
+            return Picked::Logits(row.to_vec());
+        }
+        let mut work = row.to_vec();
+        for &t in &request.penalized {
+            if let Some(l) = work.get_mut(t as usize) {
+                *l = if *l <= 0.0 {
+                    *l * request.penalty
+                } else {
+                    *l / request.penalty
+                };
+            }
+        }
+        if work.contains(&f32::NEG_INFINITY) {
+            return Picked::Logits(row.to_vec());
+        }
+        let max = work.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sorted = work.clone();
+        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        let keep_from = |bound: f32| {
+            work.iter()
+                .enumerate()
+                .filter(|(_, l)| l.total_cmp(&bound).is_ge())
+                .map(|(t, &l)| (t as u32, l))
+                .collect()
+        };
+        let (candidates, mass) = match request.narrowing {
+            Narrowing::TopK(k) => (keep_from(sorted[k - 1]), None),
+            Narrowing::TopP(p) => {
+                let mass = row_mass(work.iter().copied(), max);
+                let mut cumulative = 0.0;
+                let mut bound = sorted[sorted.len() - 1];
+                for &l in &sorted {
+                    cumulative += f64::from(pick_weight(l, max)) / mass;
+                    if cumulative > f64::from(p) + 1e-6 {
+                        bound = l;
+                        break;
+                    }
+                }
+                (keep_from(bound), Some(mass))
+            }
+            Narrowing::AtLeast(offset) => {
+                let at_least = max + offset;
+                let kept = work.iter().enumerate().filter(|(_, &l)| l >= at_least);
+                (kept.map(|(t, &l)| (t as u32, l)).collect(), None)
+            }
+            Narrowing::Draw { temperature, unit } => {
+                let all = candidates(&work)
+                    .into_iter()
+                    .map(|c| Candidate {
+                        logit: c.logit / temperature,
+                        ..c
+                    })
+                    .collect::<Vec<_>>();
+                return Picked::Token(draw(&all, unit));
+            }
+        };
+        Picked::Candidates { candidates, mass }
+    }
+
+    fn random_row(rng: &mut crate::synth::SplitMix64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| match rng.next_u64() % 50 {
+                // Ties and a few extreme values.
+                0 => 2.0,
+                1 => -30.0,
+                _ => (rng.next_normal() * 2.0) as f32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_device_narrowing_picks_what_the_whole_row_picks() {
+        let mut rng = crate::synth::SplitMix64::new(3);
+        let configs = [
+            SamplerConfig::default(),
+            SamplerConfig {
+                repeat_penalty: 1.3,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                temperature: 0.8,
+                top_k: 40,
+                top_p: 0.95,
+                min_p: 0.05,
+                repeat_penalty: 1.1,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                temperature: 1.0,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                temperature: 0.7,
+                top_p: 0.9,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                temperature: 1.5,
+                min_p: 0.1,
+                ..SamplerConfig::default()
+            },
+            SamplerConfig {
+                temperature: 1.0,
+                top_k: 1000,
+                ..SamplerConfig::default()
+            },
+        ];
+        for (c, config) in configs.into_iter().enumerate() {
+            for n in [3, 300, 1000] {
+                let config = SamplerConfig {
+                    seed: (c * 10 + n) as u64,
+                    ..config
+                };
+                let (mut whole, mut narrowed) =
+                    (Sampler::new(config).unwrap(), Sampler::new(config).unwrap());
+                for step in 0..40 {
+                    let mut row = random_row(&mut rng, n);
+                    if step == 7 {
+                        row[n / 2] = f32::NEG_INFINITY;
+                    }
+                    if step == 9 {
+                        row[n - 1] = f32::NAN;
+                    }
+                    let expected = whole.sample(&row);
+                    let got = narrowed
+                        .sample_on(n, |request| Ok::<_, SamplingError>(narrow(&row, request)));
+                    // Debug text, so that a NaN logit in an error compares equal.
+                    assert_eq!(
+                        format!("{got:?}"),
+                        format!("{expected:?}"),
+                        "config {c}, n {n}, step {step}"
+                    );
+                    let token = expected.unwrap_or(0);
+                    whole.accept(token);
+                    narrowed.accept(token);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_draw_lands_where_the_cumulative_weight_passes_the_target() {
+        let mut rng = crate::synth::SplitMix64::new(9);
+        let all = candidates(&random_row(&mut rng, 700));
+        let max = all
+            .iter()
+            .map(|c| c.logit)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f64> = all
+            .iter()
+            .map(|c| f64::from(pick_weight(c.logit, max)))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        for i in 0..200 {
+            let unit = (i as f64 + 0.5) / 200.0;
+            let target = unit * total;
+            let mut cumulative = 0.0;
+            let expected = weights
+                .iter()
+                .position(|w| {
+                    cumulative += w;
+                    cumulative > target
+                })
+                .unwrap();
+            assert_eq!(draw(&all, unit), all[expected].token, "unit {unit}");
+        }
+        assert_eq!(draw(&all, 1.0 - f64::EPSILON), all[all.len() - 1].token);
     }
 }

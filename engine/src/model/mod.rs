@@ -22,6 +22,7 @@ mod lut_tilings;
 pub mod ops;
 mod options;
 mod perplexity;
+pub mod pick;
 mod session;
 mod vec_math;
 
@@ -35,6 +36,7 @@ pub use loader::{Layer, Model, WeightMemory};
 pub use lut_tilings::{
     LutTiling, LutTilings, ModelTilings, TilingConfigError, Tl1Tilings, Tl2Tilings,
 };
-pub use options::ModelOptions;
+pub use options::{ModelOptions, SPLIT_ATTENTION_FROM};
 pub use perplexity::{perplexity, perplexity_with_progress, Perplexity};
+pub use pick::{Narrowing, PickRequest, Picked};
 pub use session::{argmax, Logits, Session, TracedOp};

@@ -2,7 +2,7 @@
 
 use super::attention::KvCache;
 use super::ops::{add_assign, relu_sqr_mul, rms_norm, rope, silu_mul};
-use super::{Model, ModelError};
+use super::{Model, ModelError, PickRequest, Picked};
 use crate::cuda::{CudaModel, CudaSession};
 use crate::synth::Arch;
 
@@ -212,6 +212,25 @@ impl<'m> Session<'m> {
         let next = session.eval_argmax(cuda, tokens, n_past)?;
         self.n_past += tokens.len();
         Ok(next)
+    }
+
+    /// Evaluates `tokens` and runs the device's share of a sampler's pick on the last token's
+    /// logits ([`crate::generation::Sampler::sample_on`]): on the GPU a token or a few
+    /// candidates come back instead of the row; on the CPU the row itself.
+    pub fn eval_pick(
+        &mut self,
+        tokens: &[u32],
+        request: &PickRequest,
+    ) -> Result<Picked, ModelError> {
+        if self.model.cuda.is_none() {
+            return Ok(Picked::Logits(self.eval(tokens, false)?.values));
+        }
+        self.check_batch(tokens)?;
+        let n_past = self.n_past;
+        let (session, cuda) = self.cuda_session()?;
+        let picked = session.eval_pick(cuda, tokens, n_past, request)?;
+        self.n_past += tokens.len();
+        Ok(picked)
     }
 
     /// The GPU session, allocated on first use, and the model's GPU weights.

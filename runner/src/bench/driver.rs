@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use bitnet_engine::gguf::{GgufFile, ModelHparams};
-use bitnet_engine::model::DeviceStrategy;
+use bitnet_engine::model::{DeviceStrategy, SPLIT_ATTENTION_FROM};
 use bitnet_engine::synth::Arch;
 use bitnet_ffi_cpp::reference_info;
 
@@ -44,6 +44,16 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
+    /// Prompt tokens before the decodes of the generation tests, comma-separated: each
+    /// generation test runs at each depth (named `tgN@dD` when D is not the usual 8).
+    #[arg(
+        short = 'd',
+        long = "decode-depth",
+        value_delimiter = ',',
+        default_value = "8",
+        value_parser = positive
+    )]
+    pub decode_depth: Vec<usize>,
     /// Thread counts, comma-separated (default: the CPUs available).
     #[arg(short, long, value_delimiter = ',', value_parser = positive)]
     pub threads: Vec<usize>,
@@ -64,10 +74,22 @@ pub struct BenchArgs {
     /// Buffer of the memory bandwidth probe, in MiB (much larger than the last-level cache).
     #[arg(long, default_value_t = 512, value_parser = positive)]
     pub probe_mib: usize,
+    /// Where the engine runs, and how.
+    #[command(flatten)]
+    pub engine: EngineDevice,
+}
+
+/// Where the engine side runs, and how it attends on a GPU.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct EngineDevice {
     /// Where the engine runs: cpu, or gpu (a build with the `cuda` feature); the reference
     /// always runs on the CPU.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceStrategy,
+    /// On a GPU, decode steps attending at least this many cache cells split attention across
+    /// the context (0: always).
+    #[arg(long, default_value_t = SPLIT_ATTENTION_FROM)]
+    pub gpu_split_attention_from: usize,
 }
 
 fn positive(text: &str) -> Result<usize, String> {
@@ -117,7 +139,7 @@ const PROBE_PASSES: usize = 10;
 
 /// Runs the benchmark and prints the table, or the JSON report with `--json`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let tests = BenchTest::list(&args.n_prompt, &args.n_gen);
+    let tests = BenchTest::list(&args.n_prompt, &args.n_gen, &args.decode_depth);
     if tests.is_empty() {
         bail!(BenchError::NothingToRun);
     }
@@ -183,7 +205,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     test,
                     threads: n_threads,
                     reps: args.reps,
-                    device: args.device,
+                    engine: args.engine,
                 },
                 sides,
                 &model.summary.decode_traffic,
@@ -256,7 +278,7 @@ struct Setup {
     test: BenchTest,
     threads: usize,
     reps: usize,
-    device: DeviceStrategy,
+    engine: EngineDevice,
 }
 
 /// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker.
@@ -271,11 +293,11 @@ fn run_test(
         test,
         threads,
         reps,
-        device,
+        engine,
     } = *setup;
     let mut workers = sides
         .iter()
-        .map(|&side| Worker::spawn(side, model, threads, device))
+        .map(|&side| Worker::spawn(side, model, threads, engine))
         .collect::<Result<Vec<_>>>()?;
     let mut samples = vec![Vec::with_capacity(reps); sides.len()];
     for rep in 1..=reps {
@@ -318,10 +340,10 @@ struct Worker {
 
 impl Worker {
     /// Starts a worker and waits until it has loaded the model and warmed up.
-    fn spawn(side: Side, model: &Path, threads: usize, device: DeviceStrategy) -> Result<Worker> {
+    fn spawn(side: Side, model: &Path, threads: usize, engine: EngineDevice) -> Result<Worker> {
         let exe = std::env::current_exe().context("locating the bitnet executable")?;
         let device = match side {
-            Side::Engine => device,
+            Side::Engine => engine.device,
             Side::Reference => DeviceStrategy::ForceCpu,
         };
         let mut child = Command::new(exe)
@@ -331,6 +353,8 @@ impl Worker {
             .arg(model)
             .args(["--threads", &threads.to_string()])
             .args(["--device", device.name()])
+            .arg("--gpu-split-attention-from")
+            .arg(engine.gpu_split_attention_from.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

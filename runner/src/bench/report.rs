@@ -377,7 +377,7 @@ mod tests {
             head: 657_000_000,
         };
         let tg = SideResult::new(
-            BenchTest::Decode(32),
+            BenchTest::decode(32),
             &[15.0, 16.0, 14.0],
             Some(1),
             0.5,

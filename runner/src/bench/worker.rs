@@ -12,6 +12,7 @@ use bitnet_engine::cuda;
 use bitnet_engine::model::{argmax, Device, DeviceStrategy, Model, ModelOptions, Session};
 use bitnet_ffi_cpp::{Backend, ContextParams, ModelParams};
 
+use super::driver::EngineDevice;
 use super::machine::peak_rss_bytes;
 use super::workload::{prompt_tokens, BenchTest, Reply, Request, DECODE_PROMPT, REPLY_PREFIX};
 
@@ -47,9 +48,9 @@ pub struct WorkerArgs {
     /// Threads.
     #[arg(long)]
     pub threads: usize,
-    /// Where the engine runs (cpu or gpu); the reference always runs on the CPU.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceStrategy,
+    /// Where the engine runs, and how.
+    #[command(flatten)]
+    pub engine: EngineDevice,
 }
 
 /// Serves the driver on stdin/stdout until it asks to finish; a failure is reported to the
@@ -78,7 +79,7 @@ fn serve(args: &WorkerArgs, input: impl BufRead, out: &mut impl Write) -> Result
     // Page the weights in and touch both the batched and the single-token paths.
     side.time(BenchTest::Prefill(DECODE_PROMPT.min(side.n_ctx_train())))
         .context("warm-up prefill")?;
-    side.time(BenchTest::Decode(1)).context("warm-up decode")?;
+    side.time(BenchTest::decode(1)).context("warm-up decode")?;
     reply(
         out,
         &Reply::Ready {
@@ -142,10 +143,11 @@ impl EngineTimer {
     fn load(args: &WorkerArgs) -> Result<Self> {
         let options = ModelOptions {
             threads: args.threads,
-            device: args.device,
+            device: args.engine.device,
+            gpu_split_attention_from: args.engine.gpu_split_attention_from,
             ..ModelOptions::default()
         };
-        let before = (args.device != DeviceStrategy::ForceCpu)
+        let before = (args.engine.device != DeviceStrategy::ForceCpu)
             .then(|| cuda::probe(0).ok())
             .flatten()
             .map(|info| info.free_memory);
@@ -170,8 +172,8 @@ impl Timer for EngineTimer {
                 black_box(session.eval_greedy(&tokens)?);
                 start.elapsed().as_secs_f64()
             }
-            BenchTest::Decode(n) => {
-                let mut token = session.eval_greedy(&prompt_tokens(DECODE_PROMPT, n_vocab))?;
+            BenchTest::Decode { tokens: n, depth } => {
+                let mut token = session.eval_greedy(&prompt_tokens(depth, n_vocab))?;
                 let start = Instant::now();
                 for _ in 0..n {
                     token = session.eval_greedy(&[token])?;
@@ -238,8 +240,8 @@ impl Timer for ReferenceTimer {
                 black_box(ctx.generate_greedy(&tokens, 1, false)?);
                 Ok(start.elapsed().as_secs_f64())
             }
-            BenchTest::Decode(n) => {
-                let logits = ctx.eval(&prompt_tokens(DECODE_PROMPT, n_vocab))?;
+            BenchTest::Decode { tokens: n, depth } => {
+                let logits = ctx.eval(&prompt_tokens(depth, n_vocab))?;
                 let last = logits.n_tokens().saturating_sub(1);
                 let mut token = logits.row(last).map(argmax).context("no logits")?;
                 let start = Instant::now();

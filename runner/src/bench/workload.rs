@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Tokens evaluated, untimed, before the decodes of a `tgN` test.
+/// Tokens evaluated, untimed, before the decodes of a `tgN` test unless a depth is asked for.
 pub const DECODE_PROMPT: usize = 8;
 
 /// One test.
@@ -11,36 +11,54 @@ pub const DECODE_PROMPT: usize = 8;
 pub enum BenchTest {
     /// `ppN`: one batch of N prompt tokens evaluated in a fresh context (logits of the last).
     Prefill(usize),
-    /// `tgN`: N single-token decodes after a [`DECODE_PROMPT`]-token prompt.
-    Decode(usize),
+    /// `tgN`: `tokens` single-token decodes after a prompt of `depth` tokens, evaluated
+    /// untimed in one batch.
+    Decode {
+        /// Decodes timed.
+        tokens: usize,
+        /// Prompt tokens before them ([`DECODE_PROMPT`] unless asked otherwise).
+        depth: usize,
+    },
 }
 
 impl BenchTest {
-    /// The tests of `-p` and `-n` lists, prefill first; zeros are skipped, as in llama-bench.
-    pub fn list(prefill: &[usize], decode: &[usize]) -> Vec<BenchTest> {
+    /// The tests of `-p` and `-n` lists, prefill first, each decode test at every depth of
+    /// `depths`; zeros are skipped, as in llama-bench.
+    pub fn list(prefill: &[usize], decode: &[usize], depths: &[usize]) -> Vec<BenchTest> {
         let pp = prefill
             .iter()
             .filter(|&&n| n > 0)
             .map(|&n| BenchTest::Prefill(n));
-        let tg = decode
-            .iter()
-            .filter(|&&n| n > 0)
-            .map(|&n| BenchTest::Decode(n));
+        let tg = decode.iter().filter(|&&n| n > 0).flat_map(|&tokens| {
+            depths
+                .iter()
+                .map(move |&depth| BenchTest::Decode { tokens, depth })
+        });
         pp.chain(tg).collect()
     }
 
-    /// `pp128`, `tg32`.
+    /// A decode test after the usual [`DECODE_PROMPT`].
+    pub fn decode(tokens: usize) -> BenchTest {
+        BenchTest::Decode {
+            tokens,
+            depth: DECODE_PROMPT,
+        }
+    }
+
+    /// `pp128`, `tg32`, and `tg32@d4096` for a decode test after a prompt of other than
+    /// [`DECODE_PROMPT`] tokens.
     pub fn name(self) -> String {
         match self {
             BenchTest::Prefill(n) => format!("pp{n}"),
-            BenchTest::Decode(n) => format!("tg{n}"),
+            BenchTest::Decode { tokens, depth } if depth == DECODE_PROMPT => format!("tg{tokens}"),
+            BenchTest::Decode { tokens, depth } => format!("tg{tokens}@d{depth}"),
         }
     }
 
     /// Tokens timed.
     pub fn timed_tokens(self) -> usize {
         match self {
-            BenchTest::Prefill(n) | BenchTest::Decode(n) => n,
+            BenchTest::Prefill(n) | BenchTest::Decode { tokens: n, .. } => n,
         }
     }
 
@@ -48,13 +66,13 @@ impl BenchTest {
     pub fn positions(self) -> usize {
         match self {
             BenchTest::Prefill(n) => n,
-            BenchTest::Decode(n) => DECODE_PROMPT + n,
+            BenchTest::Decode { tokens, depth } => depth + tokens,
         }
     }
 
     /// Whether the test decodes one token at a time (and so streams every weight per token).
     pub fn is_decode(self) -> bool {
-        matches!(self, BenchTest::Decode(_))
+        matches!(self, BenchTest::Decode { .. })
     }
 }
 
@@ -111,11 +129,12 @@ mod tests {
 
     #[test]
     fn tests_are_listed_prefill_first_without_zeros() {
-        let tests = BenchTest::list(&[128, 0, 512], &[0, 32]);
+        let tests = BenchTest::list(&[128, 0, 512], &[0, 32], &[DECODE_PROMPT, 4096]);
         let names: Vec<String> = tests.iter().map(|t| t.name()).collect();
-        assert_eq!(names, ["pp128", "pp512", "tg32"]);
+        assert_eq!(names, ["pp128", "pp512", "tg32", "tg32@d4096"]);
         assert_eq!(tests[2].positions(), 40);
-        assert_eq!(tests[2].timed_tokens(), 32);
+        assert_eq!(tests[3].positions(), 4128);
+        assert_eq!(tests[3].timed_tokens(), 32);
         assert!(tests[2].is_decode() && !tests[0].is_decode());
     }
 
@@ -128,7 +147,7 @@ mod tests {
 
     #[test]
     fn messages_survive_a_json_line() {
-        for r in [Request::Run(BenchTest::Decode(8)), Request::Finish] {
+        for r in [Request::Run(BenchTest::decode(8)), Request::Finish] {
             let line = serde_json::to_string(&r).unwrap();
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
