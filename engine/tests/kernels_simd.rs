@@ -189,6 +189,8 @@ proptest! {
         let (xf, yf) = (rng.floats(len), rng.floats(len));
         let tiled_len = 16 * lanes16;
         let (th, tf, ty) = (rng.halves(tiled_len), rng.floats(tiled_len), rng.floats(tiled_len));
+        let xh2 = rng.halves(len);
+        let tys: Vec<Vec<f32>> = (0..4).map(|_| rng.floats(tiled_len)).collect();
         for width in WIDTHS {
             let vec_h = scalar::f16_vec_dot_ref(&xh, &yh, width);
             let vec_f = scalar::f32_vec_dot_ref(&xf, &yf, width);
@@ -200,6 +202,17 @@ proptest! {
                 prop_assert_eq!((dots.f32_vec)(&xf, &yf, width).to_bits(), vec_f.to_bits(), "{} {:?}", isa, width);
                 prop_assert_eq!((dots.f16_tiled)(&th, &ty, width).to_bits(), tiled_h.to_bits(), "{} {:?}", isa, width);
                 prop_assert_eq!((dots.f32_tiled)(&tf, &ty, width).to_bits(), tiled_f.to_bits(), "{} {:?}", isa, width);
+                // The interleaved forms give each product's own bits.
+                if let Some(x2) = dots.f16_vec_x2 {
+                    let pair = x2([&xh, &xh2], &yh, width).map(f32::to_bits);
+                    let second = scalar::f16_vec_dot_ref(&xh2, &yh, width);
+                    prop_assert_eq!(pair, [vec_h.to_bits(), second.to_bits()], "{} {:?}", isa, width);
+                }
+                if let Some(x4) = dots.f16_tiled_x4 {
+                    let quad = x4(&th, std::array::from_fn(|t| tys[t].as_slice()), width).map(f32::to_bits);
+                    let each = std::array::from_fn(|t| scalar::f16_tiled_dot_ref(&th, &tys[t], width).to_bits());
+                    prop_assert_eq!(quad, each, "{} {:?}", isa, width);
+                }
             }
         }
     }

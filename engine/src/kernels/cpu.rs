@@ -44,6 +44,9 @@ pub fn i2s_epilogue(dot: i32, act_sum: i32, act_scale: f32, weight_scale: f32) -
     (dot as f32 - act_sum as f32) / act_scale * weight_scale
 }
 
+/// The longest f16 rows that one-token products take two at a time.
+const SHORT_F16_ROW: usize = 256;
+
 /// The CPU kernels of one ISA with a thread count.
 ///
 /// Every product writes `out[token · rows + row]`. Results do not depend on the thread count: each
@@ -317,15 +320,44 @@ impl CpuKernels {
         let tokens = self.tokens(shape.ne0, x, out, shape.ne1)?;
         let width = self.numerics.width;
         if tokens >= 2 && shape.ne0.is_multiple_of(width.lanes()) {
-            let dot = self.dots.f16_tiled;
-            self.for_each_output(shape.ne1, tokens, out, |row, token| {
-                dot(w.row(row), token_of(x, shape.ne0, token), width)
+            let (dot, dot_x4) = (self.dots.f16_tiled, self.dots.f16_tiled_x4);
+            self.for_each_row(shape.ne1, tokens, out, |row, row_out| {
+                let (w_row, mut token) = (w.row(row), 0);
+                if let Some(dot_x4) = dot_x4 {
+                    for quad in row_out.chunks_exact_mut(4) {
+                        let ys = std::array::from_fn(|i| token_of(x, shape.ne0, token + i));
+                        quad.copy_from_slice(&dot_x4(w_row, ys, width));
+                        token += 4;
+                    }
+                }
+                for (t, o) in row_out.iter_mut().enumerate().skip(token) {
+                    *o = dot(w_row, token_of(x, shape.ne0, t), width);
+                }
             });
         } else {
             let rounded: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            // Short rows (attention's keys) wait on the multiply-adds, which two rows at a time
+            // overlap; long rows wait on memory, and stream best one at a time.
+            let dot_x2 = self.dots.f16_vec_x2.filter(|_| shape.ne0 <= SHORT_F16_ROW);
             let dot = self.dots.f16_vec;
-            self.for_each_output(shape.ne1, tokens, out, |row, token| {
-                dot(w.row(row), token_of(&rounded, shape.ne0, token), width)
+            self.for_each_run_blocked(shape.ne1, tokens, tokens, out, |first_row, _, chunk| {
+                let n_rows = chunk.len() / tokens;
+                for token in 0..tokens {
+                    let y = token_of(&rounded, shape.ne0, token);
+                    let mut row = 0;
+                    if let Some(dot_x2) = dot_x2 {
+                        while row + 2 <= n_rows {
+                            let rows = [w.row(first_row + row), w.row(first_row + row + 1)];
+                            let [a, b] = dot_x2(rows, y, width);
+                            chunk[row * tokens + token] = a;
+                            chunk[(row + 1) * tokens + token] = b;
+                            row += 2;
+                        }
+                    }
+                    for r in row..n_rows {
+                        chunk[r * tokens + token] = dot(w.row(first_row + r), y, width);
+                    }
+                }
             });
         }
         Ok(())

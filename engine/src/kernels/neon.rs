@@ -27,6 +27,8 @@ static KERNELS: DotKernels = DotKernels {
     f32_vec: f32_vec_dot,
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
+    f16_vec_x2: None,
+    f16_tiled_x4: None,
 };
 
 /// The NEON table, when the CPU supports it.

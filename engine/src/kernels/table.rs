@@ -20,6 +20,11 @@ pub type Tl2BlockDot = fn(&Tl2Block, &[LutTable], &[LutTable]) -> [i32; 32];
 /// Σ code · q of the rows of one TL1 block against one token's pair tables, added to the output.
 pub type Tl1BlockDot = fn(&Tl1Block, &[LutTable], &mut [i32]);
 
+/// Two rows' one-token f16 dot products against one vector.
+pub type F16VecX2 = fn([&[f16]; 2], &[f16], ReduceWidth) -> [f32; 2];
+/// One row's multi-token f16 × f32 dot products against four tokens.
+pub type F16TiledX4 = fn(&[f16], [&[f32]; 4], ReduceWidth) -> [f32; 4];
+
 /// The dot products of one ISA. Every entry computes exactly what its scalar `*_ref` counterpart in
 /// [`scalar`](super::scalar) computes, with the same panics on mismatched lengths.
 #[derive(Debug)]
@@ -46,6 +51,12 @@ pub struct DotKernels {
     pub f16_tiled: fn(&[f16], &[f32], ReduceWidth) -> f32,
     /// Multi-token f32 dot product ([`scalar::f32_tiled_dot_ref`]).
     pub f32_tiled: fn(&[f32], &[f32], ReduceWidth) -> f32,
+    /// Two [`DotKernels::f16_vec`] products of two rows against one vector, in one call; `None`
+    /// where the ISA takes rows one at a time.
+    pub f16_vec_x2: Option<F16VecX2>,
+    /// Four [`DotKernels::f16_tiled`] products of one row against four tokens, in one call;
+    /// `None` where the ISA takes tokens one at a time.
+    pub f16_tiled_x4: Option<F16TiledX4>,
 }
 
 /// The scalar reference table.
@@ -60,4 +71,6 @@ pub(crate) static SCALAR: DotKernels = DotKernels {
     f32_vec: scalar::f32_vec_dot_ref,
     f16_tiled: scalar::f16_tiled_dot_ref,
     f32_tiled: scalar::f32_tiled_dot_ref,
+    f16_vec_x2: None,
+    f16_tiled_x4: None,
 };

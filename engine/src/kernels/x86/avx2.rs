@@ -36,6 +36,8 @@ static KERNELS: DotKernels = DotKernels {
     f32_vec: f32_vec_dot,
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
+    f16_vec_x2: Some(f16_vec_dot_x2),
+    f16_tiled_x4: Some(f16_tiled_dot_x4),
 };
 
 /// The AVX2 table, when the CPU supports it.
@@ -84,6 +86,24 @@ fn f16_vec_dot(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
     assert_eq!(x.len(), y.len(), "f16 dot length mismatch");
     // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
     unsafe { f16_vec_dot_avx2(x, y, width) }
+}
+
+fn f16_vec_dot_x2(rows: [&[f16]; 2], y: &[f16], width: ReduceWidth) -> [f32; 2] {
+    assert!(
+        rows.iter().all(|r| r.len() == y.len()),
+        "f16 dot length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { f16_vec_dot_x2_avx2(rows, y, width) }
+}
+
+fn f16_tiled_dot_x4(x: &[f16], ys: [&[f32]; 4], width: ReduceWidth) -> [f32; 4] {
+    assert!(
+        ys.iter().all(|y| y.len() == x.len()) && x.len().is_multiple_of(width.lanes()),
+        "tiled f16 dot length mismatch"
+    );
+    // SAFETY: the table holding this function exists only on CPUs with AVX2, FMA and F16C.
+    unsafe { f16_tiled_dot_x4_avx2(x, ys, width) }
 }
 
 fn f32_vec_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
@@ -418,6 +438,81 @@ pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 
         sum += f64::from(a.to_f32() * b.to_f32());
     }
     sum as f32
+}
+
+/// [`f16_vec_dot_avx2`] of two rows against one vector, interleaved so that eight accumulator
+/// chains hide the multiply-add latency; each result has the one-row kernel's bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_vec_dot_x2_avx2(rows: [&[f16]; 2], y: &[f16], width: ReduceWidth) -> [f32; 2] {
+    // One body per width, so that the 8-lane one keeps its eight accumulators in registers.
+    match width {
+        ReduceWidth::Lanes8 => f16_vec_dot_x2_lanes::<false>(rows, y),
+        ReduceWidth::Lanes16 => f16_vec_dot_x2_lanes::<true>(rows, y),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_vec_dot_x2_lanes<const WIDE: bool>(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
+    let (lanes, width) = if WIDE {
+        (16, ReduceWidth::Lanes16)
+    } else {
+        (8, ReduceWidth::Lanes8)
+    };
+    let whole = y.len() - y.len() % (4 * lanes);
+    let mut lo = [[_mm256_setzero_ps(); 4]; 2];
+    let mut hi = [[_mm256_setzero_ps(); 4]; 2];
+    for i in (0..whole).step_by(4 * lanes) {
+        for j in 0..4 {
+            let at = i + j * lanes;
+            let y_lo = load_f16(&y[at..]);
+            for (r, row) in rows.iter().enumerate() {
+                lo[r][j] = _mm256_fmadd_ps(load_f16(&row[at..]), y_lo, lo[r][j]);
+            }
+            if WIDE {
+                let y_hi = load_f16(&y[at + 8..]);
+                for (r, row) in rows.iter().enumerate() {
+                    hi[r][j] = _mm256_fmadd_ps(load_f16(&row[at + 8..]), y_hi, hi[r][j]);
+                }
+            }
+        }
+    }
+    // Constant indices, so that the accumulators stay in registers through the loop.
+    let finish = |lo: [__m256; 4], hi: [__m256; 4], row: &[f16]| {
+        let mut sum = f64::from(reduce_vec_dot(&store_accumulators(lo, hi), width));
+        for (a, b) in row[whole..].iter().zip(&y[whole..]) {
+            sum += f64::from(a.to_f32() * b.to_f32());
+        }
+        sum as f32
+    };
+    [finish(lo[0], hi[0], rows[0]), finish(lo[1], hi[1], rows[1])]
+}
+
+/// [`f16_tiled_dot_avx2`] of one row against four tokens, interleaved: four single-accumulator
+/// chains, each with the one-token kernel's bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn f16_tiled_dot_x4_avx2(x: &[f16], ys: [&[f32]; 4], width: ReduceWidth) -> [f32; 4] {
+    let lanes = width.lanes();
+    let mut lo = [_mm256_setzero_ps(); 4];
+    let mut hi = [_mm256_setzero_ps(); 4];
+    for i in (0..x.len()).step_by(lanes) {
+        let x_lo = load_f16(&x[i..]);
+        for (t, y) in ys.iter().enumerate() {
+            lo[t] = _mm256_fmadd_ps(x_lo, load_f32(&y[i..]), lo[t]);
+        }
+        if lanes == 16 {
+            let x_hi = load_f16(&x[i + 8..]);
+            for (t, y) in ys.iter().enumerate() {
+                hi[t] = _mm256_fmadd_ps(x_hi, load_f32(&y[i + 8..]), hi[t]);
+            }
+        }
+    }
+    // Constant indices, so that the accumulators stay in registers through the loop.
+    [
+        tiled_result(lo[0], hi[0], width),
+        tiled_result(lo[1], hi[1], width),
+        tiled_result(lo[2], hi[2], width),
+        tiled_result(lo[3], hi[3], width),
+    ]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -38,6 +38,8 @@ static KERNELS: DotKernels = DotKernels {
     f32_vec: f32_vec_dot,
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
+    f16_vec_x2: None,
+    f16_tiled_x4: None,
 };
 
 static KERNELS_VNNI: DotKernels = DotKernels {
