@@ -301,6 +301,7 @@ impl Sampler {
 /// [`pick_weight`]s summed in runs of [`MASS_BLOCK`] ([`block_masses`]), the runs walked first,
 /// then the weights of the run the draw falls in. Rounding can leave a sliver past the last
 /// weight of a run or of the row: it belongs to the last candidate there with a weight.
+/// `candidates` is not empty.
 fn draw(candidates: &[Candidate], unit: f64) -> u32 {
     let max = candidates
         .iter()
@@ -325,7 +326,8 @@ fn draw(candidates: &[Candidate], unit: f64) -> u32 {
         }
         target -= mass;
     }
-    last_weighted(candidates).expect("the most likely candidate weighs 1")
+    // Only weights that are all NaN (logits divided into infinities) leave none: the first.
+    last_weighted(candidates).unwrap_or(candidates[0].token)
 }
 
 /// A uniform value in `[0, 1)` from the top 53 bits of one 64-bit draw.
@@ -634,5 +636,15 @@ mod tests {
             assert_eq!(draw(&all, unit), all[expected].token, "unit {unit}");
         }
         assert_eq!(draw(&all, 1.0 - f64::EPSILON), all[all.len() - 1].token);
+    }
+
+    #[test]
+    fn a_temperature_that_overflows_the_logits_still_picks_a_token() {
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1e-40,
+            ..SamplerConfig::default()
+        })
+        .unwrap();
+        assert_eq!(s.sample(&[3.0, 5.0, 4.0]), Ok(0));
     }
 }
