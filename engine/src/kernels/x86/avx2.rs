@@ -418,6 +418,20 @@ fn store_accumulators(lo: [__m256; 4], hi: [__m256; 4]) -> [[f32; 16]; 4] {
     out
 }
 
+/// [`reduce_vec_dot`] of four accumulators of `width` lanes; in registers for 8 lanes
+/// (`GGML_F32_VEC_REDUCE`: `(a0 + a2) + (a1 + a3)`, then `hsum8_hadd`'s two `hadd`s).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn reduce_accumulators(lo: [__m256; 4], hi: [__m256; 4], width: ReduceWidth) -> f32 {
+    if width != ReduceWidth::Lanes8 {
+        return reduce_vec_dot(&store_accumulators(lo, hi), width);
+    }
+    let x = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
+    let t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    let h = _mm_hadd_ps(t, t);
+    _mm_cvtss_f32(_mm_hadd_ps(h, h))
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
     let lanes = width.lanes();
@@ -433,7 +447,7 @@ pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 
             }
         }
     }
-    let mut sum = f64::from(reduce_vec_dot(&store_accumulators(lo, hi), width));
+    let mut sum = f64::from(reduce_accumulators(lo, hi, width));
     for (a, b) in x[whole..].iter().zip(&y[whole..]) {
         sum += f64::from(a.to_f32() * b.to_f32());
     }
@@ -478,7 +492,7 @@ fn f16_vec_dot_x2_lanes<const WIDE: bool>(rows: [&[f16]; 2], y: &[f16]) -> [f32;
     }
     // Constant indices, so that the accumulators stay in registers through the loop.
     let finish = |lo: [__m256; 4], hi: [__m256; 4], row: &[f16]| {
-        let mut sum = f64::from(reduce_vec_dot(&store_accumulators(lo, hi), width));
+        let mut sum = f64::from(reduce_accumulators(lo, hi, width));
         for (a, b) in row[whole..].iter().zip(&y[whole..]) {
             sum += f64::from(a.to_f32() * b.to_f32());
         }
@@ -530,7 +544,7 @@ pub(crate) fn f32_vec_dot_avx2(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 
             }
         }
     }
-    let mut sum = reduce_vec_dot(&store_accumulators(lo, hi), width);
+    let mut sum = reduce_accumulators(lo, hi, width);
     for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
         sum += a * b;
     }
@@ -568,6 +582,12 @@ pub(crate) fn f32_tiled_dot_avx2(x: &[f32], y: &[f32], width: ReduceWidth) -> f3
 #[inline]
 #[target_feature(enable = "avx2")]
 fn tiled_result(lo: __m256, hi: __m256, width: ReduceWidth) -> f32 {
+    if width == ReduceWidth::Lanes8 {
+        // `hsum8_pairs` in registers: ((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7)).
+        let r = _mm_add_ps(_mm256_extractf128_ps(lo, 1), _mm256_castps256_ps128(lo));
+        let s = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+    }
     let mut acc = [0f32; 16];
     acc[..8].copy_from_slice(&store_f32(lo));
     acc[8..].copy_from_slice(&store_f32(hi));
