@@ -1031,10 +1031,9 @@ __device__ int pick_draw(const float* work, int n, float temperature, float max,
 // descent over the key's bytes; where the goal is out of reach, 0.
 __device__ u32 pick_threshold(const float* work, int n, int by_mass, float max, double scale,
                               u32 goal) {
-    typedef u32 T;
-    __shared__ T hist[256];
+    __shared__ u32 hist[256];
     __shared__ u32 prefix;
-    __shared__ T above;
+    __shared__ u32 above;
     __shared__ int done;
     if (threadIdx.x == 0) {
         prefix = 0;
@@ -1049,7 +1048,7 @@ __device__ u32 pick_threshold(const float* work, int n, int by_mass, float max, 
         // values share the leading bytes of their keys.
         u32 want = prefix;
         int bucket = -1;
-        T run = 0;
+        u32 run = 0;
         for_each_value(work, n, [&](int, float x) {
             u32 key = order_key(x);
             if ((key & mask) != want) return;
@@ -1059,13 +1058,13 @@ __device__ u32 pick_threshold(const float* work, int n, int by_mass, float max, 
                 bucket = b;
                 run = 0;
             }
-            run += by_mass ? (T)__dmul_rz((double)pick_weight(x, max), scale) : (T)1;
+            run += by_mass ? (u32)__dmul_rz((double)pick_weight(x, max), scale) : (u32)1;
         });
         if (bucket >= 0) atomicAdd(&hist[bucket], run);
         __syncthreads();
         if (threadIdx.x == 0) {
             int digit = -1;
-            T a = above;
+            u32 a = above;
             for (int d = 255; d >= 0; d--) {
                 if (a + hist[d] >= goal) {
                     digit = d;
