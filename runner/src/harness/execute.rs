@@ -113,13 +113,28 @@ pub fn execute(context: &RunContext, trial: &Trial) -> Result<Executed, TrialErr
     let (verdict, summary) = measure(context, trial)?;
     // Real models are not in the repository, so neither are snapshots of their outputs.
     let snapshot = match trial.case.origin {
-        Origin::CaseFile => snapshot::check(&context.snapshots(), &trial.case.id, &summary).err(),
+        Origin::CaseFile => {
+            let dir = context.snapshots();
+            let lanes16 = summary.width_dependent() && reduces_in_16_lanes(context, trial);
+            let name = summary.snapshot_name(&dir, &trial.case.id, lanes16);
+            snapshot::check(&dir, &name, &summary).err()
+        }
         Origin::RealModel { .. } => None,
     };
     Ok(Executed {
         outcome: context.xfails.judge(verdict),
         snapshot,
     })
+}
+
+/// Whether the trial's candidate says it sums in 16 lanes (`reduce_width` in its info).
+fn reduces_in_16_lanes(context: &RunContext, trial: &Trial) -> bool {
+    context
+        .backends
+        .get(&trial.pair.candidate)
+        .is_some_and(|b| {
+            b.info().details.get("reduce_width").map(String::as_str) == Some("Lanes16")
+        })
 }
 
 struct Sides<'a> {
@@ -280,7 +295,7 @@ fn measure(context: &RunContext, trial: &Trial) -> Result<(Verdict, Summary), Tr
                 let reference = on(r, sides.reference.generate(&reference_request))?;
                 let verdict =
                     check_generate(trial, tolerances, &generate.prompts, &candidate, &reference);
-                return Ok((verdict, Summary::tokens(&generate.prompts, &candidate)));
+                return Ok((verdict, Summary::generated(&generate.prompts, &candidate)));
             }
             let Some(tokenize) = &params.tokenize else {
                 return Err(TrialError::Input(

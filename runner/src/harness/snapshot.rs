@@ -9,9 +9,15 @@ use bitnet_conformance::backend::{QuantOutput, TensorTable};
 use bitnet_conformance::case::QuantizationParams;
 use sha2::{Digest, Sha256};
 
-/// Text to snapshot.
+/// Text to snapshot, and whether it depends on the candidate's reduction width.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary(String);
+pub struct Summary {
+    text: String,
+    width_dependent: bool,
+}
+
+/// The name suffix of snapshots kept for candidates that reduce in 16 lanes (AVX-512 builds).
+pub const LANES16_SUFFIX: &str = "-lanes16";
 
 impl Summary {
     /// A tensor table: alignment, data offset and every tensor's type, shape, offset and size.
@@ -30,7 +36,7 @@ impl Summary {
                 t.name, t.ggml_type, t.shape, t.offset, t.size
             );
         }
-        Summary(text)
+        Summary::plain(text)
     }
 
     /// A quantized tensor: format, shape (and LUT tiling), compared byte count and their sha256.
@@ -39,7 +45,7 @@ impl Summary {
             .tiling
             .map(|t| format!("tiling {t}\n"))
             .unwrap_or_default();
-        Summary(format!(
+        Summary::plain(format!(
             "format {}\nshape {}\n{tiling}packed bytes {}\npacked sha256 {}\ndots {}\n",
             params.format,
             params.shape,
@@ -56,12 +62,45 @@ impl Summary {
             let row: Vec<String> = row.iter().map(u32::to_string).collect();
             let _ = writeln!(text, "#{index}: {}", row.join(" "));
         }
-        Summary(text)
+        Summary::plain(text)
+    }
+
+    /// Greedily generated token ids per prompt: a near-tie may resolve differently when the
+    /// candidate sums in 16 lanes instead of 8, so a case may keep one snapshot per width.
+    pub fn generated(prompts: &[String], ids: &[Vec<u32>]) -> Summary {
+        Summary {
+            width_dependent: true,
+            ..Summary::tokens(prompts, ids)
+        }
     }
 
     /// How many tokens a perplexity run scored.
     pub fn scored(tokens: usize) -> Summary {
-        Summary(format!("scored tokens {tokens}\n"))
+        Summary::plain(format!("scored tokens {tokens}\n"))
+    }
+
+    fn plain(text: String) -> Summary {
+        Summary {
+            text,
+            width_dependent: false,
+        }
+    }
+
+    /// The snapshot of case `id` in `dir` this summary is compared with: `<id>-lanes16` when
+    /// the summary depends on the reduction width, the candidate reduces in 16 lanes and that
+    /// snapshot exists; `<id>` otherwise.
+    pub fn snapshot_name(&self, dir: &Path, id: &str, lanes16: bool) -> String {
+        let wide = format!("{id}{LANES16_SUFFIX}");
+        if self.width_dependent && lanes16 && dir.join(format!("{wide}.snap")).is_file() {
+            wide
+        } else {
+            id.to_string()
+        }
+    }
+
+    /// Whether [`Summary::snapshot_name`] looks at the candidate's reduction width.
+    pub fn width_dependent(&self) -> bool {
+        self.width_dependent
     }
 }
 
@@ -79,14 +118,15 @@ pub fn check(dir: &Path, name: &str, summary: &Summary) -> Result<(), String> {
     settings.set_snapshot_path(dir);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
-    let content = summary.0.as_str();
+    let content = summary.text.as_str();
     settings
         .bind(|| catch_unwind(AssertUnwindSafe(|| insta::assert_snapshot!(name, content))))
         .map_err(|_| {
             format!(
                 "snapshot {}/{name}.snap does not match: if the new output is right, bless it \
                  (`cargo insta review`, or rerun with INSTA_UPDATE=always); a tolerance never \
-                 fixes a snapshot",
+                 fixes a snapshot; greedy tokens that differ only because the candidate sums \
+                 in 16 lanes go to `{name}{LANES16_SUFFIX}.snap`",
                 dir.display()
             )
         })
@@ -107,6 +147,6 @@ mod tests {
     #[test]
     fn token_summaries_list_ids_per_text() {
         let summary = Summary::tokens(&["a".into(), "b".into()], &[vec![1, 2], vec![]]);
-        assert_eq!(summary.0, "texts 2\n#0: 1 2\n#1: \n");
+        assert_eq!(summary.text, "texts 2\n#0: 1 2\n#1: \n");
     }
 }
