@@ -30,8 +30,9 @@ pub fn vec_expf(x: f32, width: ReduceWidth) -> f32 {
             if n.abs() > 192.0 {
                 return if n <= 0.0 { 0.0 } else { f32::INFINITY };
             }
-            // `scalef`: one rounding of j · 2^n.
-            (f64::from(j) * 2f64.powi(n as i32)) as f32
+            // `scalef`: one rounding of j · 2^n (2^n exact in f64 for |n| ≤ 192).
+            let scale = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+            (f64::from(j) * scale) as f32
         }
         ReduceWidth::Lanes8 => {
             let j = poly.mul_add(u, P1 * b);

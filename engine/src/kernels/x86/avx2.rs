@@ -579,14 +579,20 @@ pub(crate) fn f32_tiled_dot_avx2(x: &[f32], y: &[f32], width: ReduceWidth) -> f3
     tiled_result(lo, hi, width)
 }
 
+/// [`hsum8_pairs`] in registers: `((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7))`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn hsum8_pairs_ps(x: __m256) -> f32 {
+    let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    let s = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
 #[inline]
 #[target_feature(enable = "avx2")]
 fn tiled_result(lo: __m256, hi: __m256, width: ReduceWidth) -> f32 {
     if width == ReduceWidth::Lanes8 {
-        // `hsum8_pairs` in registers: ((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7)).
-        let r = _mm_add_ps(_mm256_extractf128_ps(lo, 1), _mm256_castps256_ps128(lo));
-        let s = _mm_add_ps(r, _mm_movehl_ps(r, r));
-        return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+        return hsum8_pairs_ps(lo);
     }
     let mut acc = [0f32; 16];
     acc[..8].copy_from_slice(&store_f32(lo));

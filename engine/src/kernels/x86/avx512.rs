@@ -1,7 +1,9 @@
 //! AVX-512 dot products (F + BW, optionally VNNI).
 //!
-//! The I2_S core runs two blocks per 512-bit step (`vpmaddubsw`, or `vpdpbusd` with VNNI); the f16
-//! and f32 products use 512-bit registers for the 16-lane reduction and the AVX2 code for 8 lanes.
+//! The I2_S core decodes each block's 32 code bytes into two 512-bit registers that line up with
+//! its activations (`vpmaddubsw`, or `vpdpbusd` with VNNI, whose four-token form decodes a block
+//! once for four tokens); the f16 and f32 products use 512-bit registers for the 16-lane
+//! reduction and the AVX2 code for 8 lanes.
 //! TQ1_0/TQ2_0 keep the AVX2 code: their float result is defined by eight i32 lanes per block.
 //! TL1 and TL2 keep the AVX2 code too: their tables are 128-bit shuffles.
 
@@ -11,9 +13,9 @@ use half::f16;
 
 use super::avx2;
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
-use crate::kernels::i2s_rows_kernel;
-use crate::kernels::reduce::{reduce_tiled, reduce_vec_dot, ReduceWidth};
+use crate::kernels::reduce::ReduceWidth;
 use crate::kernels::table::DotKernels;
+use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_kernel};
 
 /// Whether the CPU has AVX-512 F and BW, and the AVX2 set the 8-lane paths use.
 pub(crate) fn is_supported() -> bool {
@@ -29,7 +31,7 @@ pub(crate) fn is_supported_vnni() -> bool {
 
 static KERNELS: DotKernels = DotKernels {
     i2s_rows,
-    i2s_rows_x4: None,
+    i2s_rows_x4: Some(i2s_rows_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: avx2::tl1_block_dot,
@@ -38,12 +40,13 @@ static KERNELS: DotKernels = DotKernels {
     f32_vec: f32_vec_dot,
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
-    f16_vec_x2: None,
-    f16_tiled_x4: None,
+    f16_vec_x2: Some(f16_vec_dot_x2),
+    f16_tiled_x4: Some(f16_tiled_dot_x4),
 };
 
 static KERNELS_VNNI: DotKernels = DotKernels {
     i2s_rows: i2s_rows_vnni,
+    i2s_rows_x4: Some(i2s_rows_x4_vnni),
     ..KERNELS
 };
 
@@ -70,6 +73,18 @@ i2s_rows_kernel!(
     i2s_rows_vnni,
     i2s_rows_avx512_vnni,
     i2s_dot_avx512_vnni,
+    "avx512f,avx512bw,avx512vnni,avx2"
+);
+i2s_rows_x4_kernel!(
+    i2s_rows_x4,
+    i2s_rows_x4_avx512,
+    avx2::i2s_dot_x4_avx2,
+    "avx512f,avx512bw,avx2"
+);
+i2s_rows_x4_kernel!(
+    i2s_rows_x4_vnni,
+    i2s_rows_x4_avx512_vnni,
+    i2s_dot_x4_avx512_vnni,
     "avx512f,avx512bw,avx512vnni,avx2"
 );
 
@@ -126,6 +141,32 @@ fn f16_tiled_dot(x: &[f16], y: &[f32], width: ReduceWidth) -> f32 {
     }
 }
 
+fn f16_vec_dot_x2(rows: [&[f16]; 2], y: &[f16], width: ReduceWidth) -> [f32; 2] {
+    assert!(
+        rows.iter().all(|row| row.len() == y.len()),
+        "f16 dot length mismatch"
+    );
+    match width {
+        // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
+        ReduceWidth::Lanes8 => unsafe { avx2::f16_vec_dot_x2_avx2(rows, y, width) },
+        // SAFETY: this table requires AVX-512 F (`is_supported`).
+        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_x2_avx512(rows, y) },
+    }
+}
+
+fn f16_tiled_dot_x4(x: &[f16], ys: [&[f32]; 4], width: ReduceWidth) -> [f32; 4] {
+    assert!(
+        ys.iter().all(|y| y.len() == x.len()) && x.len().is_multiple_of(width.lanes()),
+        "tiled f16 dot length mismatch"
+    );
+    match width {
+        // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
+        ReduceWidth::Lanes8 => unsafe { avx2::f16_tiled_dot_x4_avx2(x, ys, width) },
+        // SAFETY: this table requires AVX-512 F (`is_supported`).
+        ReduceWidth::Lanes16 => unsafe { f16_tiled_dot_x4_avx512(x, ys) },
+    }
+}
+
 fn f32_tiled_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
     assert!(
         x.len() == y.len() && x.len().is_multiple_of(width.lanes()),
@@ -139,77 +180,93 @@ fn f32_tiled_dot(x: &[f32], y: &[f32], width: ReduceWidth) -> f32 {
     }
 }
 
-/// Two consecutive I2_S blocks (64 code bytes, 256 activations) as four (codes, activations) pairs:
-/// the low 256 bits come from the first block, the high 256 bits from the second.
+/// One I2_S block's 128 codes, one per byte, as two registers that line up with activations
+/// `0..64` and `64..128`: byte `j` of the block holds codes `j`, `j + 32`, `j + 64` and `j + 96`
+/// from the high bits down, so both 256-bit halves hold the block's bytes, shifted by 6 and 4
+/// for the first register and by 2 and 0 for the second.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
-fn i2s_block_pair(codes: &[u8; 64], act: &[i8; 256]) -> [(__m512i, __m512i); 4] {
+fn i2s_block_codes(codes: &[u8; 32]) -> [__m512i; 2] {
     let mask = _mm512_set1_epi8(3);
-    // SAFETY: `codes` is 64 readable bytes; `loadu` has no alignment requirement.
-    let packed = unsafe { _mm512_loadu_si512(codes.as_ptr().cast()) };
-    let codes = [
-        _mm512_and_si512(_mm512_srli_epi16::<6>(packed), mask),
-        _mm512_and_si512(_mm512_srli_epi16::<4>(packed), mask),
-        _mm512_and_si512(_mm512_srli_epi16::<2>(packed), mask),
-        _mm512_and_si512(packed, mask),
-    ];
-    let mut pairs = [(_mm512_setzero_si512(), _mm512_setzero_si512()); 4];
-    for (g, (pair, c)) in pairs.iter_mut().zip(codes).enumerate() {
-        let first = avx2::load_i8(&act[32 * g..]);
-        let second = avx2::load_i8(&act[128 + 32 * g..]);
-        *pair = (
-            c,
-            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(first), second),
-        );
-    }
-    pairs
+    // SAFETY: `codes` is 32 readable bytes; `loadu` has no alignment requirement.
+    let bytes = unsafe { _mm256_loadu_si256(codes.as_ptr().cast()) };
+    let packed = _mm512_broadcast_i64x4(bytes);
+    let first = _mm512_set_epi64(4, 4, 4, 4, 6, 6, 6, 6);
+    let second = _mm512_set_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    [
+        _mm512_and_si512(_mm512_srlv_epi64(packed, first), mask),
+        _mm512_and_si512(_mm512_srlv_epi64(packed, second), mask),
+    ]
 }
 
-/// The last block of an odd block count, through the AVX2 core.
+/// One block's 128 activations as two 64-byte registers.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn i2s_odd_tail(codes: &[u8], act: &[i8]) -> i32 {
-    let blocks = act.len() / 128;
-    if blocks.is_multiple_of(2) {
-        return 0;
+#[target_feature(enable = "avx512f")]
+fn load_block_acts(act: &[i8; 128]) -> [__m512i; 2] {
+    let ptr = act.as_ptr();
+    // SAFETY: `act` is 128 readable bytes and the loads read bytes 0..64 and 64..128; `loadu`
+    // has no alignment requirement.
+    unsafe {
+        [
+            _mm512_loadu_si512(ptr.cast()),
+            _mm512_loadu_si512(ptr.add(64).cast()),
+        ]
     }
-    let last = blocks - 1;
-    avx2::i2s_dot_avx2(&codes[32 * last..32 * blocks], &act[128 * last..])
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
 fn i2s_dot_avx512(codes: &[u8], act: &[i8]) -> i32 {
     let ones = _mm512_set1_epi16(1);
-    let (code_pairs, _) = codes[..act.len() / 4].as_chunks::<64>();
-    let (act_pairs, _) = act.as_chunks::<256>();
+    let (code_blocks, _) = codes.as_chunks::<32>();
+    let (act_blocks, _) = act.as_chunks::<128>();
     let mut total = _mm512_setzero_si512();
-    // Two blocks per step, so half as many steps fit in i16 as in the AVX2 core.
-    for (codes, act) in code_pairs
+    // A block adds at most 2 · 2 · 3 · 128 = 1536 per i16 lane, half the AVX2 core's bound.
+    for (codes, act) in code_blocks
         .chunks(avx2::I16_SAFE_BLOCKS)
-        .zip(act_pairs.chunks(avx2::I16_SAFE_BLOCKS))
+        .zip(act_blocks.chunks(avx2::I16_SAFE_BLOCKS))
     {
         let mut partial = _mm512_setzero_si512();
         for (c, a) in codes.iter().zip(act) {
-            for (w, x) in i2s_block_pair(c, a) {
-                partial = _mm512_add_epi16(partial, _mm512_maddubs_epi16(w, x));
-            }
+            let [c0, c1] = i2s_block_codes(c);
+            let [a0, a1] = load_block_acts(a);
+            let sum = _mm512_add_epi16(_mm512_maddubs_epi16(c0, a0), _mm512_maddubs_epi16(c1, a1));
+            partial = _mm512_add_epi16(partial, sum);
         }
         total = _mm512_add_epi32(total, _mm512_madd_epi16(partial, ones));
     }
-    _mm512_reduce_add_epi32(total) + i2s_odd_tail(codes, act)
+    _mm512_reduce_add_epi32(total)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
-    let (code_pairs, _) = codes[..act.len() / 4].as_chunks::<64>();
-    let (act_pairs, _) = act.as_chunks::<256>();
-    let mut total = _mm512_setzero_si512();
-    for (c, a) in code_pairs.iter().zip(act_pairs) {
-        for (w, x) in i2s_block_pair(c, a) {
-            total = _mm512_dpbusd_epi32(total, w, x);
+    let (code_blocks, _) = codes.as_chunks::<32>();
+    let (act_blocks, _) = act.as_chunks::<128>();
+    let mut total = [_mm512_setzero_si512(); 2];
+    for (c, a) in code_blocks.iter().zip(act_blocks) {
+        let [c0, c1] = i2s_block_codes(c);
+        let [a0, a1] = load_block_acts(a);
+        total[0] = _mm512_dpbusd_epi32(total[0], c0, a0);
+        total[1] = _mm512_dpbusd_epi32(total[1], c1, a1);
+    }
+    _mm512_reduce_add_epi32(_mm512_add_epi32(total[0], total[1]))
+}
+
+/// [`i2s_dot_avx512_vnni`] for four tokens: each block's codes are decoded once and multiplied
+/// with every token.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn i2s_dot_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
+    let (code_blocks, _) = codes.as_chunks::<32>();
+    let [a0, a1, a2, a3] = acts.map(|act| act.as_chunks::<128>().0);
+    let mut total = [_mm512_setzero_si512(); 4];
+    let blocks = code_blocks.iter().zip(a0).zip(a1).zip(a2).zip(a3);
+    for ((((c, t0), t1), t2), t3) in blocks {
+        let [c0, c1] = i2s_block_codes(c);
+        for (sum, act) in total.iter_mut().zip([t0, t1, t2, t3]) {
+            let [x0, x1] = load_block_acts(act);
+            *sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(*sum, c0, x0), c1, x1);
         }
     }
-    _mm512_reduce_add_epi32(total) + i2s_odd_tail(codes, act)
+    total.map(|sum| _mm512_reduce_add_epi32(sum))
 }
 
 #[inline]
@@ -228,16 +285,27 @@ fn load_f32x16(values: &[f32]) -> __m512 {
     unsafe { _mm512_loadu_ps(values.as_ptr()) }
 }
 
+/// `hsum16` in registers: the halves of 8 added, then
+/// [`avx2::hsum8_pairs_ps`].
 #[inline]
-#[target_feature(enable = "avx512f")]
-fn store_f32x16(v: __m512) -> [f32; 16] {
-    let mut out = [0f32; 16];
-    // SAFETY: `out` has room for 16 f32; `storeu` has no alignment requirement.
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
-    out
+#[target_feature(enable = "avx512f,avx2")]
+fn hsum16_ps(x: __m512) -> f32 {
+    let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
+    avx2::hsum8_pairs_ps(_mm256_add_ps(_mm512_castps512_ps256(x), high))
 }
 
-#[target_feature(enable = "avx512f")]
+/// `reduce_vec_dot` of four 16-lane accumulators in registers: `(a0 + a2) + (a1 + a3)`
+/// lane-wise, then [`hsum16_ps`].
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+fn reduce_x4_ps(acc: [__m512; 4]) -> f32 {
+    hsum16_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[2]),
+        _mm512_add_ps(acc[1], acc[3]),
+    ))
+}
+
+#[target_feature(enable = "avx512f,avx2")]
 fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
     let whole = x.len() - x.len() % 64;
     let mut acc = [_mm512_setzero_ps(); 4];
@@ -247,15 +315,39 @@ fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
             *a = _mm512_fmadd_ps(load_f16x16(&x[at..]), load_f16x16(&y[at..]), *a);
         }
     }
-    let lanes = acc.map(|v| store_f32x16(v));
-    let mut sum = f64::from(reduce_vec_dot(&lanes, ReduceWidth::Lanes16));
+    let mut sum = f64::from(reduce_x4_ps(acc));
     for (a, b) in x[whole..].iter().zip(&y[whole..]) {
         sum += f64::from(a.to_f32() * b.to_f32());
     }
     sum as f32
 }
 
-#[target_feature(enable = "avx512f")]
+/// [`f16_vec_dot_avx512`] of two rows against one vector, interleaved so that eight
+/// accumulator chains hide the multiply-add latency; each result has the one-row kernel's bits.
+#[target_feature(enable = "avx512f,avx2")]
+fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
+    let whole = y.len() - y.len() % 64;
+    let mut acc = [[_mm512_setzero_ps(); 4]; 2];
+    for i in (0..whole).step_by(64) {
+        for j in 0..4 {
+            let at = i + 16 * j;
+            let y = load_f16x16(&y[at..]);
+            for (a, row) in acc.iter_mut().zip(rows) {
+                a[j] = _mm512_fmadd_ps(load_f16x16(&row[at..]), y, a[j]);
+            }
+        }
+    }
+    let finish = |acc: [__m512; 4], row: &[f16]| {
+        let mut sum = f64::from(reduce_x4_ps(acc));
+        for (a, b) in row[whole..].iter().zip(&y[whole..]) {
+            sum += f64::from(a.to_f32() * b.to_f32());
+        }
+        sum as f32
+    };
+    [finish(acc[0], rows[0]), finish(acc[1], rows[1])]
+}
+
+#[target_feature(enable = "avx512f,avx2")]
 fn f32_vec_dot_avx512(x: &[f32], y: &[f32]) -> f32 {
     let whole = x.len() - x.len() % 64;
     let mut acc = [_mm512_setzero_ps(); 4];
@@ -265,28 +357,41 @@ fn f32_vec_dot_avx512(x: &[f32], y: &[f32]) -> f32 {
             *a = _mm512_fmadd_ps(load_f32x16(&x[at..]), load_f32x16(&y[at..]), *a);
         }
     }
-    let lanes = acc.map(|v| store_f32x16(v));
-    let mut sum = reduce_vec_dot(&lanes, ReduceWidth::Lanes16);
+    let mut sum = reduce_x4_ps(acc);
     for (&a, &b) in x[whole..].iter().zip(&y[whole..]) {
         sum += a * b;
     }
     sum
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx2")]
 fn f16_tiled_dot_avx512(x: &[f16], y: &[f32]) -> f32 {
     let mut acc = _mm512_setzero_ps();
     for i in (0..x.len()).step_by(16) {
         acc = _mm512_fmadd_ps(load_f16x16(&x[i..]), load_f32x16(&y[i..]), acc);
     }
-    reduce_tiled(&store_f32x16(acc), ReduceWidth::Lanes16)
+    hsum16_ps(acc)
 }
 
-#[target_feature(enable = "avx512f")]
+/// [`f16_tiled_dot_avx512`] of one row against four tokens, interleaved: four
+/// single-accumulator chains, each with the one-token kernel's bits.
+#[target_feature(enable = "avx512f,avx2")]
+fn f16_tiled_dot_x4_avx512(x: &[f16], ys: [&[f32]; 4]) -> [f32; 4] {
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for i in (0..x.len()).step_by(16) {
+        let w = load_f16x16(&x[i..]);
+        for (a, y) in acc.iter_mut().zip(ys) {
+            *a = _mm512_fmadd_ps(w, load_f32x16(&y[i..]), *a);
+        }
+    }
+    acc.map(|a| hsum16_ps(a))
+}
+
+#[target_feature(enable = "avx512f,avx2")]
 fn f32_tiled_dot_avx512(x: &[f32], y: &[f32]) -> f32 {
     let mut acc = _mm512_setzero_ps();
     for i in (0..x.len()).step_by(16) {
         acc = _mm512_fmadd_ps(load_f32x16(&x[i..]), load_f32x16(&y[i..]), acc);
     }
-    reduce_tiled(&store_f32x16(acc), ReduceWidth::Lanes16)
+    hsum16_ps(acc)
 }
