@@ -336,31 +336,62 @@ impl CpuKernels {
             });
         } else {
             let rounded: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
-            // Short rows (attention's keys) wait on the multiply-adds, which two rows at a time
-            // overlap; long rows wait on memory, and stream best one at a time.
-            let dot_x2 = self.dots.f16_vec_x2.filter(|_| shape.ne0 <= SHORT_F16_ROW);
-            let dot = self.dots.f16_vec;
             self.for_each_run_blocked(shape.ne1, tokens, tokens, out, |first_row, _, chunk| {
                 let n_rows = chunk.len() / tokens;
                 for token in 0..tokens {
                     let y = token_of(&rounded, shape.ne0, token);
-                    let mut row = 0;
-                    if let Some(dot_x2) = dot_x2 {
-                        while row + 2 <= n_rows {
-                            let rows = [w.row(first_row + row), w.row(first_row + row + 1)];
-                            let [a, b] = dot_x2(rows, y, width);
-                            chunk[row * tokens + token] = a;
-                            chunk[(row + 1) * tokens + token] = b;
-                            row += 2;
-                        }
-                    }
-                    for r in row..n_rows {
-                        chunk[r * tokens + token] = dot(w.row(first_row + r), y, width);
-                    }
+                    self.f16_vec_rows_with(first_row..first_row + n_rows, w, y, |r, v| {
+                        chunk[r * tokens + token] = v
+                    });
                 }
             });
         }
         Ok(())
+    }
+
+    /// `out[row] = ggml_vec_dot_f16(w.row(row), y)` for every row of `w`, on the calling thread,
+    /// for one token already rounded to f16 (attention's keys against one query).
+    pub fn f16_vec_rows(
+        &self,
+        w: &DenseMatrix<f16>,
+        y: &[f16],
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        expect_len("f16 rows activation length", shape.ne0, y.len())?;
+        expect_len("f16 rows output length", shape.ne1, out.len())?;
+        self.f16_vec_rows_with(0..shape.ne1, w, y, |r, v| out[r] = v);
+        Ok(())
+    }
+
+    /// Stores `ggml_vec_dot_f16(w.row(first + r), y)` as `store(r, value)` for the rows of
+    /// `rows` (`first` its start).
+    fn f16_vec_rows_with(
+        &self,
+        rows: Range<usize>,
+        w: &DenseMatrix<f16>,
+        y: &[f16],
+        mut store: impl FnMut(usize, f32),
+    ) {
+        let width = self.numerics.width;
+        // Short rows (attention's keys) wait on the multiply-adds, which two rows at a time
+        // overlap; long rows wait on memory, and stream best one at a time.
+        let dot_x2 = self.dots.f16_vec_x2.filter(|_| y.len() <= SHORT_F16_ROW);
+        let dot = self.dots.f16_vec;
+        let (first, n_rows) = (rows.start, rows.len());
+        let mut row = 0;
+        if let Some(dot_x2) = dot_x2 {
+            while row + 2 <= n_rows {
+                let pair = [w.row(first + row), w.row(first + row + 1)];
+                let [a, b] = dot_x2(pair, y, width);
+                store(row, a);
+                store(row + 1, b);
+                row += 2;
+            }
+        }
+        for r in row..n_rows {
+            store(r, dot(w.row(first + r), y, width));
+        }
     }
 
     /// f32 weights × one f32 token (`ggml_vec_dot_f32`).

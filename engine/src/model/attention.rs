@@ -158,23 +158,31 @@ impl KvCache {
         // type and never hands to tinyBLAS: every token takes the vector dot product (which
         // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
         // so `V·p` is a batched product.
+        // Cells past a token's own position are masked, so their scores are never computed.
         let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
         let mut scores = vec![0f32; tokens * n_kv];
-        for (q_token, row) in q_head
-            .chunks_exact(h.head_dim)
-            .zip(scores.chunks_exact_mut(n_kv))
-        {
-            let start = kv_head * self.capacity * h.head_dim;
-            let keys = start..start + n_kv * h.head_dim;
-            let shape = Shape::new(h.head_dim, n_kv);
-            multiply(
-                &self.k[layer],
-                keys,
-                (shape, h.head_dim),
-                kernels,
-                q_token,
-                row,
-            )?;
+        let first_key = kv_head * self.capacity * h.head_dim;
+        let rows = scores.chunks_exact_mut(n_kv).enumerate();
+        match &self.k[layer] {
+            Cells::F16(c) => {
+                let q_head: Vec<f16> = q_head.iter().map(|&v| f16::from_f32(v)).collect();
+                for ((t, row), q_token) in rows.zip(q_head.chunks_exact(h.head_dim)) {
+                    let valid = n_past + t + 1;
+                    let keys = &c[first_key..first_key + valid * h.head_dim];
+                    let shape = Shape::new(h.head_dim, valid);
+                    let keys = DenseMatrix::strided(keys, shape, h.head_dim)?;
+                    kernels.f16_vec_rows(&keys, q_token, &mut row[..valid])?;
+                }
+            }
+            Cells::F32(c) => {
+                for ((t, row), q_token) in rows.zip(q_head.chunks_exact(h.head_dim)) {
+                    let valid = n_past + t + 1;
+                    let keys = &c[first_key..first_key + valid * h.head_dim];
+                    let shape = Shape::new(h.head_dim, valid);
+                    let keys = DenseMatrix::strided(keys, shape, h.head_dim)?;
+                    kernels.f32_gemm(&keys, q_token, &mut row[..valid])?;
+                }
+            }
         }
         for (t, row) in scores.chunks_exact_mut(n_kv).enumerate() {
             masked_softmax(row, scale, n_past + t + 1, kernels.numerics().width);

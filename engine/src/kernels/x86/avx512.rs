@@ -261,12 +261,17 @@ fn i2s_dot_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
     let blocks = code_blocks.iter().zip(a0).zip(a1).zip(a2).zip(a3);
     for ((((c, t0), t1), t2), t3) in blocks {
         let [c0, c1] = i2s_block_codes(c);
-        for (sum, act) in total.iter_mut().zip([t0, t1, t2, t3]) {
+        for (t, act) in [t0, t1, t2, t3].into_iter().enumerate() {
             let [x0, x1] = load_block_acts(act);
-            *sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(*sum, c0, x0), c1, x1);
+            total[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(total[t], c0, x0), c1, x1);
         }
     }
-    total.map(|sum| _mm512_reduce_add_epi32(sum))
+    [
+        _mm512_reduce_add_epi32(total[0]),
+        _mm512_reduce_add_epi32(total[1]),
+        _mm512_reduce_add_epi32(total[2]),
+        _mm512_reduce_add_epi32(total[3]),
+    ]
 }
 
 #[inline]
@@ -315,11 +320,7 @@ fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
             *a = _mm512_fmadd_ps(load_f16x16(&x[at..]), load_f16x16(&y[at..]), *a);
         }
     }
-    let mut sum = f64::from(reduce_x4_ps(acc));
-    for (a, b) in x[whole..].iter().zip(&y[whole..]) {
-        sum += f64::from(a.to_f32() * b.to_f32());
-    }
-    sum as f32
+    f16_vec_dot_finish(acc, &x[whole..], &y[whole..])
 }
 
 /// [`f16_vec_dot_avx512`] of two rows against one vector, interleaved so that eight
@@ -337,14 +338,21 @@ fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
             }
         }
     }
-    let finish = |acc: [__m512; 4], row: &[f16]| {
-        let mut sum = f64::from(reduce_x4_ps(acc));
-        for (a, b) in row[whole..].iter().zip(&y[whole..]) {
-            sum += f64::from(a.to_f32() * b.to_f32());
-        }
-        sum as f32
-    };
-    [finish(acc[0], rows[0]), finish(acc[1], rows[1])]
+    [
+        f16_vec_dot_finish(acc[0], &rows[0][whole..], &y[whole..]),
+        f16_vec_dot_finish(acc[1], &rows[1][whole..], &y[whole..]),
+    ]
+}
+
+/// The one-row f16 dot product from its four accumulators and the elements past them.
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+fn f16_vec_dot_finish(acc: [__m512; 4], x: &[f16], y: &[f16]) -> f32 {
+    let mut sum = f64::from(reduce_x4_ps(acc));
+    for (a, b) in x.iter().zip(y) {
+        sum += f64::from(a.to_f32() * b.to_f32());
+    }
+    sum as f32
 }
 
 #[target_feature(enable = "avx512f,avx2")]
@@ -384,7 +392,12 @@ fn f16_tiled_dot_x4_avx512(x: &[f16], ys: [&[f32]; 4]) -> [f32; 4] {
             *a = _mm512_fmadd_ps(w, load_f32x16(&y[i..]), *a);
         }
     }
-    acc.map(|a| hsum16_ps(a))
+    [
+        hsum16_ps(acc[0]),
+        hsum16_ps(acc[1]),
+        hsum16_ps(acc[2]),
+        hsum16_ps(acc[3]),
+    ]
 }
 
 #[target_feature(enable = "avx512f,avx2")]
