@@ -14,6 +14,7 @@ use half::f16;
 use super::avx2;
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::reduce::ReduceWidth;
+use crate::kernels::rows::check_rows;
 use crate::kernels::table::DotKernels;
 use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_kernel};
 
@@ -81,12 +82,13 @@ i2s_rows_x4_kernel!(
     avx2::i2s_dot_x4_avx2,
     "avx512f,avx512bw,avx2"
 );
-i2s_rows_x4_kernel!(
-    i2s_rows_x4_vnni,
-    i2s_rows_x4_avx512_vnni,
-    i2s_dot_x4_avx512_vnni,
-    "avx512f,avx512bw,avx512vnni,avx2"
-);
+
+fn i2s_rows_x4_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    check_rows(codes, &acts, out.len());
+    // SAFETY: only `KERNELS_VNNI` holds this function, and it is handed out only on CPUs with
+    // AVX-512 F, BW and VNNI (`is_supported_vnni`).
+    unsafe { i2s_rows_x4_avx512_vnni(codes, acts, out) }
+}
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(
@@ -251,21 +253,59 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(_mm512_add_epi32(total[0], total[1]))
 }
 
-/// [`i2s_dot_avx512_vnni`] for four tokens: each block's codes are decoded once and multiplied
-/// with every token.
+/// [`i2s_dot_avx512_vnni`] of a run of rows against four tokens: rows go two at a time, so each
+/// block's activations are loaded once for both rows and each block's codes once for all four
+/// tokens.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-fn i2s_dot_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
-    let (code_blocks, _) = codes.as_chunks::<32>();
-    let [a0, a1, a2, a3] = acts.map(|act| act.as_chunks::<128>().0);
-    let mut total = [_mm512_setzero_si512(); 4];
-    let blocks = code_blocks.iter().zip(a0).zip(a1).zip(a2).zip(a3);
-    for ((((c, t0), t1), t2), t3) in blocks {
-        let [c0, c1] = i2s_block_codes(c);
-        for (t, act) in [t0, t1, t2, t3].into_iter().enumerate() {
-            let [x0, x1] = load_block_acts(act);
-            total[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(total[t], c0, x0), c1, x1);
+fn i2s_rows_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    let width = acts[0].len() / 4;
+    if width == 0 {
+        out.fill([0; 4]);
+        return;
+    }
+    let blocks = [
+        acts[0].as_chunks::<128>().0,
+        acts[1].as_chunks::<128>().0,
+        acts[2].as_chunks::<128>().0,
+        acts[3].as_chunks::<128>().0,
+    ];
+    let mut pairs = out.chunks_exact_mut(2);
+    for (rows, o) in codes.chunks_exact(2 * width).zip(&mut pairs) {
+        let (first, second) = rows.split_at(width);
+        let [a, b] = i2s_dot_2x4_avx512_vnni([first, second], blocks);
+        o[0] = a;
+        o[1] = b;
+    }
+    if let [last] = pairs.into_remainder() {
+        let row = &codes[codes.len() - width..];
+        let [a, _] = i2s_dot_2x4_avx512_vnni([row, row], blocks);
+        *last = a;
+    }
+}
+
+/// Σ code · a of two rows against four tokens' 128-activation blocks.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn i2s_dot_2x4_avx512_vnni(rows: [&[u8]; 2], acts: [&[[i8; 128]]; 4]) -> [[i32; 4]; 2] {
+    let (first, _) = rows[0].as_chunks::<32>();
+    let (second, _) = rows[1].as_chunks::<32>();
+    let mut total = [[_mm512_setzero_si512(); 4]; 2];
+    for (b, (c0, c1)) in first.iter().zip(second).enumerate() {
+        let [c00, c01] = i2s_block_codes(c0);
+        let [c10, c11] = i2s_block_codes(c1);
+        for t in 0..4 {
+            let [x0, x1] = load_block_acts(&acts[t][b]);
+            total[0][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(total[0][t], c00, x0), c01, x1);
+            total[1][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(total[1][t], c10, x0), c11, x1);
         }
     }
+    [reduce_x4_epi32(total[0]), reduce_x4_epi32(total[1])]
+}
+
+/// The lane sums of four i32 accumulators.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce_x4_epi32(total: [__m512i; 4]) -> [i32; 4] {
     [
         _mm512_reduce_add_epi32(total[0]),
         _mm512_reduce_add_epi32(total[1]),
