@@ -74,6 +74,4 @@ pub use isa::Isa;
 pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use rows::i2s_rows_kernel;
-#[cfg(target_arch = "x86_64")]
-pub(crate) use rows::i2s_rows_x4_kernel;
 pub use table::{DotKernels, I2sRows, I2sRowsX4};

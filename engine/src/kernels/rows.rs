@@ -42,33 +42,4 @@ macro_rules! i2s_rows_kernel {
     };
 }
 
-/// Defines `$name(codes, acts, out)` (an [`I2sRowsX4`](super::table::I2sRowsX4) kernel) over the
-/// four-token row dot `$dot_x4`, looped in `$inner`, compiled with `$features`. Only the dot
-/// tables of the ISA that has those features may hold `$name`.
-#[cfg(target_arch = "x86_64")]
-macro_rules! i2s_rows_x4_kernel {
-    ($name:ident, $inner:ident, $dot_x4:path, $features:literal) => {
-        fn $name(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-            $crate::kernels::rows::check_rows(codes, &acts, out.len());
-            // SAFETY: only dot tables of this ISA hold this function, and they are handed out
-            // only on CPUs with the features `$inner` is compiled for.
-            unsafe { $inner(codes, acts, out) }
-        }
-
-        #[target_feature(enable = $features)]
-        fn $inner(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-            match acts[0].len() / 4 {
-                0 => out.fill([0; 4]),
-                width => {
-                    for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
-                        *o = $dot_x4(row, acts);
-                    }
-                }
-            }
-        }
-    };
-}
-
 pub(crate) use i2s_rows_kernel;
-#[cfg(target_arch = "x86_64")]
-pub(crate) use i2s_rows_x4_kernel;

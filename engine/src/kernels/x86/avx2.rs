@@ -11,9 +11,10 @@ use half::f16;
 use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
+use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
+use crate::kernels::rows::check_rows;
 use crate::kernels::table::DotKernels;
-use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_kernel};
 
 /// I2_S blocks summed in i16 before widening: a block adds at most 4 · 2 · 3 · 128 = 3072 per lane.
 pub(crate) const I16_SAFE_BLOCKS: usize = 8;
@@ -49,7 +50,12 @@ pub(crate) fn kernels() -> Option<&'static DotKernels> {
 // after `is_supported()` confirmed AVX2, FMA and F16C. They check lengths like the scalar references.
 
 i2s_rows_kernel!(i2s_rows, i2s_rows_avx2, i2s_dot_avx2, "avx2");
-i2s_rows_x4_kernel!(i2s_rows_x4, i2s_rows_x4_avx2, i2s_dot_x4_avx2, "avx2");
+
+pub(crate) fn i2s_rows_x4(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    check_rows(codes, &acts, out.len());
+    // SAFETY: the tables holding this function exist only on CPUs with AVX2.
+    unsafe { i2s_rows_x4_avx2(codes, acts, out) }
+}
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(
@@ -240,13 +246,34 @@ fn i2s_block_sum(codes: &[__m256i; 4], act: &[i8; 128]) -> __m256i {
     _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
 }
 
+/// Σ code · a of a run of rows against four tokens, the tokens' activation blocks split once
+/// for the whole run.
+#[target_feature(enable = "avx2")]
+pub(crate) fn i2s_rows_x4_avx2(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    let width = acts[0].len() / 4;
+    if width == 0 {
+        out.fill([0; 4]);
+        return;
+    }
+    let blocks = [
+        acts[0].as_chunks::<128>().0,
+        acts[1].as_chunks::<128>().0,
+        acts[2].as_chunks::<128>().0,
+        acts[3].as_chunks::<128>().0,
+    ];
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
+        *o = i2s_dot_x4_avx2(row, blocks);
+    }
+}
+
 /// [`i2s_dot_avx2`] for four tokens: each block's codes are decoded once and multiplied with
 /// every token, whose i16 partial sums widen to i32 every [`I16_SAFE_BLOCKS`] blocks as there.
+#[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn i2s_dot_x4_avx2(codes: &[u8], acts: [&[i8]; 4]) -> [i32; 4] {
+fn i2s_dot_x4_avx2(codes: &[u8], acts: [&[[i8; 128]]; 4]) -> [i32; 4] {
     let ones = _mm256_set1_epi16(1);
     let (code_blocks, _) = codes.as_chunks::<32>();
-    let [a0, a1, a2, a3] = acts.map(|act| act.as_chunks::<128>().0);
+    let [a0, a1, a2, a3] = acts;
     let mut total = [_mm256_setzero_si256(); 4];
     let groups = code_blocks
         .chunks(I16_SAFE_BLOCKS)

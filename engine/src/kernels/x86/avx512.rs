@@ -13,10 +13,10 @@ use half::f16;
 
 use super::avx2;
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
+use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::ReduceWidth;
 use crate::kernels::rows::check_rows;
 use crate::kernels::table::DotKernels;
-use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_kernel};
 
 /// Whether the CPU has AVX-512 F and BW, and the AVX2 set the 8-lane paths use.
 pub(crate) fn is_supported() -> bool {
@@ -32,7 +32,7 @@ pub(crate) fn is_supported_vnni() -> bool {
 
 static KERNELS: DotKernels = DotKernels {
     i2s_rows,
-    i2s_rows_x4: Some(i2s_rows_x4),
+    i2s_rows_x4: Some(avx2::i2s_rows_x4),
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: avx2::tl1_block_dot,
@@ -75,12 +75,6 @@ i2s_rows_kernel!(
     i2s_rows_avx512_vnni,
     i2s_dot_avx512_vnni,
     "avx512f,avx512bw,avx512vnni,avx2"
-);
-i2s_rows_x4_kernel!(
-    i2s_rows_x4,
-    i2s_rows_x4_avx512,
-    avx2::i2s_dot_x4_avx2,
-    "avx512f,avx512bw,avx2"
 );
 
 fn i2s_rows_x4_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
