@@ -175,44 +175,81 @@ impl CpuKernels {
         let shape = w.shape();
         expect_len("i2_s activation width", shape.ne0, x.k())?;
         expect_len("i2_s output length", shape.ne1 * x.tokens(), out.len())?;
-        let tokens = x.tokens();
-        let (rows_dot, rows_x4) = (self.dots.i2s_rows, self.dots.i2s_rows_x4);
-        let (scales, sums, w_scale) = (x.scales(), x.sums(), w.scale());
-        let epilogue = |d: i32, token: usize| i2s_epilogue(d, sums[token], scales[token], w_scale);
-        let width = shape.ne0 / 4;
+        let (rows, tokens) = (shape.ne1, x.tokens());
         // Tokens go in blocks whose activations stay in L1 while a chunk's rows pass over them,
         // and rows in runs small enough to stay in L1 across a block's groups of four tokens;
         // each run is one kernel call per group.
         let block = i2s_token_block(shape.ne0);
-        self.for_each_run_blocked(shape.ne1, tokens, block, out, |first_row, span, chunk| {
-            for (run, run_out) in chunk.chunks_mut(I2S_RUN_ROWS * tokens).enumerate() {
-                let n = run_out.len() / tokens;
-                let start = (first_row + run * I2S_RUN_ROWS) * width;
-                let codes = &w.codes()[start..start + n * width];
-                let mut t = span.start;
-                if let Some(rows_x4) = rows_x4 {
-                    let mut dots = [[0i32; 4]; I2S_RUN_ROWS];
-                    while t + 4 <= span.end {
-                        let acts = std::array::from_fn(|j| x.token_codes(t + j));
-                        rows_x4(codes, acts, &mut dots[..n]);
-                        for (row_out, d) in run_out.chunks_exact_mut(tokens).zip(&dots) {
-                            for (j, &d) in d.iter().enumerate() {
-                                row_out[t + j] = epilogue(d, t + j);
-                            }
-                        }
-                        t += 4;
-                    }
+        let threads = self.threads();
+        if tokens == 1 || (threads > 1 && tokens < I2S_TOKENS_PER_THREAD * threads) {
+            self.for_each_run_blocked(rows, tokens, block, out, |first_row, span, chunk| {
+                for (run, run_out) in chunk.chunks_mut(I2S_RUN_ROWS * tokens).enumerate() {
+                    let (first, n) = (first_row + run * I2S_RUN_ROWS, run_out.len() / tokens);
+                    self.i2s_run(w, x, first..first + n, span.clone(), |r, t, v| {
+                        run_out[r * tokens + t] = v
+                    });
                 }
-                let mut dots = [0i32; I2S_RUN_ROWS];
-                for t in t..span.end {
-                    rows_dot(codes, x.token_codes(t), &mut dots[..n]);
-                    for (row_out, &d) in run_out.chunks_exact_mut(tokens).zip(&dots) {
-                        row_out[t] = epilogue(d, t);
+            });
+            return Ok(());
+        }
+        // Enough tokens for every thread: each takes its own tokens over all rows and writes
+        // them token-major, so no row-major scratch is needed.
+        let row_chunk = i2s_row_chunk(shape.ne0);
+        let per_thread = tokens.div_ceil(threads).next_multiple_of(4);
+        self.split_tokens(out, rows, per_thread, |first_token, chunk| {
+            let end = first_token + chunk.len() / rows;
+            for chunk_rows in (0..rows).step_by(row_chunk) {
+                let chunk_end = (chunk_rows + row_chunk).min(rows);
+                for first in (first_token..end).step_by(block) {
+                    let span = first..(first + block).min(end);
+                    for run in (chunk_rows..chunk_end).step_by(I2S_RUN_ROWS) {
+                        let run_rows = run..(run + I2S_RUN_ROWS).min(chunk_end);
+                        self.i2s_run(w, x, run_rows, span.clone(), |r, t, v| {
+                            chunk[(t - first_token) * rows + run + r] = v
+                        });
                     }
                 }
             }
         });
         Ok(())
+    }
+
+    /// The products of the I2_S rows `rows` (at most [`I2S_RUN_ROWS`]) with the tokens of
+    /// `span`, four tokens per kernel call where the ISA has such a kernel, each handed to
+    /// `store(row − rows.start, token, value)`.
+    fn i2s_run(
+        &self,
+        w: &I2sMatrix,
+        x: &I8sActivations,
+        rows: Range<usize>,
+        span: Range<usize>,
+        mut store: impl FnMut(usize, usize, f32),
+    ) {
+        let (scales, sums, w_scale) = (x.scales(), x.sums(), w.scale());
+        let epilogue = |d: i32, token: usize| i2s_epilogue(d, sums[token], scales[token], w_scale);
+        let (width, n) = (w.shape().ne0 / 4, rows.len());
+        let codes = &w.codes()[rows.start * width..rows.end * width];
+        let mut t = span.start;
+        if let Some(rows_x4) = self.dots.i2s_rows_x4 {
+            let mut dots = [[0i32; 4]; I2S_RUN_ROWS];
+            while t + 4 <= span.end {
+                let acts = std::array::from_fn(|j| x.token_codes(t + j));
+                rows_x4(codes, acts, &mut dots[..n]);
+                for (r, d) in dots[..n].iter().enumerate() {
+                    for (j, &d) in d.iter().enumerate() {
+                        store(r, t + j, epilogue(d, t + j));
+                    }
+                }
+                t += 4;
+            }
+        }
+        let mut dots = [0i32; I2S_RUN_ROWS];
+        for t in t..span.end {
+            (self.dots.i2s_rows)(codes, x.token_codes(t), &mut dots[..n]);
+            for (r, &d) in dots[..n].iter().enumerate() {
+                store(r, t, epilogue(d, t));
+            }
+        }
     }
 
     /// TQ1_0/TQ2_0 × Q8_K for one token.
@@ -579,6 +616,35 @@ impl CpuKernels {
             }
         }
     }
+
+    /// Runs `body(first_token, chunk)` over chunks of `per_chunk` whole tokens of token-major
+    /// `out` (`per_token` values each), one chunk per pool thread.
+    fn split_tokens<B>(&self, out: &mut [f32], per_token: usize, per_chunk: usize, body: B)
+    where
+        B: Fn(usize, &mut [f32]) + Sync,
+    {
+        if out.is_empty() || per_token == 0 {
+            return;
+        }
+        match &self.pool {
+            None => body(0, out),
+            Some(pool) => pool.install(|| {
+                out.par_chunks_mut(per_chunk.max(1) * per_token)
+                    .enumerate()
+                    .for_each(|(i, chunk)| body(i * per_chunk, chunk));
+            }),
+        }
+    }
+}
+
+/// Tokens each thread needs before an I2_S product splits its tokens, not its rows, over the
+/// pool.
+const I2S_TOKENS_PER_THREAD: usize = 16;
+
+/// Rows of an I2_S product that a thread passes over one block of tokens at a time: about
+/// 192 KiB of codes, which stay in L2 across the blocks.
+fn i2s_row_chunk(k: usize) -> usize {
+    (192 * 1024 / (k / 4).max(1)).next_multiple_of(I2S_RUN_ROWS)
 }
 
 /// Rows per I2_S kernel call: 16 rows of a 2560-wide matrix are 10 KiB, which stay in L1 while a

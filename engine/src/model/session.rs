@@ -312,6 +312,7 @@ impl<'m> Session<'m> {
             let mut q = layer.wq.apply(bytes, kernels, &h)?;
             let mut k = layer.wk.apply(bytes, kernels, &h)?;
             let v = layer.wv.apply(bytes, kernels, &h)?;
+            drop(h);
             let n_rot = hp.rope_dimension_count as usize;
             let kind = model.rope_kind();
             let contract = kernels.numerics().contract;
@@ -345,6 +346,7 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("Kcur", il, &k));
             trace(TracedOp::layer("Vcur", il, &v));
             let mut attn = cache.attend(kernels, il, self.n_past, &q, &k, &v)?;
+            drop((q, k, v));
             // The reference's `kqv_out` is the attention output where a sub-norm follows it,
             // and the output projection's result in the plain llama graph.
             if let Some(w) = &layer.attn_sub_norm {
@@ -353,6 +355,7 @@ impl<'m> Session<'m> {
                 trace(TracedOp::layer("attn_sub_norm", il, &attn));
             }
             let mut cur = layer.wo.apply(bytes, kernels, &attn)?;
+            drop(attn);
             let projected = if layer.attn_sub_norm.is_some() {
                 "attn_o_out"
             } else {
@@ -364,6 +367,7 @@ impl<'m> Session<'m> {
                 x.drain(..(tokens.len() - 1) * n_embd);
             }
             add_assign(&mut cur, &x);
+            drop(x);
             let ffn_inp = cur;
             trace(TracedOp::layer("ffn_inp", il, &ffn_inp));
             let mut h = ffn_inp.clone();
@@ -371,12 +375,14 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("ffn_norm", il, &h));
             let up = layer.ffn_up.apply(bytes, kernels, &h)?;
             let mut act = layer.ffn_gate.apply(bytes, kernels, &h)?;
+            drop(h);
             match model.arch {
                 Arch::BitnetB158 => relu_sqr_mul(&mut act, &up),
                 Arch::Bitnet | Arch::Llama => {
                     silu_mul(&mut act, &up, n_ff, kernels.numerics().width)
                 }
             }
+            drop(up);
             if let Some(w) = &layer.ffn_sub_norm {
                 trace(TracedOp::layer("ffn_sub_out", il, &act));
                 rms_norm(&mut act, n_ff, w, eps);
