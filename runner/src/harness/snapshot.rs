@@ -149,4 +149,19 @@ mod tests {
         let summary = Summary::tokens(&["a".into(), "b".into()], &[vec![1, 2], vec![]]);
         assert_eq!(summary.text, "texts 2\n#0: 1 2\n#1: \n");
     }
+
+    #[test]
+    fn generations_take_the_16_lane_snapshot_only_where_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = Summary::generated(&["a".into()], &[vec![1]]);
+        let tokenized = Summary::tokens(&["a".into()], &[vec![1]]);
+        assert_eq!(generated.snapshot_name(dir.path(), "case", true), "case");
+        std::fs::write(dir.path().join("case-lanes16.snap"), "").unwrap();
+        assert_eq!(
+            generated.snapshot_name(dir.path(), "case", true),
+            "case-lanes16"
+        );
+        assert_eq!(generated.snapshot_name(dir.path(), "case", false), "case");
+        assert_eq!(tokenized.snapshot_name(dir.path(), "case", true), "case");
+    }
 }
