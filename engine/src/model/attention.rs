@@ -163,24 +163,20 @@ impl KvCache {
         let mut scores = vec![0f32; tokens * n_kv];
         let first_key = kv_head * self.capacity * h.head_dim;
         let rows = scores.chunks_exact_mut(n_kv).enumerate();
+        // The keys token `t` sees: cells `0..n_past + t + 1` of this KV head.
+        let seen = |t: usize| n_past + t + 1;
         match &self.k[layer] {
             Cells::F16(c) => {
                 let q_head: Vec<f16> = q_head.iter().map(|&v| f16::from_f32(v)).collect();
                 for ((t, row), q_token) in rows.zip(q_head.chunks_exact(h.head_dim)) {
-                    let valid = n_past + t + 1;
-                    let keys = &c[first_key..first_key + valid * h.head_dim];
-                    let shape = Shape::new(h.head_dim, valid);
-                    let keys = DenseMatrix::strided(keys, shape, h.head_dim)?;
-                    kernels.f16_vec_rows(&keys, q_token, &mut row[..valid])?;
+                    let keys = visible_keys(c, first_key, seen(t), h.head_dim)?;
+                    kernels.f16_vec_rows(&keys, q_token, &mut row[..seen(t)])?;
                 }
             }
             Cells::F32(c) => {
                 for ((t, row), q_token) in rows.zip(q_head.chunks_exact(h.head_dim)) {
-                    let valid = n_past + t + 1;
-                    let keys = &c[first_key..first_key + valid * h.head_dim];
-                    let shape = Shape::new(h.head_dim, valid);
-                    let keys = DenseMatrix::strided(keys, shape, h.head_dim)?;
-                    kernels.f32_gemm(&keys, q_token, &mut row[..valid])?;
+                    let keys = visible_keys(c, first_key, seen(t), h.head_dim)?;
+                    kernels.f32_gemm(&keys, q_token, &mut row[..seen(t)])?;
                 }
             }
         }
@@ -248,6 +244,21 @@ fn multiply(
         }
     }
     Ok(())
+}
+
+/// The first `cells` keys of the head whose keys start at `first`, one row each.
+fn visible_keys<T>(
+    c: &[T],
+    first: usize,
+    cells: usize,
+    head_dim: usize,
+) -> Result<DenseMatrix<'_, T>, ModelError> {
+    let keys = &c[first..first + cells * head_dim];
+    Ok(DenseMatrix::strided(
+        keys,
+        Shape::new(head_dim, cells),
+        head_dim,
+    )?)
 }
 
 /// `width` values at `offset` of each `stride`-wide token, packed contiguously.

@@ -246,21 +246,27 @@ fn i2s_block_sum(codes: &[__m256i; 4], act: &[i8; 128]) -> __m256i {
     _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
 }
 
+/// The row width in code bytes and the four tokens' 128-activation blocks of a four-token run;
+/// `None`, with `out` zeroed, for empty rows.
+pub(crate) fn token_blocks<'a>(
+    acts: [&'a [i8]; 4],
+    out: &mut [[i32; 4]],
+) -> Option<(usize, [&'a [[i8; 128]]; 4])> {
+    let width = acts[0].len() / 4;
+    if width == 0 {
+        out.fill([0; 4]);
+        return None;
+    }
+    Some((width, acts.map(|act| act.as_chunks::<128>().0)))
+}
+
 /// Σ code · a of a run of rows against four tokens, the tokens' activation blocks split once
 /// for the whole run.
 #[target_feature(enable = "avx2")]
 pub(crate) fn i2s_rows_x4_avx2(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    let width = acts[0].len() / 4;
-    if width == 0 {
-        out.fill([0; 4]);
+    let Some((width, blocks)) = token_blocks(acts, out) else {
         return;
-    }
-    let blocks = [
-        acts[0].as_chunks::<128>().0,
-        acts[1].as_chunks::<128>().0,
-        acts[2].as_chunks::<128>().0,
-        acts[3].as_chunks::<128>().0,
-    ];
+    };
     for (o, row) in out.iter_mut().zip(codes.chunks_exact(width)) {
         *o = i2s_dot_x4_avx2(row, blocks);
     }

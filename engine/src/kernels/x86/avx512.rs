@@ -269,17 +269,9 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
 /// tokens.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_rows_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    let width = acts[0].len() / 4;
-    if width == 0 {
-        out.fill([0; 4]);
+    let Some((width, blocks)) = avx2::token_blocks(acts, out) else {
         return;
-    }
-    let blocks = [
-        acts[0].as_chunks::<128>().0,
-        acts[1].as_chunks::<128>().0,
-        acts[2].as_chunks::<128>().0,
-        acts[3].as_chunks::<128>().0,
-    ];
+    };
     let mut pairs = out.chunks_exact_mut(2);
     for (rows, o) in codes.chunks_exact(2 * width).zip(&mut pairs) {
         let (first, second) = rows.split_at(width);
