@@ -106,16 +106,7 @@ impl I8sActivations {
 with_fma! {
     /// Quantizes one token; returns its scale and code sum.
     fn quantize_row_i8_s(x: &[f32], out: &mut [i8], contract: FpContract) -> (f32, i32) {
-        // The reference's MAX macro keeps the left operand only when it is strictly larger, so a
-        // NaN replaces the running maximum; reproduce that instead of f64::max.
-        let amax = x.iter().fold(1e-5f64, |max, &v| {
-            let a = f64::from(v).abs();
-            if max > a {
-                max
-            } else {
-                a
-            }
-        });
+        let amax = row_amax(x);
         let scale = (127.0 / amax) as f32;
         let mut sum = 0i32;
         for (q, &v) in out.iter_mut().zip(x) {
@@ -125,6 +116,30 @@ with_fma! {
         }
         (scale, sum)
     }
+}
+
+/// The reference's `max(1e-5, |x|…)` in f64, its MAX macro keeping the left operand only when it
+/// is strictly larger, so that a NaN replaces the running maximum.
+fn row_amax(x: &[f32]) -> f64 {
+    // Without NaN, the order does not matter and the largest magnitude has the largest
+    // sign-cleared bits, a reduction that vectorizes.
+    let bits = x
+        .iter()
+        .map(|v| v.to_bits() & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0);
+    if bits <= f32::INFINITY.to_bits() {
+        let a = f64::from(f32::from_bits(bits));
+        return if 1e-5 > a { 1e-5 } else { a };
+    }
+    x.iter().fold(1e-5f64, |max, &v| {
+        let a = f64::from(v).abs();
+        if max > a {
+            max
+        } else {
+            a
+        }
+    })
 }
 
 /// One Q8_K block: `d`, 256 int8 codes and the sums of each 16 codes.
@@ -236,5 +251,43 @@ impl Q8kActivations {
     pub fn token_blocks(&self, token: usize) -> &[BlockQ8K] {
         let per_token = self.k / QK_K;
         &self.blocks[token * per_token..(token + 1) * per_token]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference's loop, one element at a time.
+    fn amax_in_order(x: &[f32]) -> f64 {
+        x.iter().fold(1e-5f64, |max, &v| {
+            let a = f64::from(v).abs();
+            if max > a {
+                max
+            } else {
+                a
+            }
+        })
+    }
+
+    #[test]
+    fn row_amax_matches_the_reference_loop_with_nan_infinity_and_tiny_rows() {
+        let rows: [&[f32]; 8] = [
+            &[],
+            &[0.0, -0.0],
+            &[1e-7, -2e-6],
+            &[0.5, -3.25, 2.0],
+            &[1.0, f32::NEG_INFINITY, 2.0],
+            &[1.0, f32::NAN, 0.25],
+            &[4.0, 1.0, f32::NAN],
+            &[f32::NAN, -8.0, f32::INFINITY, f32::NAN, 3.0],
+        ];
+        for row in rows {
+            assert_eq!(
+                row_amax(row).to_bits(),
+                amax_in_order(row).to_bits(),
+                "{row:?}"
+            );
+        }
     }
 }

@@ -128,15 +128,13 @@ impl Linear {
         let bytes = &file_bytes[self.bytes.clone()];
         let (k, rows) = (self.shape.ne0, self.shape.ne1);
         let tokens = x.len() / k;
-        let mut out = vec![0f32; tokens * rows];
         let contract = kernels.numerics().contract;
+        if self.ty == GgmlType::I2_S {
+            let a = I8sActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
+            return self.apply_i2s(file_bytes, kernels, &a);
+        }
+        let mut out = vec![0f32; tokens * rows];
         match self.ty {
-            GgmlType::I2_S => {
-                let w = I2sMatrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
-                let a =
-                    I8sActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
-                kernels.i2s_gemm(&w, &a, &mut out)?;
-            }
             GgmlType::TL1 => {
                 let w = self.tl1_matrix(bytes)?;
                 let a = Tl1Activations::quantize(x, k).map_err(|e| self.format_error(e))?;
@@ -179,10 +177,59 @@ impl Linear {
                 kernels.f32_gemm(&w, x, &mut out)?;
             }
         }
+        Ok(self.scaled(out))
+    }
+
+    /// [`Linear::apply`] of several matrices to one input: I2_S matrices of one width share
+    /// one quantization of it, the one each of the reference's products makes.
+    pub fn apply_each<const N: usize>(
+        linears: [&Linear; N],
+        file_bytes: &[u8],
+        kernels: &CpuKernels,
+        x: &[f32],
+    ) -> Result<[Vec<f32>; N], ModelError> {
+        let mut outs = [(); N].map(|_| Vec::new());
+        let Some(first) = linears.first() else {
+            return Ok(outs);
+        };
+        let k = first.shape.ne0;
+        if !linears
+            .iter()
+            .all(|l| l.ty == GgmlType::I2_S && l.shape.ne0 == k)
+        {
+            for (out, linear) in outs.iter_mut().zip(linears) {
+                *out = linear.apply(file_bytes, kernels, x)?;
+            }
+            return Ok(outs);
+        }
+        let contract = kernels.numerics().contract;
+        let a = I8sActivations::quantize(x, k, contract).map_err(|e| first.format_error(e))?;
+        for (out, linear) in outs.iter_mut().zip(linears) {
+            *out = linear.apply_i2s(file_bytes, kernels, &a)?;
+        }
+        Ok(outs)
+    }
+
+    /// This I2_S matrix times quantized activations.
+    fn apply_i2s(
+        &self,
+        file_bytes: &[u8],
+        kernels: &CpuKernels,
+        a: &I8sActivations,
+    ) -> Result<Vec<f32>, ModelError> {
+        let bytes = &file_bytes[self.bytes.clone()];
+        let w = I2sMatrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
+        let mut out = vec![0f32; a.tokens() * self.shape.ne1];
+        kernels.i2s_gemm(&w, a, &mut out)?;
+        Ok(self.scaled(out))
+    }
+
+    /// `out` times the per-tensor scale, if the file has one.
+    fn scaled(&self, mut out: Vec<f32>) -> Vec<f32> {
         if let Some(scale) = self.scale {
             out.iter_mut().for_each(|v| *v *= scale);
         }
-        Ok(out)
+        out
     }
 
     /// Row `row` as f32, as the reference's `get_rows` produces it (for embedding lookups of

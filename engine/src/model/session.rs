@@ -1,6 +1,7 @@
 //! Evaluation state: a KV cache over one model, batched evaluation and greedy generation.
 
 use super::attention::KvCache;
+use super::linear::Linear;
 use super::ops::{add_assign, relu_sqr_mul, rms_norm, rope, silu_mul};
 use super::{Model, ModelError, PickRequest, Picked};
 use crate::cuda::{CudaModel, CudaSession};
@@ -309,9 +310,8 @@ impl<'m> Session<'m> {
             let mut h = x.clone();
             rms_norm(&mut h, n_embd, &layer.attn_norm, eps);
             trace(TracedOp::layer("attn_norm", il, &h));
-            let mut q = layer.wq.apply(bytes, kernels, &h)?;
-            let mut k = layer.wk.apply(bytes, kernels, &h)?;
-            let v = layer.wv.apply(bytes, kernels, &h)?;
+            let [mut q, mut k, v] =
+                Linear::apply_each([&layer.wq, &layer.wk, &layer.wv], bytes, kernels, &h)?;
             drop(h);
             let n_rot = hp.rope_dimension_count as usize;
             let kind = model.rope_kind();
@@ -373,8 +373,8 @@ impl<'m> Session<'m> {
             let mut h = ffn_inp.clone();
             rms_norm(&mut h, n_embd, &layer.ffn_norm, eps);
             trace(TracedOp::layer("ffn_norm", il, &h));
-            let up = layer.ffn_up.apply(bytes, kernels, &h)?;
-            let mut act = layer.ffn_gate.apply(bytes, kernels, &h)?;
+            let [up, mut act] =
+                Linear::apply_each([&layer.ffn_up, &layer.ffn_gate], bytes, kernels, &h)?;
             drop(h);
             match model.arch {
                 Arch::BitnetB158 => relu_sqr_mul(&mut act, &up),
