@@ -16,12 +16,31 @@ pub struct I8sActivations {
     sums: Vec<i32>,
 }
 
+/// Quantizes the tokens of a chunk of I8_S codes: `(first_token, codes)` → each token's scale
+/// and code sum.
+pub type RowQuantizer<'a> = dyn Fn(usize, &mut [i8]) -> Vec<(f32, i32)> + Sync + 'a;
+
 impl I8sActivations {
     /// Quantizes row-major f32 activations, `k` values per token.
     ///
     /// Per token: `amax = max(1e-5, max |x|)` in f64, `s = (127 / amax) as f32`,
     /// `q = clamp(nearest_int(x · s), −128, 127)`, and the sum of the codes in i32.
     pub fn quantize(x: &[f32], k: usize, contract: FpContract) -> Result<Self, FormatError> {
+        Self::quantize_split(x, k, contract, |codes, quantize| vec![quantize(0, codes)])
+    }
+
+    /// [`I8sActivations::quantize`] with the tokens handed out by `split`: it calls
+    /// `quantize(first_token, codes)` on chunks of whole tokens of the code buffer (in parallel,
+    /// say), which returns each token's scale and code sum, and returns those in token order.
+    pub fn quantize_split<S>(
+        x: &[f32],
+        k: usize,
+        contract: FpContract,
+        split: S,
+    ) -> Result<Self, FormatError>
+    where
+        S: FnOnce(&mut [i8], &RowQuantizer<'_>) -> Vec<Vec<(f32, i32)>>,
+    {
         if k == 0 || !x.len().is_multiple_of(k) {
             return Err(FormatError::ActivationLength {
                 format: "i8_s",
@@ -29,21 +48,16 @@ impl I8sActivations {
                 k,
             });
         }
-        let tokens = x.len() / k;
         let mut codes = vec![0i8; x.len()];
-        let mut scales = Vec::with_capacity(tokens);
-        let mut sums = Vec::with_capacity(tokens);
-        for (row, out) in x.chunks_exact(k).zip(codes.chunks_exact_mut(k)) {
-            let (scale, sum) = quantize_row_i8_s(row, out, contract);
-            scales.push(scale);
-            sums.push(sum);
-        }
-        Ok(I8sActivations {
-            k,
-            codes,
-            scales,
-            sums,
-        })
+        let quantize = |first: usize, chunk: &mut [i8]| {
+            let rows = &x[first * k..first * k + chunk.len()];
+            rows.chunks_exact(k)
+                .zip(chunk.chunks_exact_mut(k))
+                .map(|(row, out)| quantize_row_i8_s(row, out, contract))
+                .collect()
+        };
+        let (scales, sums) = split(&mut codes, &quantize).into_iter().flatten().unzip();
+        Self::from_parts(k, codes, scales, sums)
     }
 
     /// Builds activations from parts (codes row-major, one scale and one sum per token).

@@ -38,7 +38,7 @@ mod tq1;
 mod tq2;
 mod tq_matrix;
 
-pub use activation::{BlockQ8K, I8sActivations, Q8kActivations, QK_K};
+pub use activation::{BlockQ8K, I8sActivations, Q8kActivations, RowQuantizer, QK_K};
 pub use error::FormatError;
 pub use i2s::{I2s, I2sMatrix, I2S_BLOCK};
 pub use lut_table::{lut_entry, LutTable};

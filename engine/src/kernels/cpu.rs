@@ -137,6 +137,30 @@ impl CpuKernels {
         }
     }
 
+    /// `f(first_row, chunk)` over chunks of whole `width`-value rows of `data`, in parallel on
+    /// the pool when every thread gets [`ROWS_PER_THREAD`] rows or more (else in one chunk on the
+    /// calling thread); the results in row order.
+    pub fn map_row_chunks<T: Send, R: Send>(
+        &self,
+        data: &mut [T],
+        width: usize,
+        f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+    ) -> Vec<R> {
+        let rows = data.len().checked_div(width).unwrap_or(0);
+        match &self.pool {
+            Some(pool) if rows >= ROWS_PER_THREAD * pool.current_num_threads() => {
+                let per_chunk = rows.div_ceil(4 * pool.current_num_threads());
+                pool.install(|| {
+                    data.par_chunks_mut(per_chunk * width)
+                        .enumerate()
+                        .map(|(i, chunk)| f(i * per_chunk, chunk))
+                        .collect()
+                })
+            }
+            _ => vec![f(0, data)],
+        }
+    }
+
     /// Runs `work` on a thread of the pool (directly without one), so the serial steps between
     /// products do not compete for the cores with pool threads waiting for the next product.
     pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
@@ -636,6 +660,9 @@ impl CpuKernels {
         }
     }
 }
+
+/// Rows (tokens) each thread needs before a row-wise step is split over the pool.
+const ROWS_PER_THREAD: usize = 4;
 
 /// Tokens each thread needs before an I2_S product splits its tokens, not its rows, over the
 /// pool.

@@ -7,8 +7,9 @@ use zerocopy::FromBytes;
 
 use super::{LutTiling, LutTilings, ModelError, ModelTilings};
 use crate::formats::{
-    I2sMatrix, I8sActivations, Q6KMatrix, Q8_0Activations, Q8_0Matrix, Q8kActivations, Shape,
-    Tl1Activations, Tl1Matrix, Tl1Tiling, Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind, TqMatrix,
+    FormatError, I2sMatrix, I8sActivations, Q6KMatrix, Q8_0Activations, Q8_0Matrix, Q8kActivations,
+    Shape, Tl1Activations, Tl1Matrix, Tl1Tiling, Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind,
+    TqMatrix,
 };
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::{CpuKernels, DenseMatrix};
@@ -130,7 +131,7 @@ impl Linear {
         let tokens = x.len() / k;
         let contract = kernels.numerics().contract;
         if self.ty == GgmlType::I2_S {
-            let a = I8sActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
+            let a = quantize_i8s(kernels, x, k).map_err(|e| self.format_error(e))?;
             return self.apply_i2s(file_bytes, kernels, &a);
         }
         let mut out = vec![0f32; tokens * rows];
@@ -202,8 +203,7 @@ impl Linear {
             }
             return Ok(outs);
         }
-        let contract = kernels.numerics().contract;
-        let a = I8sActivations::quantize(x, k, contract).map_err(|e| first.format_error(e))?;
+        let a = quantize_i8s(kernels, x, k).map_err(|e| first.format_error(e))?;
         for (out, linear) in outs.iter_mut().zip(linears) {
             *out = linear.apply_i2s(file_bytes, kernels, &a)?;
         }
@@ -337,4 +337,12 @@ fn missing_tiling<T: LutTiling>(name: &str, rows: usize, cols: usize) -> ModelEr
         rows,
         cols,
     }
+}
+
+/// `x` quantized as I8_S, tokens split over the kernels' threads when there are many.
+fn quantize_i8s(kernels: &CpuKernels, x: &[f32], k: usize) -> Result<I8sActivations, FormatError> {
+    let contract = kernels.numerics().contract;
+    I8sActivations::quantize_split(x, k, contract, |codes, quantize| {
+        kernels.map_row_chunks(codes, k, quantize)
+    })
 }

@@ -5,6 +5,7 @@ use super::linear::Linear;
 use super::ops::{add_assign, relu_sqr_mul, rms_norm, rope, silu_mul};
 use super::{Model, ModelError, PickRequest, Picked};
 use crate::cuda::{CudaModel, CudaSession};
+use crate::kernels::CpuKernels;
 use crate::synth::Arch;
 
 /// Logits of consecutive positions, `n_vocab` values each.
@@ -308,7 +309,7 @@ impl<'m> Session<'m> {
         }
         for (il, layer) in model.layers.iter().enumerate() {
             let mut h = x.clone();
-            rms_norm(&mut h, n_embd, &layer.attn_norm, eps);
+            norm_rows(kernels, &mut h, n_embd, &layer.attn_norm, eps);
             trace(TracedOp::layer("attn_norm", il, &h));
             let [mut q, mut k, v] =
                 Linear::apply_each([&layer.wq, &layer.wk, &layer.wv], bytes, kernels, &h)?;
@@ -351,7 +352,7 @@ impl<'m> Session<'m> {
             // and the output projection's result in the plain llama graph.
             if let Some(w) = &layer.attn_sub_norm {
                 trace(TracedOp::layer("kqv_out", il, &attn));
-                rms_norm(&mut attn, n_embd, w, eps);
+                norm_rows(kernels, &mut attn, n_embd, w, eps);
                 trace(TracedOp::layer("attn_sub_norm", il, &attn));
             }
             let mut cur = layer.wo.apply(bytes, kernels, &attn)?;
@@ -371,21 +372,23 @@ impl<'m> Session<'m> {
             let ffn_inp = cur;
             trace(TracedOp::layer("ffn_inp", il, &ffn_inp));
             let mut h = ffn_inp.clone();
-            rms_norm(&mut h, n_embd, &layer.ffn_norm, eps);
+            norm_rows(kernels, &mut h, n_embd, &layer.ffn_norm, eps);
             trace(TracedOp::layer("ffn_norm", il, &h));
             let [up, mut act] =
                 Linear::apply_each([&layer.ffn_up, &layer.ffn_gate], bytes, kernels, &h)?;
             drop(h);
-            match model.arch {
-                Arch::BitnetB158 => relu_sqr_mul(&mut act, &up),
-                Arch::Bitnet | Arch::Llama => {
-                    silu_mul(&mut act, &up, n_ff, kernels.numerics().width)
+            let width = kernels.numerics().width;
+            kernels.map_row_chunks(&mut act, n_ff, |first, gate| {
+                let up = &up[first * n_ff..first * n_ff + gate.len()];
+                match model.arch {
+                    Arch::BitnetB158 => relu_sqr_mul(gate, up),
+                    Arch::Bitnet | Arch::Llama => silu_mul(gate, up, n_ff, width),
                 }
-            }
+            });
             drop(up);
             if let Some(w) = &layer.ffn_sub_norm {
                 trace(TracedOp::layer("ffn_sub_out", il, &act));
-                rms_norm(&mut act, n_ff, w, eps);
+                norm_rows(kernels, &mut act, n_ff, w, eps);
                 trace(TracedOp::layer("ffn_sub_norm", il, &act));
             }
             let mut out = layer.ffn_down.apply(bytes, kernels, &act)?;
@@ -398,7 +401,7 @@ impl<'m> Session<'m> {
             x = out;
         }
         self.n_past += tokens.len();
-        rms_norm(&mut x, n_embd, &model.output_norm, eps);
+        norm_rows(kernels, &mut x, n_embd, &model.output_norm, eps);
         trace(TracedOp::last("result_norm", &x));
         let values = model.output.apply(bytes, kernels, &x)?;
         trace(TracedOp::last("result_output", &values));
@@ -423,4 +426,10 @@ impl<'m> Session<'m> {
         }
         Ok(out)
     }
+}
+
+/// [`rms_norm`] of each `width`-value row, rows split over the kernels' threads when there are
+/// many.
+fn norm_rows(kernels: &CpuKernels, x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
+    kernels.map_row_chunks(x, width, |_, rows| rms_norm(rows, width, weight, eps));
 }
