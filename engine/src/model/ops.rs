@@ -17,13 +17,38 @@ pub enum RopeKind {
 /// RMSNorm of each row of `x` (`width` values), multiplied by `weight`: squares in f32 summed in
 /// f64, the mean rounded to f32, `x · (1 / sqrt(mean + eps))`, then `· weight`.
 pub fn rms_norm(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
-    for row in x.chunks_exact_mut(width) {
-        let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
-        let mean = (sum / width as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for (v, &w) in row.iter_mut().zip(weight) {
-            *v = (*v * scale) * w;
+    if width == 0 {
+        return;
+    }
+    // Each row's f64 sum is one sequential chain; four rows at a time overlap their latencies.
+    let mut quads = x.chunks_exact_mut(4 * width);
+    for quad in &mut quads {
+        let (a, rest) = quad.split_at_mut(width);
+        let (b, rest) = rest.split_at_mut(width);
+        let (c, d) = rest.split_at_mut(width);
+        let mut sums = [0f64; 4];
+        for (((&va, &vb), &vc), &vd) in a.iter().zip(&*b).zip(&*c).zip(&*d) {
+            sums[0] += f64::from(va * va);
+            sums[1] += f64::from(vb * vb);
+            sums[2] += f64::from(vc * vc);
+            sums[3] += f64::from(vd * vd);
         }
+        for (row, sum) in [a, b, c, d].into_iter().zip(sums) {
+            scale_row(row, sum, weight, eps);
+        }
+    }
+    for row in quads.into_remainder().chunks_exact_mut(width) {
+        let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
+        scale_row(row, sum, weight, eps);
+    }
+}
+
+/// One row of [`rms_norm`] from the f64 sum of its squares.
+fn scale_row(row: &mut [f32], sum: f64, weight: &[f32], eps: f32) {
+    let mean = (sum / row.len() as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for (v, &w) in row.iter_mut().zip(weight) {
+        *v = (*v * scale) * w;
     }
 }
 
