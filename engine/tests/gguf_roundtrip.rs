@@ -1,6 +1,8 @@
 //! write(random metadata + tensors) → read gives back identical values and bytes.
 
-use bitnet_engine::gguf::{Array, GgmlType, GgufFile, GgufWriter, Layout, Value, ValueType};
+use bitnet_engine::gguf::{
+    Array, GgmlType, GgufFile, GgufWriter, Layout, Residency, Value, ValueType,
+};
 use proptest::prelude::*;
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -108,7 +110,7 @@ proptest! {
 }
 
 #[test]
-fn written_file_opens_memory_mapped_with_zero_copy_slices() {
+fn written_file_opens_mapped_or_resident_with_zero_copy_slices() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.gguf");
     let mut w = GgufWriter::new();
@@ -126,18 +128,27 @@ fn written_file_opens_memory_mapped_with_zero_copy_slices() {
     w.write_file(&path).unwrap();
     assert!(!dir.path().join("t.gguf.partial").exists());
 
-    let f = GgufFile::open(&path).unwrap();
-    assert_eq!(
-        f.layout().type_table.table,
-        bitnet_engine::gguf::TypeTable::Bitnet
-    );
-    let data = f.tensor_bytes("blk.0.ffn_up.weight").unwrap();
-    assert_eq!(data, codes.as_slice());
-    let map = f.bytes().as_ptr_range();
-    assert!(
-        map.contains(&data.as_ptr()),
-        "tensor data must point into the map"
-    );
+    let mapped = GgufFile::open(&path).unwrap();
+    let resident = GgufFile::open_in(&path, Residency::HugePages).unwrap();
+    assert_eq!(resident.bytes(), mapped.bytes());
+    for f in [mapped, resident] {
+        assert_eq!(
+            f.layout().type_table.table,
+            bitnet_engine::gguf::TypeTable::Bitnet
+        );
+        let data = f.tensor_bytes("blk.0.ffn_up.weight").unwrap();
+        assert_eq!(data, codes.as_slice());
+        let map = f.bytes().as_ptr_range();
+        assert!(
+            map.contains(&data.as_ptr()),
+            "tensor data must point into the file's bytes"
+        );
+    }
+    let missing = dir.path().join("missing.gguf");
+    for residency in [Residency::Mapped, Residency::HugePages] {
+        let error = GgufFile::open_in(&missing, residency).err().unwrap();
+        assert!(error.to_string().contains("missing.gguf"), "{error}");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! GGUF container: type table, reader, validator and writer.
 //!
-//! Files are memory-mapped; tensor data is handed out as zero-copy byte slices. Every malformed
-//! input yields a [`GgufError`] that names the offset, key or tensor at fault.
+//! Files are memory-mapped, or read once into memory backed by huge pages ([`Residency`]);
+//! tensor data is handed out as zero-copy byte slices. Every malformed input yields a
+//! [`GgufError`] that names the offset, key or tensor at fault.
 
 mod cursor;
 mod error;
@@ -15,6 +16,7 @@ mod value;
 mod writer;
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -30,7 +32,19 @@ pub use types::{GgmlType, SizeError, SizeRule, TypeTable, TypeTableChoice};
 pub use value::{Array, Value, ValueType};
 pub use writer::GgufWriter;
 
-/// An opened, memory-mapped GGUF file.
+/// How an opened file's bytes are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Residency {
+    /// Mapped from the file and paged in on first use.
+    #[default]
+    Mapped,
+    /// Read once into anonymous memory advised for transparent huge pages (on Linux, where the
+    /// system allows them; elsewhere, or when it does not, plain pages): a decode step, which
+    /// streams every weight, then walks 2 MiB pages instead of 4 KiB ones.
+    HugePages,
+}
+
+/// An opened GGUF file, memory-mapped or resident.
 pub struct GgufFile {
     path: PathBuf,
     map: Option<Mmap>,
@@ -49,6 +63,22 @@ impl GgufFile {
 
     /// Opens a structurally sound file and returns every tensor-data problem beside it.
     pub fn open_with_report(path: impl AsRef<Path>) -> Result<(Self, Vec<GgufError>), GgufError> {
+        Self::open_with_report_in(path, Residency::Mapped)
+    }
+
+    /// [`GgufFile::open`] with the bytes held as `residency` says.
+    pub fn open_in(path: impl AsRef<Path>, residency: Residency) -> Result<Self, GgufError> {
+        let (file, mut issues) = Self::open_with_report_in(path, residency)?;
+        match issues.is_empty() {
+            true => Ok(file),
+            false => Err(issues.swap_remove(0)),
+        }
+    }
+
+    fn open_with_report_in(
+        path: impl AsRef<Path>,
+        residency: Residency,
+    ) -> Result<(Self, Vec<GgufError>), GgufError> {
         let path = path.as_ref().to_path_buf();
         let io = |error| GgufError::Io {
             path: path.clone(),
@@ -56,12 +86,12 @@ impl GgufFile {
         };
         let file = File::open(&path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        let map = if len == 0 {
-            None
-        } else {
+        let map = match (len, residency) {
+            (0, _) => None,
             // SAFETY: the map is read-only and private to this process; like every mmap-based
             // model loader, we rely on the file not being truncated while it is open.
-            Some(unsafe { Mmap::map(&file) }.map_err(io)?)
+            (_, Residency::Mapped) => Some(unsafe { Mmap::map(&file) }.map_err(io)?),
+            (_, Residency::HugePages) => Some(read_resident(&file, len).map_err(io)?),
         };
         let layout = Layout::parse(map.as_deref().unwrap_or(&[]))?;
         let issues = layout.validate();
@@ -114,4 +144,16 @@ impl GgufFile {
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8], GgufError> {
         self.tensor_data(self.tensor_info(name)?)
     }
+}
+
+/// The whole of `file` (`len` bytes) read into anonymous memory advised for huge pages.
+fn read_resident(file: &File, len: u64) -> std::io::Result<Mmap> {
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut memory = memmap2::MmapMut::map_anon(len)?;
+    // Only a hint: a system without transparent huge pages refuses it, and plain pages serve.
+    #[cfg(target_os = "linux")]
+    let _ = memory.advise(memmap2::Advice::HugePage);
+    let mut reader = file;
+    reader.read_exact(&mut memory)?;
+    memory.make_read_only()
 }

@@ -74,7 +74,7 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Self, ModelError> {
         let start = Instant::now();
         let device = resolve_device(options.device, options.gpu_memory_limit)?;
-        let file = GgufFile::open(path)?;
+        let file = GgufFile::open_in(path, options.residency)?;
         let arch_name = file.metadata().get_str("general.architecture")?;
         let arch = Arch::from_name(arch_name)
             .ok_or_else(|| ModelError::UnsupportedArch(arch_name.to_string()))?;
