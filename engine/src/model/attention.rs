@@ -9,6 +9,9 @@ use super::ModelError;
 use crate::formats::Shape;
 use crate::kernels::{CpuKernels, DenseMatrix};
 
+/// Tokens per block of a batch's attention while the cached values are finite.
+const ATTENTION_BLOCK: usize = 32;
+
 /// The reference pads the attended length (and the context) to a multiple of this many cells.
 pub(crate) const KV_PAD: usize = 32;
 
@@ -46,11 +49,17 @@ enum Cells {
 }
 
 impl Cells {
-    /// Stores `value` at `at`, rounded to f16 in an F16 cache.
-    fn set(&mut self, at: usize, value: f32) {
+    /// Stores `value` at `at`, rounded to f16 in an F16 cache; whether the stored value is finite.
+    fn set(&mut self, at: usize, value: f32) -> bool {
         match self {
-            Cells::F16(c) => c[at] = f16::from_f32(value),
-            Cells::F32(c) => c[at] = value,
+            Cells::F16(c) => {
+                c[at] = f16::from_f32(value);
+                c[at].is_finite()
+            }
+            Cells::F32(c) => {
+                c[at] = value;
+                value.is_finite()
+            }
         }
     }
 }
@@ -62,6 +71,8 @@ pub(crate) struct KvCache {
     capacity: usize,
     k: Vec<Cells>,
     v: Vec<Cells>,
+    /// Per layer: whether every value stored since the last clear is finite.
+    v_finite: Vec<bool>,
 }
 
 impl KvCache {
@@ -81,6 +92,7 @@ impl KvCache {
             capacity,
             k: (0..n_layer).map(|_| cells()).collect(),
             v: (0..n_layer).map(|_| cells()).collect(),
+            v_finite: vec![true; n_layer],
         }
     }
 
@@ -104,6 +116,7 @@ impl KvCache {
                 Cells::F32(c) => c.fill(0.0),
             }
         }
+        self.v_finite.fill(true);
     }
 
     /// Stores the keys and values of `tokens` new positions starting at `n_past` in layer
@@ -159,33 +172,85 @@ impl KvCache {
         // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
         // so `V·p` is a batched product.
         // Cells past a token's own position are masked, so their scores are never computed.
+        // While every cached value of the layer is finite, a masked cell adds exactly nothing to
+        // the batched `V·p` (its probability is 0), so tokens go in blocks that attend only the
+        // cells up to the block's last position (rounded up to whole vectors of 16, so that every
+        // sum keeps its lanes); a non-finite value, whose product with 0 the reference keeps as
+        // NaN, makes the whole batch one block over all `n_kv` cells.
         let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
-        let mut scores = vec![0f32; tokens * n_kv];
-        let first_key = kv_head * self.capacity * h.head_dim;
-        let rows = scores.chunks_exact_mut(n_kv).enumerate();
-        // The keys token `t` sees: cells `0..n_past + t + 1` of this KV head.
-        let seen = |t: usize| n_past + t + 1;
+        let block = match self.v_finite[layer] {
+            true => ATTENTION_BLOCK,
+            false => tokens,
+        };
+        let mut head_out = vec![0f32; tokens * h.head_dim];
+        let mut first = 0;
+        while first < tokens {
+            // A batch's products are batched (tinyBLAS) from two tokens on: no block of one.
+            let end = match (first + block).min(tokens) {
+                end if tokens - end == 1 => tokens,
+                end => end,
+            };
+            // One token takes the vector product, whose split between vectors and tail
+            // depends on the length: it keeps all `n_kv` cells.
+            let width = match self.v_finite[layer] && end - first >= 2 {
+                true => (n_past + end).next_multiple_of(16).min(n_kv),
+                false => n_kv,
+            };
+            let queries = &q_head[first * h.head_dim..end * h.head_dim];
+            let mut scores = vec![0f32; (end - first) * width];
+            self.scores(
+                layer,
+                kv_head,
+                kernels,
+                n_past + first,
+                queries,
+                &mut scores,
+            )?;
+            for (t, row) in scores.chunks_exact_mut(width).enumerate() {
+                let seen = n_past + first + t + 1;
+                masked_softmax(row, scale, seen, kernels.numerics().width);
+            }
+            let out = &mut head_out[first * h.head_dim..end * h.head_dim];
+            self.values_product(layer, kv_head, width, kernels, &scores, out)?;
+            first = end;
+        }
+        Ok(head_out)
+    }
+
+    /// The raw scores `K·q` of the queries `queries` (one per `head_dim` values) of the tokens
+    /// at positions `pos..`, in rows of `scores` as wide as it holds cells per token: each row's
+    /// cells up to its own position (the rest stay masked).
+    fn scores(
+        &self,
+        layer: usize,
+        kv_head: usize,
+        kernels: &CpuKernels,
+        pos: usize,
+        queries: &[f32],
+        scores: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let hd = self.heads.head_dim;
+        let width = scores.len() / (queries.len() / hd);
+        let first_key = kv_head * self.capacity * hd;
+        let rows = scores.chunks_exact_mut(width).enumerate();
+        // The keys token `t` sees: cells `0..pos + t + 1` of this KV head.
+        let seen = |t: usize| pos + t + 1;
         match &self.k[layer] {
             Cells::F16(c) => {
-                let q_head: Vec<f16> = q_head.iter().map(|&v| f16::from_f32(v)).collect();
-                for ((t, row), q_token) in rows.zip(q_head.chunks_exact(h.head_dim)) {
-                    let keys = visible_keys(c, first_key, seen(t), h.head_dim)?;
+                let queries: Vec<f16> = queries.iter().map(|&v| f16::from_f32(v)).collect();
+                for ((t, row), q_token) in rows.zip(queries.chunks_exact(hd)) {
+                    let keys = visible_keys(c, first_key, seen(t), hd)?;
                     kernels.f16_vec_rows(&keys, q_token, &mut row[..seen(t)])?;
                 }
             }
             Cells::F32(c) => {
-                for ((t, row), q_token) in rows.zip(q_head.chunks_exact(h.head_dim)) {
-                    let keys = visible_keys(c, first_key, seen(t), h.head_dim)?;
+                for ((t, row), q_token) in rows.zip(queries.chunks_exact(hd)) {
+                    let keys = visible_keys(c, first_key, seen(t), hd)?;
                     kernels.f32_gemm(&keys, q_token, &mut row[..seen(t)])?;
                 }
             }
         }
-        for (t, row) in scores.chunks_exact_mut(n_kv).enumerate() {
-            masked_softmax(row, scale, n_past + t + 1, kernels.numerics().width);
-        }
-        let mut head_out = vec![0f32; tokens * h.head_dim];
-        self.values_product(layer, kv_head, n_kv, kernels, &scores, &mut head_out)?;
-        Ok(head_out)
+        Ok(())
     }
 
     fn store(&mut self, layer: usize, n_past: usize, k: &[f32], v: &[f32]) {
@@ -201,7 +266,8 @@ impl KvCache {
                 let key_at = (kv_head * capacity + cell) * h.head_dim + d;
                 let value_at = (kv_head * h.head_dim + d) * capacity + cell;
                 self.k[layer].set(key_at, key);
-                self.v[layer].set(value_at, value);
+                let finite = self.v[layer].set(value_at, value);
+                self.v_finite[layer] &= finite;
             }
         }
     }
@@ -353,5 +419,47 @@ mod tests {
             let cells = 64 * h.n_embd_kv() * 2;
             assert_eq!(cache.bytes(), cells * if f16 { 2 } else { 4 });
         }
+    }
+
+    #[test]
+    fn blocked_batches_equal_one_block_and_a_non_finite_value_reaches_every_token() {
+        let h = HeadLayout {
+            n_head: 2,
+            n_head_kv: 1,
+            head_dim: 16,
+        };
+        let kernels = CpuKernels::best(1).unwrap();
+        let mut rng = SplitMix64::new(5);
+        let tokens = 3 * ATTENTION_BLOCK + 1;
+        let keys = values(&mut rng, tokens * h.n_embd_kv());
+        let mut vals = values(&mut rng, tokens * h.n_embd_kv());
+        let q = values(&mut rng, tokens * h.n_embd());
+        // Blocks of the batch over their own cells give the bits of one block over all cells.
+        let mut blocked = KvCache::new(h, 1, 128, true);
+        let mut whole = blocked.clone();
+        whole.v_finite[0] = false;
+        let out = blocked.attend(&kernels, 0, 0, &q, &keys, &vals).unwrap();
+        whole.store(0, 0, &keys, &vals);
+        let expected = (0..h.n_head)
+            .map(|head| whole.head_output(&kernels, 0, head, (0, 128), &q))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        for (head, values) in expected.iter().enumerate() {
+            for (t, v) in values.chunks_exact(h.head_dim).enumerate() {
+                let at = t * h.n_embd() + head * h.head_dim;
+                let got: Vec<u32> = out[at..at + h.head_dim]
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect();
+                let want: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(got, want, "head {head}, token {t}");
+            }
+        }
+        // A value too large for f16 is infinite in the cache: as in the reference, its product
+        // with the zero probability of every earlier token makes their outputs NaN.
+        vals[(tokens - 2) * h.n_embd_kv()] = 1e6;
+        let mut cache = KvCache::new(h, 1, 128, true);
+        let out = cache.attend(&kernels, 0, 0, &q, &keys, &vals).unwrap();
+        assert!(out[0].is_nan(), "token 0 gives {}", out[0]);
     }
 }
