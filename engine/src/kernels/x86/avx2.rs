@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use super::prefetch_ahead;
 use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
@@ -321,6 +322,7 @@ pub(crate) fn i2s_dot_avx2(codes: &[u8], act: &[i8]) -> i32 {
     {
         let mut partial = _mm256_setzero_si256();
         for (c, a) in codes.iter().zip(act) {
+            prefetch_ahead(c.as_ptr(), 32);
             partial = _mm256_add_epi16(partial, i2s_block_products(c, a));
         }
         total = _mm256_add_epi32(total, _mm256_madd_epi16(partial, ones));
@@ -472,6 +474,7 @@ pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 
     let mut lo = [_mm256_setzero_ps(); 4];
     let mut hi = [_mm256_setzero_ps(); 4];
     for i in (0..whole).step_by(4 * lanes) {
+        prefetch_ahead(x[i..].as_ptr(), 2 * 4 * lanes);
         for j in 0..4 {
             let at = i + j * lanes;
             lo[j] = _mm256_fmadd_ps(load_f16(&x[at..]), load_f16(&y[at..]), lo[j]);

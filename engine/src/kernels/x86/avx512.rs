@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::avx2;
+use super::{avx2, prefetch_ahead};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::ReduceWidth;
@@ -242,6 +242,7 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
     let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
     let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
     for (c, a) in code_pairs.iter().zip(act_pairs) {
+        prefetch_ahead(c.as_ptr(), 64);
         let [c0, c1] = i2s_block_codes(&c[0]);
         let [c2, c3] = i2s_block_codes(&c[1]);
         let [a0, a1] = load_block_acts(&a[0]);
@@ -358,6 +359,7 @@ fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
     let whole = x.len() - x.len() % 64;
     let mut acc = [_mm512_setzero_ps(); 4];
     for i in (0..whole).step_by(64) {
+        prefetch_ahead(x[i..].as_ptr(), 128);
         for (j, a) in acc.iter_mut().enumerate() {
             let at = i + 16 * j;
             *a = _mm512_fmadd_ps(load_f16x16(&x[at..]), load_f16x16(&y[at..]), *a);
