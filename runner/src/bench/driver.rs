@@ -79,7 +79,7 @@ pub struct BenchArgs {
     pub engine: EngineDevice,
 }
 
-/// Where the engine side runs, and how it attends on a GPU.
+/// Where the engine side runs, how it attends on a GPU, and how it holds the model file.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct EngineDevice {
     /// Where the engine runs: cpu, or gpu (a build with the `cuda` feature); the reference
@@ -90,6 +90,10 @@ pub struct EngineDevice {
     /// the context (0: always).
     #[arg(long, default_value_t = SPLIT_ATTENTION_FROM)]
     pub gpu_split_attention_from: usize,
+    /// Map the model file instead of reading it into memory on huge pages (the engine's
+    /// default), to measure what the huge pages are worth.
+    #[arg(long)]
+    pub mapped: bool,
 }
 
 fn positive(text: &str) -> Result<usize, String> {
@@ -355,6 +359,7 @@ impl Worker {
             .args(["--device", device.name()])
             .arg("--gpu-split-attention-from")
             .arg(engine.gpu_split_attention_from.to_string())
+            .args(engine.mapped.then_some("--mapped"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

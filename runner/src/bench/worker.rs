@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bitnet_engine::cuda;
+use bitnet_engine::gguf::Residency;
 use bitnet_engine::model::{argmax, Device, DeviceStrategy, Model, ModelOptions, Session};
 use bitnet_ffi_cpp::{Backend, ContextParams, ModelParams};
 
@@ -145,6 +146,10 @@ impl EngineTimer {
             threads: args.threads,
             device: args.engine.device,
             gpu_split_attention_from: args.engine.gpu_split_attention_from,
+            residency: match args.engine.mapped {
+                true => Residency::Mapped,
+                false => Residency::HugePages,
+            },
             ..ModelOptions::default()
         };
         let before = (args.engine.device != DeviceStrategy::ForceCpu)
