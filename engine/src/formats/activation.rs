@@ -146,6 +146,11 @@ fn row_amax(x: &[f32]) -> f64 {
         let a = f64::from(f32::from_bits(bits));
         return if 1e-5 > a { 1e-5 } else { a };
     }
+    amax_in_order(x)
+}
+
+/// [`row_amax`] one element at a time, as the reference's loop runs.
+fn amax_in_order(x: &[f32]) -> f64 {
     x.iter().fold(1e-5f64, |max, &v| {
         let a = f64::from(v).abs();
         if max > a {
@@ -271,18 +276,6 @@ impl Q8kActivations {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The reference's loop, one element at a time.
-    fn amax_in_order(x: &[f32]) -> f64 {
-        x.iter().fold(1e-5f64, |max, &v| {
-            let a = f64::from(v).abs();
-            if max > a {
-                max
-            } else {
-                a
-            }
-        })
-    }
 
     #[test]
     fn row_amax_matches_the_reference_loop_with_nan_infinity_and_tiny_rows() {

@@ -146,17 +146,30 @@ impl CpuKernels {
         width: usize,
         f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
     ) -> Vec<R> {
-        let rows = data.len().checked_div(width).unwrap_or(0);
+        let (rows, threads) = (data.len().checked_div(width).unwrap_or(0), self.threads());
+        match threads > 1 && rows >= ROWS_PER_THREAD * threads {
+            true => self.row_chunks(data, width, rows.div_ceil(4 * threads), f),
+            false => vec![f(0, data)],
+        }
+    }
+
+    /// `f(first_row, chunk)` over chunks of `per_chunk` whole `width`-value rows of `data`, in
+    /// parallel on the pool (in one chunk on the calling thread without one); the results in
+    /// row order.
+    fn row_chunks<T: Send, R: Send>(
+        &self,
+        data: &mut [T],
+        width: usize,
+        per_chunk: usize,
+        f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+    ) -> Vec<R> {
         match &self.pool {
-            Some(pool) if rows >= ROWS_PER_THREAD * pool.current_num_threads() => {
-                let per_chunk = rows.div_ceil(4 * pool.current_num_threads());
-                pool.install(|| {
-                    data.par_chunks_mut(per_chunk * width)
-                        .enumerate()
-                        .map(|(i, chunk)| f(i * per_chunk, chunk))
-                        .collect()
-                })
-            }
+            Some(pool) if width > 0 => pool.install(|| {
+                data.par_chunks_mut(per_chunk.max(1) * width)
+                    .enumerate()
+                    .map(|(i, chunk)| f(i * per_chunk, chunk))
+                    .collect()
+            }),
             _ => vec![f(0, data)],
         }
     }
@@ -200,6 +213,9 @@ impl CpuKernels {
         expect_len("i2_s activation width", shape.ne0, x.k())?;
         expect_len("i2_s output length", shape.ne1 * x.tokens(), out.len())?;
         let (rows, tokens) = (shape.ne1, x.tokens());
+        if out.is_empty() {
+            return Ok(());
+        }
         // Tokens go in blocks whose activations stay in L1 while a chunk's rows pass over them,
         // and rows in runs small enough to stay in L1 across a block's groups of four tokens;
         // each run is one kernel call per group.
@@ -220,7 +236,7 @@ impl CpuKernels {
         // them token-major, so no row-major scratch is needed.
         let row_chunk = i2s_row_chunk(shape.ne0);
         let per_thread = tokens.div_ceil(threads).next_multiple_of(4);
-        self.split_tokens(out, rows, per_thread, |first_token, chunk| {
+        self.row_chunks(out, rows, per_thread, |first_token, chunk| {
             let end = first_token + chunk.len() / rows;
             for chunk_rows in (0..rows).step_by(row_chunk) {
                 let chunk_end = (chunk_rows + row_chunk).min(rows);
@@ -638,25 +654,6 @@ impl CpuKernels {
                         .for_each(|(i, chunk)| body(i * rows_per_chunk, chunk));
                 });
             }
-        }
-    }
-
-    /// Runs `body(first_token, chunk)` over chunks of `per_chunk` whole tokens of token-major
-    /// `out` (`per_token` values each), one chunk per pool thread.
-    fn split_tokens<B>(&self, out: &mut [f32], per_token: usize, per_chunk: usize, body: B)
-    where
-        B: Fn(usize, &mut [f32]) + Sync,
-    {
-        if out.is_empty() || per_token == 0 {
-            return;
-        }
-        match &self.pool {
-            None => body(0, out),
-            Some(pool) => pool.install(|| {
-                out.par_chunks_mut(per_chunk.max(1) * per_token)
-                    .enumerate()
-                    .for_each(|(i, chunk)| body(i * per_chunk, chunk));
-            }),
         }
     }
 }

@@ -16,6 +16,20 @@ pub(crate) fn check_rows(codes: &[u8], acts: &[&[i8]], rows: usize) {
     );
 }
 
+/// The row width in code bytes and the four tokens' 128-activation blocks of a four-token run;
+/// `None`, with `out` zeroed, for empty rows.
+pub(crate) fn token_blocks<'a>(
+    acts: [&'a [i8]; 4],
+    out: &mut [[i32; 4]],
+) -> Option<(usize, [&'a [[i8; 128]]; 4])> {
+    let width = acts[0].len() / 4;
+    if width == 0 {
+        out.fill([0; 4]);
+        return None;
+    }
+    Some((width, acts.map(|act| act.as_chunks::<128>().0)))
+}
+
 /// Defines `$name(codes, act, out)` (an [`I2sRows`](super::table::I2sRows) kernel) over the row
 /// dot `$dot`, looped in `$inner`, compiled with `$features`. Only the dot tables of the ISA that
 /// has those features may hold `$name`.

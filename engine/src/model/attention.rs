@@ -178,10 +178,8 @@ impl KvCache {
         // sum keeps its lanes); a non-finite value, whose product with 0 the reference keeps as
         // NaN, makes the whole batch one block over all `n_kv` cells.
         let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
-        let block = match self.v_finite[layer] {
-            true => ATTENTION_BLOCK,
-            false => tokens,
-        };
+        let narrow = self.v_finite[layer];
+        let block = if narrow { ATTENTION_BLOCK } else { tokens };
         let mut head_out = vec![0f32; tokens * h.head_dim];
         let mut first = 0;
         while first < tokens {
@@ -192,7 +190,7 @@ impl KvCache {
             };
             // One token takes the vector product, whose split between vectors and tail
             // depends on the length: it keeps all `n_kv` cells.
-            let width = match self.v_finite[layer] && end - first >= 2 {
+            let width = match narrow && end - first >= 2 {
                 true => (n_past + end).next_multiple_of(16).min(n_kv),
                 false => n_kv,
             };

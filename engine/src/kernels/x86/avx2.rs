@@ -14,7 +14,7 @@ use crate::formats::{
 };
 use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
-use crate::kernels::rows::check_rows;
+use crate::kernels::rows::{check_rows, token_blocks};
 use crate::kernels::table::DotKernels;
 
 /// I2_S blocks summed in i16 before widening: a block adds at most 4 · 2 · 3 · 128 = 3072 per lane.
@@ -245,20 +245,6 @@ fn i2s_block_sum(codes: &[__m256i; 4], act: &[i8; 128]) -> __m256i {
     let p2 = _mm256_maddubs_epi16(codes[2], a2);
     let p3 = _mm256_maddubs_epi16(codes[3], a3);
     _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3))
-}
-
-/// The row width in code bytes and the four tokens' 128-activation blocks of a four-token run;
-/// `None`, with `out` zeroed, for empty rows.
-pub(crate) fn token_blocks<'a>(
-    acts: [&'a [i8]; 4],
-    out: &mut [[i32; 4]],
-) -> Option<(usize, [&'a [[i8; 128]]; 4])> {
-    let width = acts[0].len() / 4;
-    if width == 0 {
-        out.fill([0; 4]);
-        return None;
-    }
-    Some((width, acts.map(|act| act.as_chunks::<128>().0)))
 }
 
 /// Σ code · a of a run of rows against four tokens, the tokens' activation blocks split once

@@ -15,7 +15,7 @@ use super::{avx2, prefetch_ahead};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::ReduceWidth;
-use crate::kernels::rows::check_rows;
+use crate::kernels::rows::{check_rows, token_blocks};
 use crate::kernels::table::DotKernels;
 
 /// Whether the CPU has AVX-512 F and BW, and the AVX2 set the 8-lane paths use.
@@ -270,7 +270,7 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
 /// tokens.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_rows_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    let Some((width, blocks)) = avx2::token_blocks(acts, out) else {
+    let Some((width, blocks)) = token_blocks(acts, out) else {
         return;
     };
     let mut pairs = out.chunks_exact_mut(2);
@@ -280,6 +280,7 @@ fn i2s_rows_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]])
         o[0] = a;
         o[1] = b;
     }
+    // An odd run's last row goes as a pair with itself, the second result unused.
     if let [last] = pairs.into_remainder() {
         let row = &codes[codes.len() - width..];
         let [a, _] = i2s_dot_2x4_avx512_vnni([row, row], blocks);
