@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use bitnet_engine::gguf::GgufFile;
+use bitnet_engine::kernels::{Isa, KernelError};
 use bitnet_engine::model::{perplexity, Model, ModelError, ModelOptions, Session};
 use bitnet_engine::synth::{build_model, write_model, Arch, SynthSpec, VocabSource, WeightFormat};
 
@@ -311,5 +312,39 @@ fn several_threads_give_the_same_logits() {
             let logits = Session::new(&many, 64).eval(&prompt, true).unwrap();
             assert_eq!(logits, expected, "{arch:?} on {threads} threads");
         }
+    }
+}
+
+#[test]
+fn every_instruction_set_gives_the_same_logits_and_one_the_cpu_lacks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &SynthSpec::tiny(Arch::BitnetB158, WeightFormat::I2_S),
+    );
+    let prompt: Vec<u32> = (0..24).map(|i| 32 + (i * 37) % 90).collect();
+    let expected = Session::new(&load(&path), 32).eval(&prompt, true).unwrap();
+    for isa in Isa::supported() {
+        let options = ModelOptions {
+            isa: Some(isa),
+            ..ModelOptions::default()
+        };
+        let model = Model::load(&path, &options).unwrap();
+        assert_eq!(model.isa(), isa);
+        let logits = Session::new(&model, 32).eval(&prompt, true).unwrap();
+        assert_eq!(logits, expected, "{isa}");
+    }
+    let lacking = Isa::ALL
+        .into_iter()
+        .find(|isa| !isa.is_supported())
+        .unwrap();
+    let options = ModelOptions {
+        isa: Some(lacking),
+        ..ModelOptions::default()
+    };
+    match Model::load(&path, &options) {
+        Err(ModelError::Kernel(KernelError::IsaUnsupported { isa })) => assert_eq!(isa, lacking),
+        Err(other) => panic!("{lacking}: {other}"),
+        Ok(_) => panic!("{lacking} loaded on a CPU without it"),
     }
 }

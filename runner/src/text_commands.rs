@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bitnet_engine::gguf::GgufFile;
+use bitnet_engine::kernels::Isa;
 use bitnet_engine::model::{
     perplexity_with_progress, DeviceStrategy, LutTiling, LutTilings, Model, ModelOptions,
 };
@@ -21,10 +22,14 @@ pub(crate) fn load(path: &Path, options: &ModelOptions) -> Result<(Model, Tokeni
     Ok((model, tokenizer))
 }
 
-/// bitnet.cpp's `kernel_config.ini` files giving the tilings of TL1 and TL2 weights, over those
-/// a model file records.
+/// The CPU kernels' instruction set, and bitnet.cpp's `kernel_config.ini` files giving the
+/// tilings of TL1 and TL2 weights, over those a model file records.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct KernelConfigs {
+    /// Instruction set of the CPU kernels: scalar, avx2, avx512, avx512vnni or neon (default:
+    /// the fastest this CPU has).
+    #[arg(long)]
+    pub isa: Option<Isa>,
     /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL1 weights (over those the file
     /// records).
     #[arg(long, value_name = "FILE")]
@@ -36,9 +41,10 @@ pub struct KernelConfigs {
 }
 
 impl KernelConfigs {
-    /// `options` with the tilings of these files.
+    /// `options` with this instruction set and the tilings of these files.
     pub fn apply(&self, options: ModelOptions) -> Result<ModelOptions> {
         Ok(ModelOptions {
+            isa: self.isa,
             tl1_tilings: tilings(self.tl1_config.as_deref())?,
             tl2_tilings: tilings(self.tl2_config.as_deref())?,
             ..options

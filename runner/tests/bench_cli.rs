@@ -159,7 +159,7 @@ fn engine_only_runs_an_architecture_the_reference_lacks() {
 }
 
 #[test]
-fn the_table_names_every_test() {
+fn the_table_names_every_test_and_the_engine_kernels() {
     let run = bench(&[
         "--model",
         &model("tiny-bitnet-i2_s.gguf"),
@@ -171,9 +171,12 @@ fn the_table_names_every_test() {
         "1",
         "-r",
         "1",
+        "--isa",
+        "scalar",
     ]);
     assert!(run.ok, "{}", run.stderr);
     for text in [
+        "scalar kernels",
         "| test",
         "engine/ref",
         "| pp4",
@@ -191,12 +194,16 @@ fn the_table_names_every_test() {
 #[test]
 fn bad_requests_fail_with_a_clear_error() {
     let tiny = model("tiny-bitnet-i2_s.gguf");
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["-p", "8"], "--model"),
         (&["--model", &tiny, "-t", "0"], "must be at least 1"),
         (&["--model", &tiny, "-r", "0"], "must be at least 1"),
         (&["--model", &tiny, "-p", "x"], "invalid value"),
         (&["--model", &tiny, "--frobnicate"], "--frobnicate"),
+        (
+            &["--model", &tiny, "--isa", "avx1024"],
+            "unknown instruction set `avx1024`",
+        ),
         (
             &["--model", &tiny, "--shape", "700m"],
             "cannot be used with",

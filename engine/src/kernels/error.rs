@@ -12,6 +12,14 @@ pub enum KernelError {
         /// The ISA asked for.
         isa: Isa,
     },
+    /// A name that is not an ISA of the kernels.
+    #[error("unknown instruction set `{name}` (expected one of {known})")]
+    UnknownIsa {
+        /// The name given.
+        name: String,
+        /// The names the kernels know.
+        known: String,
+    },
     /// The thread pool could not be built.
     #[error("cannot build a thread pool of {threads} threads: {reason}")]
     ThreadPool {

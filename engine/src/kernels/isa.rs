@@ -1,6 +1,9 @@
 //! Instruction-set selection for the CPU kernels.
 
+use std::str::FromStr;
+
 use super::table::DotKernels;
+use super::KernelError;
 
 /// An instruction set the kernels are written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,8 +87,41 @@ impl Isa {
     }
 }
 
+impl FromStr for Isa {
+    type Err = KernelError;
+
+    /// Parses a name of [`Isa::name`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Isa::ALL
+            .into_iter()
+            .find(|isa| isa.name() == s)
+            .ok_or_else(|| KernelError::UnknownIsa {
+                name: s.to_string(),
+                known: Isa::ALL.map(Isa::name).join(", "),
+            })
+    }
+}
+
 impl std::fmt::Display for Isa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_known_ones() {
+        for isa in Isa::ALL {
+            assert_eq!(isa.name().parse::<Isa>().unwrap(), isa);
+        }
+        let err = "avx1024".parse::<Isa>().unwrap_err().to_string();
+        assert!(err.contains("`avx1024`"), "{err}");
+        assert!(
+            err.contains("scalar, avx2, avx512, avx512vnni, neon"),
+            "{err}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::cuda::CudaModel;
 use crate::gguf::{GgmlType, GgufFile, Metadata, ModelHparams};
-use crate::kernels::CpuKernels;
+use crate::kernels::{CpuKernels, Isa};
 use crate::synth::Arch;
 
 /// The tensors of one block.
@@ -74,6 +74,8 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Self, ModelError> {
         let start = Instant::now();
         let device = resolve_device(options.device, options.gpu_memory_limit)?;
+        let isa = options.isa.unwrap_or_else(Isa::best);
+        let kernels = CpuKernels::new(isa, options.threads)?.with_numerics(options.numerics);
         let file = GgufFile::open_in(path, options.residency)?;
         let arch_name = file.metadata().get_str("general.architecture")?;
         let arch = Arch::from_name(arch_name)
@@ -132,7 +134,6 @@ impl Model {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let kernels = CpuKernels::best(options.threads)?.with_numerics(options.numerics);
         let bos = file.metadata().get_opt_u32("tokenizer.ggml.bos_token_id")?;
         let mut model = Model {
             file,
@@ -199,6 +200,11 @@ impl Model {
     /// The device the model runs on, and why it was chosen.
     pub fn device(&self) -> &DeviceChoice {
         &self.device
+    }
+
+    /// The instruction set of the CPU kernels.
+    pub fn isa(&self) -> Isa {
+        self.kernels.isa()
     }
 
     /// How long [`Model::load`] took.

@@ -3,13 +3,16 @@
 use super::{DeviceStrategy, Tl1Tilings, Tl2Tilings};
 use crate::formats::FpContract;
 use crate::gguf::Residency;
-use crate::kernels::{Numerics, ReduceWidth};
+use crate::kernels::{Isa, Numerics, ReduceWidth};
 
 /// Run-time choices of a loaded model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelOptions {
     /// Threads of the matrix products (0 or 1: the calling thread).
     pub threads: usize,
+    /// The CPU kernels' instruction set (`None`: the fastest this CPU has); one the CPU lacks
+    /// is refused at load time.
+    pub isa: Option<Isa>,
     /// How the model file's bytes are held: resident on huge pages by default, which decodes
     /// faster (`bitnet bench` measures it); mapped keeps them evictable page cache instead.
     pub residency: Residency,
@@ -38,11 +41,12 @@ pub struct ModelOptions {
 pub const SPLIT_ATTENTION_FROM: usize = 0;
 
 impl Default for ModelOptions {
-    /// One thread, the file resident on huge pages, F16 KV cache, automatic device choice, no TL1 or TL2 tilings beyond the file's, and the numerics of a GCC `-O3 -march=native` reference build on
+    /// One thread on the fastest kernels, the file resident on huge pages, F16 KV cache, automatic device choice, no TL1 or TL2 tilings beyond the file's, and the numerics of a GCC `-O3 -march=native` reference build on
     /// this CPU, which contracts `x·s + magic` into an FMA where the CPU has one.
     fn default() -> Self {
         ModelOptions {
             threads: 1,
+            isa: None,
             residency: Residency::HugePages,
             kv_f16: true,
             numerics: Numerics {

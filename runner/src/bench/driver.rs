@@ -7,6 +7,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use bitnet_engine::gguf::{GgufFile, ModelHparams};
+use bitnet_engine::kernels::Isa;
 use bitnet_engine::model::{DeviceStrategy, SPLIT_ATTENTION_FROM};
 use bitnet_engine::synth::Arch;
 use bitnet_ffi_cpp::reference_info;
@@ -94,6 +95,10 @@ pub struct EngineDevice {
     /// default), to measure what the huge pages are worth.
     #[arg(long)]
     pub mapped: bool,
+    /// Instruction set of the engine's CPU kernels: scalar, avx2, avx512, avx512vnni or neon
+    /// (default: the fastest this CPU has), to measure a narrower CPU's kernels on this one.
+    #[arg(long)]
+    pub isa: Option<Isa>,
 }
 
 fn positive(text: &str) -> Result<usize, String> {
@@ -360,6 +365,7 @@ impl Worker {
             .arg("--gpu-split-attention-from")
             .arg(engine.gpu_split_attention_from.to_string())
             .args(engine.mapped.then_some("--mapped"))
+            .args(engine.isa.iter().flat_map(|isa| ["--isa", isa.name()]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -146,6 +146,7 @@ impl EngineTimer {
             threads: args.threads,
             device: args.engine.device,
             gpu_split_attention_from: args.engine.gpu_split_attention_from,
+            isa: args.engine.isa,
             residency: match args.engine.mapped {
                 true => Residency::Mapped,
                 false => Residency::HugePages,
@@ -203,7 +204,11 @@ impl Timer for EngineTimer {
     }
 
     fn device(&self) -> String {
-        self.model.device().to_string()
+        let choice = self.model.device();
+        match choice.device {
+            Device::Cpu => format!("{choice}; {} kernels", self.model.isa()),
+            _ => choice.to_string(),
+        }
     }
 
     fn peak_gpu_bytes(&self) -> Option<u64> {
