@@ -13,7 +13,7 @@ use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
 use crate::kernels::i2s_rows_kernel;
-use crate::kernels::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
+use crate::kernels::reduce::{hsum8_pairs, ReduceWidth};
 use crate::kernels::rows::{check_rows, token_blocks};
 use crate::kernels::table::DotKernels;
 
@@ -427,27 +427,18 @@ pub(crate) fn tq1_dot_avx2(row: &[u8], act: &[BlockQ8K], contract: FpContract) -
     hsum8_pairs(&store_f32(acc))
 }
 
-/// Four accumulators of 8 or 16 lanes (16 as two registers) stored for the shared reduction.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn store_accumulators(lo: [__m256; 4], hi: [__m256; 4]) -> [[f32; 16]; 4] {
-    let mut out = [[0f32; 16]; 4];
-    for (j, row) in out.iter_mut().enumerate() {
-        row[..8].copy_from_slice(&store_f32(lo[j]));
-        row[8..].copy_from_slice(&store_f32(hi[j]));
-    }
-    out
-}
-
-/// [`reduce_vec_dot`] of four accumulators of `width` lanes; in registers for 8 lanes
-/// (`GGML_F32_VEC_REDUCE`: `(a0 + a2) + (a1 + a3)`, then `hsum8_hadd`'s two `hadd`s).
+/// [`reduce_vec_dot`] of four accumulators of `width` lanes (16 as two registers), in
+/// registers: `(a0 + a2) + (a1 + a3)` lane-wise, then `hsum8_hadd`'s two `hadd`s for 8 lanes or
+/// `hsum16`'s halves and [`hsum8_pairs_ps`] for 16.
 #[inline]
 #[target_feature(enable = "avx2")]
 fn reduce_accumulators(lo: [__m256; 4], hi: [__m256; 4], width: ReduceWidth) -> f32 {
-    if width != ReduceWidth::Lanes8 {
-        return reduce_vec_dot(&store_accumulators(lo, hi), width);
+    let pairs =
+        |a: [__m256; 4]| _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+    let x = pairs(lo);
+    if width == ReduceWidth::Lanes16 {
+        return hsum8_pairs_ps(_mm256_add_ps(pairs(hi), x));
     }
-    let x = _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3]));
     let t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     let h = _mm_hadd_ps(t, t);
     _mm_cvtss_f32(_mm_hadd_ps(h, h))
@@ -455,7 +446,20 @@ fn reduce_accumulators(lo: [__m256; 4], hi: [__m256; 4], width: ReduceWidth) -> 
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 {
-    let lanes = width.lanes();
+    // One body per width, so that the 8-lane one carries no second set of accumulators.
+    match width {
+        ReduceWidth::Lanes8 => f16_vec_dot_lanes::<false>(x, y),
+        ReduceWidth::Lanes16 => f16_vec_dot_lanes::<true>(x, y),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_vec_dot_lanes<const WIDE: bool>(x: &[f16], y: &[f16]) -> f32 {
+    let (lanes, width) = if WIDE {
+        (16, ReduceWidth::Lanes16)
+    } else {
+        (8, ReduceWidth::Lanes8)
+    };
     let whole = x.len() - x.len() % (4 * lanes);
     let mut lo = [_mm256_setzero_ps(); 4];
     let mut hi = [_mm256_setzero_ps(); 4];
@@ -464,7 +468,7 @@ pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 
         for j in 0..4 {
             let at = i + j * lanes;
             lo[j] = _mm256_fmadd_ps(load_f16(&x[at..]), load_f16(&y[at..]), lo[j]);
-            if lanes == 16 {
+            if WIDE {
                 hi[j] = _mm256_fmadd_ps(load_f16(&x[at + 8..]), load_f16(&y[at + 8..]), hi[j]);
             }
         }
@@ -613,13 +617,10 @@ pub(crate) fn hsum8_pairs_ps(x: __m256) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2")]
 fn tiled_result(lo: __m256, hi: __m256, width: ReduceWidth) -> f32 {
-    if width == ReduceWidth::Lanes8 {
-        return hsum8_pairs_ps(lo);
+    match width {
+        ReduceWidth::Lanes8 => hsum8_pairs_ps(lo),
+        ReduceWidth::Lanes16 => hsum8_pairs_ps(_mm256_add_ps(hi, lo)),
     }
-    let mut acc = [0f32; 16];
-    acc[..8].copy_from_slice(&store_f32(lo));
-    acc[8..].copy_from_slice(&store_f32(hi));
-    reduce_tiled(&acc, width)
 }
 
 /// The i16 values of one table at the 32 rows' indices: rows 0..16 and rows 16..32.
