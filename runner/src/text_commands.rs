@@ -26,8 +26,8 @@ pub(crate) fn load(path: &Path, options: &ModelOptions) -> Result<(Model, Tokeni
 /// tilings of TL1 and TL2 weights, over those a model file records.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct KernelConfigs {
-    /// Instruction set of the CPU kernels: scalar, avx2, avx512, avx512vnni or neon (default:
-    /// the fastest this CPU has).
+    /// Instruction set of the CPU kernels: scalar, avx2, avxvnni, avx512, avx512vnni or neon
+    /// (default: the fastest this CPU has).
     #[arg(long)]
     pub isa: Option<Isa>,
     /// bitnet.cpp's `kernel_config.ini` giving the tilings of TL1 weights (over those the file

@@ -138,7 +138,7 @@ impl CpuKernels {
     }
 
     /// `f(first_row, chunk)` over chunks of whole `width`-value rows of `data`, in parallel on
-    /// the pool when every thread gets [`ROWS_PER_THREAD`] rows or more (else in one chunk on the
+    /// the pool when every thread gets `ROWS_PER_THREAD` (4) rows or more (else in one chunk on the
     /// calling thread); the results in row order.
     pub fn map_row_chunks<T: Send, R: Send>(
         &self,

@@ -12,6 +12,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 with FMA and F16C.
     Avx2,
+    /// x86-64 AVX2 with AVX-VNNI (`vpdpbusd` on 256-bit registers) for the int8 cores.
+    AvxVnni,
     /// x86-64 AVX-512 F + BW (needs AVX2 too).
     Avx512,
     /// x86-64 AVX-512 with VNNI (`vpdpbusd`) for the int8 cores.
@@ -22,9 +24,10 @@ pub enum Isa {
 
 impl Isa {
     /// Every ISA, from the most portable.
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Scalar,
         Isa::Avx2,
+        Isa::AvxVnni,
         Isa::Avx512,
         Isa::Avx512Vnni,
         Isa::Neon,
@@ -35,6 +38,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
@@ -47,6 +51,8 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => super::x86::avx2::is_supported(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => super::x86::avx_vnni::is_supported(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => super::x86::avx512::is_supported(),
             #[cfg(target_arch = "x86_64")]
@@ -76,6 +82,8 @@ impl Isa {
             Isa::Scalar => Some(&super::table::SCALAR),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => super::x86::avx2::kernels(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => super::x86::avx_vnni::kernels(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => super::x86::avx512::kernels(),
             #[cfg(target_arch = "x86_64")]
@@ -120,7 +128,7 @@ mod tests {
         let err = "avx1024".parse::<Isa>().unwrap_err().to_string();
         assert!(err.contains("`avx1024`"), "{err}");
         assert!(
-            err.contains("scalar, avx2, avx512, avx512vnni, neon"),
+            err.contains("scalar, avx2, avxvnni, avx512, avx512vnni, neon"),
             "{err}"
         );
     }

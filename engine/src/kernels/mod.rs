@@ -1,7 +1,8 @@
 //! CPU kernels: ternary × int8 and dense f16/f32 matrix products that reproduce bitnet.cpp.
 //!
-//! Each dot product has a scalar reference in [`scalar`] (`*_ref`) and SIMD versions for AVX2,
-//! AVX-512 (with VNNI where present) and NEON, chosen at run time ([`Isa`]); every version returns
+//! Each dot product has a scalar reference in [`scalar`] (`*_ref`) and SIMD versions for AVX2
+//! (with AVX-VNNI's I2_S cores where present), AVX-512 (with VNNI where present) and NEON, chosen
+//! at run time ([`Isa`]); every version returns
 //! the same bits as its reference. [`CpuKernels`] runs them over output rows on a rayon pool and
 //! applies the reference's epilogues.
 //!

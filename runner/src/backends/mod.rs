@@ -85,7 +85,7 @@ pub fn reference_numerics(info: &ReferenceInfo) -> Numerics {
 pub fn isa_capabilities(isa: Isa) -> Vec<Capability> {
     match isa {
         Isa::Scalar => Vec::new(),
-        Isa::Avx2 => vec![Capability::Avx2],
+        Isa::Avx2 | Isa::AvxVnni => vec![Capability::Avx2],
         Isa::Avx512 | Isa::Avx512Vnni => vec![Capability::Avx2, Capability::Avx512],
         Isa::Neon => vec![Capability::Neon],
     }

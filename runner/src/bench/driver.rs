@@ -95,8 +95,9 @@ pub struct EngineDevice {
     /// default), to measure what the huge pages are worth.
     #[arg(long)]
     pub mapped: bool,
-    /// Instruction set of the engine's CPU kernels: scalar, avx2, avx512, avx512vnni or neon
-    /// (default: the fastest this CPU has), to measure a narrower CPU's kernels on this one.
+    /// Instruction set of the engine's CPU kernels: scalar, avx2, avxvnni, avx512, avx512vnni
+    /// or neon (default: the fastest this CPU has), to measure a narrower CPU's kernels on this
+    /// one.
     #[arg(long)]
     pub isa: Option<Isa>,
 }

@@ -27,7 +27,8 @@ pub(crate) fn is_supported() -> bool {
         && is_x86_feature_detected!("f16c")
 }
 
-static KERNELS: DotKernels = DotKernels {
+/// The AVX2 table, which narrower-featured tables extend.
+pub(crate) const TABLE: DotKernels = DotKernels {
     i2s_rows,
     i2s_rows_x4: Some(i2s_rows_x4),
     tq1: tq1_dot,
@@ -42,13 +43,15 @@ static KERNELS: DotKernels = DotKernels {
     f16_tiled_x4: Some(f16_tiled_dot_x4),
 };
 
+static KERNELS: DotKernels = TABLE;
+
 /// The AVX2 table, when the CPU supports it.
 pub(crate) fn kernels() -> Option<&'static DotKernels> {
     is_supported().then_some(&KERNELS)
 }
 
-// The safe entry points below are only reachable through `KERNELS`, which `kernels()` hands out only
-// after `is_supported()` confirmed AVX2, FMA and F16C. They check lengths like the scalar references.
+// The safe entry points below are only reachable through `TABLE`, whose tables (`KERNELS` here,
+// the AVX-VNNI one) are handed out only after `is_supported()` confirmed AVX2, FMA and F16C. They check lengths like the scalar references.
 
 i2s_rows_kernel!(i2s_rows, i2s_rows_avx2, i2s_dot_avx2, "avx2");
 
@@ -212,7 +215,7 @@ pub(crate) fn i2s_block_products(codes: &[u8], act: &[i8]) -> __m256i {
 /// the block holds codes `j`, `j + 32`, `j + 64` and `j + 96` from the high bits down.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn i2s_block_codes(codes: &[u8; 32]) -> [__m256i; 4] {
+pub(crate) fn i2s_block_codes(codes: &[u8; 32]) -> [__m256i; 4] {
     let mask = _mm256_set1_epi8(3);
     // SAFETY: `codes` is 32 readable bytes; `loadu` has no alignment requirement.
     let packed = unsafe { _mm256_loadu_si256(codes.as_ptr().cast()) };

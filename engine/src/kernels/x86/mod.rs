@@ -2,6 +2,7 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod avx_vnni;
 
 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 

@@ -1,0 +1,142 @@
+//! AVX-VNNI I2_S cores: the AVX2 table with `vpdpbusd` on 256-bit registers, for CPUs that have
+//! VNNI without AVX-512 (Intel's hybrid client cores among them).
+//!
+//! `vpdpbusd` adds four u8 × i8 products to an i32 lane without saturating, so these cores are
+//! exact for every input and need no i16 stage; everything but the I2_S rows is the AVX2 table.
+
+use std::arch::x86_64::*;
+
+use super::avx2::{self, i2s_block_codes, is_supported as avx2_supported};
+use super::prefetch_ahead;
+use crate::kernels::i2s_rows_kernel;
+use crate::kernels::rows::{check_rows, token_blocks};
+use crate::kernels::table::DotKernels;
+
+/// Whether the CPU has AVX-VNNI beside the AVX2 set of the rest of the table.
+pub(crate) fn is_supported() -> bool {
+    avx2_supported() && is_x86_feature_detected!("avxvnni")
+}
+
+static KERNELS: DotKernels = DotKernels {
+    i2s_rows,
+    i2s_rows_x4: Some(i2s_rows_x4),
+    ..avx2::TABLE
+};
+
+/// The AVX-VNNI table, when the CPU supports it.
+pub(crate) fn kernels() -> Option<&'static DotKernels> {
+    is_supported().then_some(&KERNELS)
+}
+
+// The safe entry points below are only reachable through `KERNELS`, which `kernels()` hands out
+// only after `is_supported()` confirmed AVX2, FMA, F16C and AVX-VNNI.
+
+i2s_rows_kernel!(
+    i2s_rows,
+    i2s_rows_avx_vnni,
+    i2s_dot_avx_vnni,
+    "avx2,avxvnni"
+);
+
+fn i2s_rows_x4(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    check_rows(codes, &acts, out.len());
+    // SAFETY: only `KERNELS` holds this function, and it is handed out only on CPUs with AVX2 and
+    // AVX-VNNI (`is_supported`).
+    unsafe { i2s_rows_x4_avx_vnni(codes, acts, out) }
+}
+
+/// Loads the four 32-activation quarters of a 128-activation block.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_block_acts(act: &[i8; 128]) -> [__m256i; 4] {
+    let ptr = act.as_ptr();
+    // SAFETY: `act` is 128 readable bytes and the loads read bytes 0..32, 32..64, 64..96 and
+    // 96..128; `loadu` has no alignment requirement.
+    unsafe {
+        [
+            _mm256_loadu_si256(ptr.cast()),
+            _mm256_loadu_si256(ptr.add(32).cast()),
+            _mm256_loadu_si256(ptr.add(64).cast()),
+            _mm256_loadu_si256(ptr.add(96).cast()),
+        ]
+    }
+}
+
+/// Σ code · a of one row against one token: two blocks per step into eight accumulators, so
+/// `vpdpbusd`'s latency overlaps.
+#[target_feature(enable = "avx2,avxvnni")]
+fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
+    let (code_blocks, _) = codes.as_chunks::<32>();
+    let (act_blocks, _) = act.as_chunks::<128>();
+    let mut total = [_mm256_setzero_si256(); 8];
+    let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
+    let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
+    for (c, a) in code_pairs.iter().zip(act_pairs) {
+        prefetch_ahead(c.as_ptr(), 64);
+        for half in 0..2 {
+            let codes = i2s_block_codes(&c[half]);
+            let acts = load_block_acts(&a[half]);
+            for j in 0..4 {
+                let acc = &mut total[4 * half + j];
+                *acc = _mm256_dpbusd_avx_epi32(*acc, codes[j], acts[j]);
+            }
+        }
+    }
+    for (c, a) in code_rest.iter().zip(act_rest) {
+        let (codes, acts) = (i2s_block_codes(c), load_block_acts(a));
+        for j in 0..4 {
+            total[j] = _mm256_dpbusd_avx_epi32(total[j], codes[j], acts[j]);
+        }
+    }
+    let [a, b, c, d] = [0, 2, 4, 6].map(|i| _mm256_add_epi32(total[i], total[i + 1]));
+    avx2::hsum_i32(_mm256_add_epi32(
+        _mm256_add_epi32(a, b),
+        _mm256_add_epi32(c, d),
+    ))
+}
+
+/// [`i2s_dot_avx_vnni`] of a run of rows against four tokens: rows go two at a time, so each
+/// block's activations are loaded once for both rows and each block's codes once for all four
+/// tokens.
+#[target_feature(enable = "avx2,avxvnni")]
+fn i2s_rows_x4_avx_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    let Some((width, blocks)) = token_blocks(acts, out) else {
+        return;
+    };
+    let mut pairs = out.chunks_exact_mut(2);
+    for (rows, o) in codes.chunks_exact(2 * width).zip(&mut pairs) {
+        let (first, second) = rows.split_at(width);
+        let [a, b] = i2s_dot_2x4_avx_vnni([first, second], blocks);
+        o[0] = a;
+        o[1] = b;
+    }
+    // An odd run's last row goes as a pair with itself, the second result unused.
+    if let [last] = pairs.into_remainder() {
+        let row = &codes[codes.len() - width..];
+        let [a, _] = i2s_dot_2x4_avx_vnni([row, row], blocks);
+        *last = a;
+    }
+}
+
+/// Σ code · a of two rows against four tokens' 128-activation blocks, one 32-code quarter of a
+/// block at a time so that the eight accumulators stay in registers.
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+fn i2s_dot_2x4_avx_vnni(rows: [&[u8]; 2], acts: [&[[i8; 128]]; 4]) -> [[i32; 4]; 2] {
+    let (first, _) = rows[0].as_chunks::<32>();
+    let (second, _) = rows[1].as_chunks::<32>();
+    let mut total = [[_mm256_setzero_si256(); 4]; 2];
+    for (b, (c0, c1)) in first.iter().zip(second).enumerate() {
+        let (c0, c1) = (i2s_block_codes(c0), i2s_block_codes(c1));
+        for j in 0..4 {
+            for t in 0..4 {
+                // SAFETY: the quarter `32 j..32 j + 32` of a 128-byte block is readable;
+                // `loadu` has no alignment requirement.
+                let x = unsafe { _mm256_loadu_si256(acts[t][b].as_ptr().add(32 * j).cast()) };
+                total[0][t] = _mm256_dpbusd_avx_epi32(total[0][t], c0[j], x);
+                total[1][t] = _mm256_dpbusd_avx_epi32(total[1][t], c1[j], x);
+            }
+        }
+    }
+    total.map(|row| row.map(|acc| avx2::hsum_i32(acc)))
+}
