@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::prefetch_ahead;
+use super::{f16_tail_sums, prefetch_ahead};
 use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
@@ -476,10 +476,8 @@ fn f16_vec_dot_lanes<const WIDE: bool>(x: &[f16], y: &[f16]) -> f32 {
             }
         }
     }
-    let mut sum = f64::from(reduce_accumulators(lo, hi, width));
-    for (a, b) in x[whole..].iter().zip(&y[whole..]) {
-        sum += f64::from(a.to_f32() * b.to_f32());
-    }
+    let sum = f64::from(reduce_accumulators(lo, hi, width));
+    let [sum] = f16_tail_sums([sum], [&x[whole..]], &y[whole..]);
     sum as f32
 }
 
@@ -520,14 +518,12 @@ fn f16_vec_dot_x2_lanes<const WIDE: bool>(rows: [&[f16]; 2], y: &[f16]) -> [f32;
         }
     }
     // Constant indices, so that the accumulators stay in registers through the loop.
-    let finish = |lo: [__m256; 4], hi: [__m256; 4], row: &[f16]| {
-        let mut sum = f64::from(reduce_accumulators(lo, hi, width));
-        for (a, b) in row[whole..].iter().zip(&y[whole..]) {
-            sum += f64::from(a.to_f32() * b.to_f32());
-        }
-        sum as f32
-    };
-    [finish(lo[0], hi[0], rows[0]), finish(lo[1], hi[1], rows[1])]
+    let sums = [
+        f64::from(reduce_accumulators(lo[0], hi[0], width)),
+        f64::from(reduce_accumulators(lo[1], hi[1], width)),
+    ];
+    let tails = [&rows[0][whole..], &rows[1][whole..]];
+    f16_tail_sums(sums, tails, &y[whole..]).map(|sum| sum as f32)
 }
 
 /// [`f16_tiled_dot_avx2`] of one row against four tokens, interleaved: four single-accumulator

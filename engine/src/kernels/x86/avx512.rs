@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::{avx2, prefetch_ahead};
+use super::{avx2, f16_tail_sums, prefetch_ahead};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::ReduceWidth;
@@ -366,7 +366,8 @@ fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
             *a = _mm512_fmadd_ps(load_f16x16(&x[at..]), load_f16x16(&y[at..]), *a);
         }
     }
-    f16_vec_dot_finish(acc, &x[whole..], &y[whole..])
+    let [sum] = f16_tail_sums([f64::from(reduce_x4_ps(acc))], [&x[whole..]], &y[whole..]);
+    sum as f32
 }
 
 /// [`f16_vec_dot_avx512`] of two rows against one vector, interleaved so that eight
@@ -384,21 +385,9 @@ fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
             }
         }
     }
-    [
-        f16_vec_dot_finish(acc[0], &rows[0][whole..], &y[whole..]),
-        f16_vec_dot_finish(acc[1], &rows[1][whole..], &y[whole..]),
-    ]
-}
-
-/// The one-row f16 dot product from its four accumulators and the elements past them.
-#[inline]
-#[target_feature(enable = "avx512f,avx2")]
-fn f16_vec_dot_finish(acc: [__m512; 4], x: &[f16], y: &[f16]) -> f32 {
-    let mut sum = f64::from(reduce_x4_ps(acc));
-    for (a, b) in x.iter().zip(y) {
-        sum += f64::from(a.to_f32() * b.to_f32());
-    }
-    sum as f32
+    let sums = acc.map(|acc| f64::from(reduce_x4_ps(acc)));
+    let tails = [&rows[0][whole..], &rows[1][whole..]];
+    f16_tail_sums(sums, tails, &y[whole..]).map(|sum| sum as f32)
 }
 
 #[target_feature(enable = "avx512f,avx2")]
