@@ -63,6 +63,18 @@ pub struct ReadBandwidth {
     pub passes: usize,
 }
 
+impl ReadBandwidth {
+    /// The faster of two probes, with the passes of both.
+    pub fn faster(self, other: ReadBandwidth) -> ReadBandwidth {
+        let passes = self.passes + other.passes;
+        let best = match other.bytes_per_second > self.bytes_per_second {
+            true => other,
+            false => self,
+        };
+        ReadBandwidth { passes, ..best }
+    }
+}
+
 /// Sums a buffer of `buffer_bytes` (which should dwarf the last-level cache) with `threads`
 /// threads, each over its own contiguous part, `passes` times; returns the fastest pass.
 pub fn probe_read_bandwidth(threads: usize, buffer_bytes: usize, passes: usize) -> ReadBandwidth {
@@ -158,6 +170,18 @@ mod tests {
         let words: Vec<u64> = (1..=21).collect();
         assert_eq!(sum(&words), 231);
         assert_eq!(sum(&[]), 0);
+    }
+
+    #[test]
+    fn the_faster_probe_counts_with_the_passes_of_both() {
+        let probe = |bytes_per_second: f64, passes: usize| ReadBandwidth {
+            threads: 2,
+            bytes_per_second,
+            buffer_bytes: 1 << 29,
+            passes,
+        };
+        assert_eq!(probe(40e9, 3).faster(probe(60e9, 2)), probe(60e9, 5));
+        assert_eq!(probe(60e9, 3).faster(probe(40e9, 2)), probe(60e9, 5));
     }
 
     #[test]

@@ -144,8 +144,11 @@ pub enum BenchError {
     NoCacheDir,
 }
 
-/// Passes of the memory probe (the fastest counts).
+/// Passes of the memory probe at the start of each thread count (the fastest counts).
 const PROBE_PASSES: usize = 10;
+
+/// Passes of the memory probe before each repetition of a decode test.
+const REP_PROBE_PASSES: usize = 3;
 
 /// Runs the benchmark and prints the table, or the JSON report with `--json`.
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -216,10 +219,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     threads: n_threads,
                     reps: args.reps,
                     engine: args.engine,
+                    probe_bytes: args.probe_mib << 20,
                 },
                 sides,
                 &model.summary.decode_traffic,
-                &probe,
             )?);
         }
         probes.push(probe);
@@ -283,34 +286,42 @@ fn summarize(
     })
 }
 
-/// One test at one thread count, repeated, with the engine's device.
+/// One test at one thread count, repeated, with the engine's device and the buffer of the
+/// memory probe.
 struct Setup {
     test: BenchTest,
     threads: usize,
     reps: usize,
     engine: EngineDevice,
+    probe_bytes: usize,
 }
 
-/// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker.
+/// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker; a
+/// decode test probes the memory read bandwidth before each repetition, while the workers wait.
 fn run_test(
     model: &Path,
     setup: &Setup,
     sides: &[Side],
     traffic: &DecodeTraffic,
-    probe: &ReadBandwidth,
 ) -> Result<TestResult> {
     let Setup {
         test,
         threads,
         reps,
         engine,
+        probe_bytes,
     } = *setup;
     let mut workers = sides
         .iter()
         .map(|&side| Worker::spawn(side, model, threads, engine))
         .collect::<Result<Vec<_>>>()?;
     let mut samples = vec![Vec::with_capacity(reps); sides.len()];
+    let mut probe: Option<ReadBandwidth> = None;
     for rep in 1..=reps {
+        if test.is_decode() {
+            let now = probe_read_bandwidth(threads, probe_bytes, REP_PROBE_PASSES);
+            probe = Some(probe.map_or(now, |p| p.faster(now)));
+        }
         let mut line = format!("{} t={threads} rep {rep}/{reps}:", test.name());
         for (worker, samples) in workers.iter_mut().zip(&mut samples) {
             let seconds = worker.run(test)?;
@@ -325,7 +336,7 @@ fn run_test(
         let (load_seconds, device) = (worker.load_seconds, worker.device.clone());
         let (peak_rss, peak_gpu) = worker.finish()?;
         // The CPU's bandwidth probe says nothing of a GPU's decode.
-        let probe = (peak_gpu.is_none()).then_some(probe);
+        let probe = probe.as_ref().filter(|_| peak_gpu.is_none());
         let mut result = SideResult::new(test, samples, peak_rss, load_seconds, traffic, probe)
             .context("no repetitions")?;
         result.device = device;
@@ -334,7 +345,13 @@ fn run_test(
     }
     let mut results = results.into_iter();
     let engine = results.next().context("no engine result")?;
-    Ok(TestResult::new(test, threads, engine, results.next()))
+    Ok(TestResult::new(
+        test,
+        threads,
+        engine,
+        results.next(),
+        probe,
+    ))
 }
 
 /// A worker process: this executable's hidden `bench-worker` command.

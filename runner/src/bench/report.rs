@@ -35,7 +35,8 @@ pub const METHOD: &str = "ppN: one batch of N tokens in a fresh context, logits 
      in fresh worker processes (one per side, loaded and warmed up before timing), alternating \
      engine and reference each repetition. Peak RSS is the worker's VmHWM (ru_maxrss off Linux). \
      Decode bandwidth (CPU sides) is the block matrices plus the whole output head per token, \
-     times tokens/s; a GPU side reports the most device memory in use while a test ran instead.";
+     times tokens/s, as a fraction of the fastest read-bandwidth probe taken between the decode \
+     test's repetitions (the machine's bandwidth drifts on shared hosts); a GPU side reports the most device memory in use while a test ran instead.";
 
 /// The model and its decode traffic.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +86,9 @@ pub struct TestResult {
     pub reference: Option<SideResult>,
     /// Median tokens/s of the engine over that of the reference.
     pub ratio: Option<f64>,
+    /// The read bandwidth probed between a decode test's repetitions, which the sides' decode
+    /// bandwidths are fractions of (absent for prefill tests).
+    pub probe: Option<ReadBandwidth>,
 }
 
 /// One side's figures for one test.
@@ -109,7 +113,9 @@ pub struct SideResult {
 pub struct Bandwidth {
     /// Bytes per second.
     pub bytes_per_second: f64,
-    /// As a fraction of the probed bandwidth at the same thread count.
+    /// The probed read bandwidth it is compared with, in bytes per second.
+    pub probe_bytes_per_second: f64,
+    /// As a fraction of that probe.
     pub fraction_of_probe: f64,
 }
 
@@ -123,6 +129,7 @@ impl Bandwidth {
         let bytes_per_second = achieved_bandwidth(traffic.per_token(), tokens_per_second);
         Bandwidth {
             bytes_per_second,
+            probe_bytes_per_second: probe.bytes_per_second,
             fraction_of_probe: fraction_of(bytes_per_second, probe.bytes_per_second),
         }
     }
@@ -160,6 +167,7 @@ impl TestResult {
         threads: usize,
         engine: SideResult,
         reference: Option<SideResult>,
+        probe: Option<ReadBandwidth>,
     ) -> Self {
         let ratio = reference
             .as_ref()
@@ -171,6 +179,7 @@ impl TestResult {
             engine,
             reference,
             ratio,
+            probe,
         }
     }
 }
@@ -211,7 +220,11 @@ impl BenchReport {
             .iter()
             .map(|p| format!("{} thread(s) {}/s", p.threads, bytes(p.bytes_per_second)))
             .collect();
-        out += &format!("memory read bandwidth (probe): {}\n", probes.join(", "));
+        out += &format!(
+            "memory read bandwidth (probe at the start): {}; decode tests probe again between \
+             repetitions and compare with the fastest of those\n",
+            probes.join(", ")
+        );
         if let Some(first) = self.results.first() {
             out += &format!("engine device: {}\n", first.engine.device);
         }
@@ -299,9 +312,10 @@ fn bw(side: &SideResult) -> String {
     side.decode_bandwidth
         .map(|b| {
             format!(
-                "{}/s ({:.0}%)",
+                "{}/s ({:.0}% of {}/s)",
                 bytes(b.bytes_per_second),
-                100.0 * b.fraction_of_probe
+                100.0 * b.fraction_of_probe,
+                bytes(b.probe_bytes_per_second)
             )
         })
         .unwrap_or_default()
@@ -408,10 +422,11 @@ mod tests {
         )
         .is_none());
 
-        let r = TestResult::new(BenchTest::Prefill(8), 2, pp.clone(), Some(tg));
+        assert_eq!(bw(&tg), "17.67 GB/s (59% of 30.00 GB/s)");
+        let r = TestResult::new(BenchTest::Prefill(8), 2, pp.clone(), Some(tg), None);
         assert!((r.ratio.unwrap() - 2.0).abs() < 1e-12);
         assert_eq!(
-            TestResult::new(BenchTest::Prefill(8), 2, pp, None).ratio,
+            TestResult::new(BenchTest::Prefill(8), 2, pp, None, None).ratio,
             None
         );
     }
