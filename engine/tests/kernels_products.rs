@@ -232,3 +232,71 @@ fn thread_count_and_isa_are_reported() {
         2
     );
 }
+
+#[test]
+fn one_dispatch_over_several_matrices_equals_each_product_and_refuses_mismatches() {
+    let k = 256;
+    let shapes = [Shape::new(k, 37), Shape::new(k, 5), Shape::new(k, 70)];
+    let packed: Vec<Vec<u8>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| I2s.quantize(&pattern(k * s.ne1, 10 + i as u32), s).unwrap())
+        .collect();
+    let ws: Vec<I2sMatrix> = packed
+        .iter()
+        .zip(shapes)
+        .map(|(p, s)| I2sMatrix::new(p, s).unwrap())
+        .collect();
+    let x = I8sActivations::quantize(&pattern(k, 20), k, FpContract::Off).unwrap();
+    for threads in [1, 3] {
+        let kernels = CpuKernels::best(threads).unwrap();
+        let mut outs: Vec<Vec<f32>> = shapes.iter().map(|s| vec![f32::NAN; s.ne1]).collect();
+        let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+        kernels.i2s_gemv_each(&ws, &x, &mut slices).unwrap();
+        for (w, out) in ws.iter().zip(&outs) {
+            let mut each = vec![0f32; w.shape().ne1];
+            CpuKernels::new(Isa::Scalar, 1)
+                .unwrap()
+                .i2s_gemv(w, &x, &mut each)
+                .unwrap();
+            assert_eq!(out, &each, "{threads} threads");
+        }
+    }
+    let kernels = kernels();
+    let mut short = vec![0f32; 36];
+    let mut fine = vec![0f32; 5];
+    let err = kernels
+        .i2s_gemv_each(&ws[..2], &x, &mut [&mut short, &mut fine])
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        KernelError::Mismatch {
+            expected: 37,
+            actual: 36,
+            ..
+        }
+    ));
+    let err = kernels
+        .i2s_gemv_each(&ws[..2], &x, &mut [&mut fine])
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        KernelError::Mismatch {
+            expected: 2,
+            actual: 1,
+            ..
+        }
+    ));
+    let two = I8sActivations::quantize(&pattern(2 * k, 21), k, FpContract::Off).unwrap();
+    let err = kernels
+        .i2s_gemv_each(&ws[1..2], &two, &mut [&mut fine])
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        KernelError::Mismatch {
+            expected: 1,
+            actual: 2,
+            ..
+        }
+    ));
+}

@@ -219,9 +219,12 @@ impl CpuKernels {
         // Tokens go in blocks whose activations stay in L1 while a chunk's rows pass over them,
         // and rows in runs small enough to stay in L1 across a block's groups of four tokens;
         // each run is one kernel call per group.
+        if tokens == 1 {
+            return self.i2s_gemv_each(std::slice::from_ref(w), x, &mut [out]);
+        }
         let block = i2s_token_block(shape.ne0);
         let threads = self.threads();
-        if tokens == 1 || (threads > 1 && tokens < I2S_TOKENS_PER_THREAD * threads) {
+        if threads > 1 && tokens < I2S_TOKENS_PER_THREAD * threads {
             self.for_each_run_blocked(rows, tokens, block, out, |first_row, span, chunk| {
                 for (run, run_out) in chunk.chunks_mut(I2S_RUN_ROWS * tokens).enumerate() {
                     let (first, n) = (first_row + run * I2S_RUN_ROWS, run_out.len() / tokens);
@@ -251,6 +254,42 @@ impl CpuKernels {
                 }
             }
         });
+        Ok(())
+    }
+
+    /// [`Self::i2s_gemm`] of several matrices of one width with one token, `outs[i]` receiving
+    /// `ws[i] · x`: the rows of all of them share one dispatch over the pool, so the smaller
+    /// ones (a layer's K and V beside its Q) do not each wait for a round trip of the threads.
+    pub fn i2s_gemv_each(
+        &self,
+        ws: &[I2sMatrix<'_>],
+        x: &I8sActivations,
+        outs: &mut [&mut [f32]],
+    ) -> Result<(), KernelError> {
+        expect_len("i2_s gemv tokens", 1, x.tokens())?;
+        expect_len("i2_s gemv outputs", ws.len(), outs.len())?;
+        let mut jobs = Vec::new();
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            let rows = w.shape().ne1;
+            expect_len("i2_s activation width", w.shape().ne0, x.k())?;
+            expect_len("i2_s output length", rows, out.len())?;
+            let per_chunk = (rows / (self.threads() * 8)).max(4);
+            for (i, chunk) in out.chunks_mut(per_chunk).enumerate() {
+                jobs.push((w, i * per_chunk, chunk));
+            }
+        }
+        let run = |(w, first_row, chunk): (&I2sMatrix, usize, &mut [f32])| {
+            for (run, run_out) in chunk.chunks_mut(I2S_RUN_ROWS).enumerate() {
+                let first = first_row + run * I2S_RUN_ROWS;
+                self.i2s_run(w, x, first..first + run_out.len(), 0..1, |r, _, v| {
+                    run_out[r] = v
+                });
+            }
+        };
+        match &self.pool {
+            Some(pool) => pool.install(|| jobs.into_par_iter().for_each(run)),
+            None => jobs.into_iter().for_each(run),
+        }
         Ok(())
     }
 

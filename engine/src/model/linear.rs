@@ -204,10 +204,30 @@ impl Linear {
             return Ok(outs);
         }
         let a = quantize_i8s(kernels, x, k).map_err(|e| first.format_error(e))?;
+        if a.tokens() == 1 {
+            let ws = linears
+                .iter()
+                .map(|l| l.i2s_matrix(file_bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (out, linear) in outs.iter_mut().zip(linears) {
+                *out = vec![0f32; linear.shape.ne1];
+            }
+            let mut slices = outs.each_mut().map(Vec::as_mut_slice);
+            kernels.i2s_gemv_each(&ws, &a, &mut slices)?;
+            return Ok(std::array::from_fn(|i| {
+                linears[i].scaled(std::mem::take(&mut outs[i]))
+            }));
+        }
         for (out, linear) in outs.iter_mut().zip(linears) {
             *out = linear.apply_i2s(file_bytes, kernels, &a)?;
         }
         Ok(outs)
+    }
+
+    /// The I2_S view of this matrix's bytes.
+    fn i2s_matrix<'a>(&self, file_bytes: &'a [u8]) -> Result<I2sMatrix<'a>, ModelError> {
+        I2sMatrix::new(&file_bytes[self.bytes.clone()], self.shape)
+            .map_err(|e| self.format_error(e))
     }
 
     /// This I2_S matrix times quantized activations.
@@ -217,8 +237,7 @@ impl Linear {
         kernels: &CpuKernels,
         a: &I8sActivations,
     ) -> Result<Vec<f32>, ModelError> {
-        let bytes = &file_bytes[self.bytes.clone()];
-        let w = I2sMatrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
+        let w = self.i2s_matrix(file_bytes)?;
         let mut out = vec![0f32; a.tokens() * self.shape.ne1];
         kernels.i2s_gemm(&w, a, &mut out)?;
         Ok(self.scaled(out))
