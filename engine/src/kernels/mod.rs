@@ -74,5 +74,5 @@ pub(crate) use fma::with_fma;
 pub use isa::Isa;
 pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use rows::i2s_rows_kernel;
+pub(crate) use rows::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 pub use table::{DotKernels, I2sRows, I2sRowsX4};

@@ -57,3 +57,41 @@ macro_rules! i2s_rows_kernel {
 }
 
 pub(crate) use i2s_rows_kernel;
+
+/// Defines `$name(codes, acts, out)` (an [`I2sRowsX4`](super::table::I2sRowsX4) kernel) that
+/// takes a run's rows two at a time through `$pair_dot(rows, blocks) -> [[i32; 4]; 2]`, looped in
+/// `$inner`, compiled with `$features`: each block's activations are loaded once for both rows
+/// and each block's codes once for all four tokens. Only the dot tables of the ISA that has those
+/// features may hold `$name`.
+macro_rules! i2s_rows_x4_in_pairs {
+    ($name:ident, $inner:ident, $pair_dot:path, $features:literal) => {
+        fn $name(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+            $crate::kernels::rows::check_rows(codes, &acts, out.len());
+            // SAFETY: only dot tables of this ISA hold this function, and they are handed out
+            // only on CPUs with the features `$inner` is compiled for.
+            unsafe { $inner(codes, acts, out) }
+        }
+
+        #[target_feature(enable = $features)]
+        fn $inner(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+            let Some((width, blocks)) = $crate::kernels::rows::token_blocks(acts, out) else {
+                return;
+            };
+            let mut pairs = out.chunks_exact_mut(2);
+            for (rows, o) in codes.chunks_exact(2 * width).zip(&mut pairs) {
+                let (first, second) = rows.split_at(width);
+                let [a, b] = $pair_dot([first, second], blocks);
+                o[0] = a;
+                o[1] = b;
+            }
+            // An odd run's last row goes as a pair with itself, the second result unused.
+            if let [last] = pairs.into_remainder() {
+                let row = &codes[codes.len() - width..];
+                let [a, _] = $pair_dot([row, row], blocks);
+                *last = a;
+            }
+        }
+    };
+}
+
+pub(crate) use i2s_rows_x4_in_pairs;

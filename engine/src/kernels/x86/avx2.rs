@@ -227,22 +227,29 @@ pub(crate) fn i2s_block_codes(codes: &[u8; 32]) -> [__m256i; 4] {
     ]
 }
 
+/// Loads the four 32-activation quarters of a 128-activation block.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn load_block_quarters(act: &[i8; 128]) -> [__m256i; 4] {
+    let ptr = act.as_ptr();
+    // SAFETY: `act` is 128 readable bytes and the loads read bytes 0..32, 32..64, 64..96 and
+    // 96..128; `loadu` has no alignment requirement.
+    unsafe {
+        [
+            _mm256_loadu_si256(ptr.cast()),
+            _mm256_loadu_si256(ptr.add(32).cast()),
+            _mm256_loadu_si256(ptr.add(64).cast()),
+            _mm256_loadu_si256(ptr.add(96).cast()),
+        ]
+    }
+}
+
 /// The products of a block's decoded codes with one token's 128 activations, summed in i16
 /// lanes (at most 4 · 2 · 3 · 128 = 3072 per lane, code 3 included).
 #[inline]
 #[target_feature(enable = "avx2")]
 fn i2s_block_sum(codes: &[__m256i; 4], act: &[i8; 128]) -> __m256i {
-    let ptr = act.as_ptr();
-    // SAFETY: `act` is 128 readable bytes and the loads read bytes 0..32, 32..64, 64..96 and
-    // 96..128; `loadu` has no alignment requirement.
-    let (a0, a1, a2, a3) = unsafe {
-        (
-            _mm256_loadu_si256(ptr.cast()),
-            _mm256_loadu_si256(ptr.add(32).cast()),
-            _mm256_loadu_si256(ptr.add(64).cast()),
-            _mm256_loadu_si256(ptr.add(96).cast()),
-        )
-    };
+    let [a0, a1, a2, a3] = load_block_quarters(act);
     let p0 = _mm256_maddubs_epi16(codes[0], a0);
     let p1 = _mm256_maddubs_epi16(codes[1], a1);
     let p2 = _mm256_maddubs_epi16(codes[2], a2);

@@ -13,10 +13,9 @@ use half::f16;
 
 use super::{avx2, f16_tail_sums, prefetch_ahead};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
-use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::ReduceWidth;
-use crate::kernels::rows::{check_rows, token_blocks};
 use crate::kernels::table::DotKernels;
+use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 
 /// Whether the CPU has AVX-512 F and BW, and the AVX2 set the 8-lane paths use.
 pub(crate) fn is_supported() -> bool {
@@ -77,12 +76,12 @@ i2s_rows_kernel!(
     "avx512f,avx512bw,avx512vnni,avx2"
 );
 
-fn i2s_rows_x4_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    check_rows(codes, &acts, out.len());
-    // SAFETY: only `KERNELS_VNNI` holds this function, and it is handed out only on CPUs with
-    // AVX-512 F, BW and VNNI (`is_supported_vnni`).
-    unsafe { i2s_rows_x4_avx512_vnni(codes, acts, out) }
-}
+i2s_rows_x4_in_pairs!(
+    i2s_rows_x4_vnni,
+    i2s_rows_x4_avx512_vnni,
+    i2s_dot_2x4_avx512_vnni,
+    "avx512f,avx512bw,avx512vnni,avx2"
+);
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(
@@ -263,29 +262,6 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
         _mm512_add_epi32(total[2], total[3]),
     );
     _mm512_reduce_add_epi32(sum)
-}
-
-/// [`i2s_dot_avx512_vnni`] of a run of rows against four tokens: rows go two at a time, so each
-/// block's activations are loaded once for both rows and each block's codes once for all four
-/// tokens.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-fn i2s_rows_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    let Some((width, blocks)) = token_blocks(acts, out) else {
-        return;
-    };
-    let mut pairs = out.chunks_exact_mut(2);
-    for (rows, o) in codes.chunks_exact(2 * width).zip(&mut pairs) {
-        let (first, second) = rows.split_at(width);
-        let [a, b] = i2s_dot_2x4_avx512_vnni([first, second], blocks);
-        o[0] = a;
-        o[1] = b;
-    }
-    // An odd run's last row goes as a pair with itself, the second result unused.
-    if let [last] = pairs.into_remainder() {
-        let row = &codes[codes.len() - width..];
-        let [a, _] = i2s_dot_2x4_avx512_vnni([row, row], blocks);
-        *last = a;
-    }
 }
 
 /// Σ code · a of two rows against four tokens' 128-activation blocks.

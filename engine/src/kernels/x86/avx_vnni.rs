@@ -6,11 +6,10 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{self, i2s_block_codes, is_supported as avx2_supported};
+use super::avx2::{self, i2s_block_codes, is_supported as avx2_supported, load_block_quarters};
 use super::prefetch_ahead;
-use crate::kernels::i2s_rows_kernel;
-use crate::kernels::rows::{check_rows, token_blocks};
 use crate::kernels::table::DotKernels;
+use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 
 /// Whether the CPU has AVX-VNNI beside the AVX2 set of the rest of the table.
 pub(crate) fn is_supported() -> bool {
@@ -38,29 +37,12 @@ i2s_rows_kernel!(
     "avx2,avxvnni"
 );
 
-fn i2s_rows_x4(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    check_rows(codes, &acts, out.len());
-    // SAFETY: only `KERNELS` holds this function, and it is handed out only on CPUs with AVX2 and
-    // AVX-VNNI (`is_supported`).
-    unsafe { i2s_rows_x4_avx_vnni(codes, acts, out) }
-}
-
-/// Loads the four 32-activation quarters of a 128-activation block.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn load_block_acts(act: &[i8; 128]) -> [__m256i; 4] {
-    let ptr = act.as_ptr();
-    // SAFETY: `act` is 128 readable bytes and the loads read bytes 0..32, 32..64, 64..96 and
-    // 96..128; `loadu` has no alignment requirement.
-    unsafe {
-        [
-            _mm256_loadu_si256(ptr.cast()),
-            _mm256_loadu_si256(ptr.add(32).cast()),
-            _mm256_loadu_si256(ptr.add(64).cast()),
-            _mm256_loadu_si256(ptr.add(96).cast()),
-        ]
-    }
-}
+i2s_rows_x4_in_pairs!(
+    i2s_rows_x4,
+    i2s_rows_x4_avx_vnni,
+    i2s_dot_2x4_avx_vnni,
+    "avx2,avxvnni"
+);
 
 /// Σ code · a of one row against one token: two blocks per step into eight accumulators, so
 /// `vpdpbusd`'s latency overlaps.
@@ -75,7 +57,7 @@ fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
         prefetch_ahead(c.as_ptr(), 64);
         for half in 0..2 {
             let codes = i2s_block_codes(&c[half]);
-            let acts = load_block_acts(&a[half]);
+            let acts = load_block_quarters(&a[half]);
             for j in 0..4 {
                 let acc = &mut total[4 * half + j];
                 *acc = _mm256_dpbusd_avx_epi32(*acc, codes[j], acts[j]);
@@ -83,7 +65,7 @@ fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
         }
     }
     for (c, a) in code_rest.iter().zip(act_rest) {
-        let (codes, acts) = (i2s_block_codes(c), load_block_acts(a));
+        let (codes, acts) = (i2s_block_codes(c), load_block_quarters(a));
         for j in 0..4 {
             total[j] = _mm256_dpbusd_avx_epi32(total[j], codes[j], acts[j]);
         }
@@ -93,29 +75,6 @@ fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
         _mm256_add_epi32(a, b),
         _mm256_add_epi32(c, d),
     ))
-}
-
-/// [`i2s_dot_avx_vnni`] of a run of rows against four tokens: rows go two at a time, so each
-/// block's activations are loaded once for both rows and each block's codes once for all four
-/// tokens.
-#[target_feature(enable = "avx2,avxvnni")]
-fn i2s_rows_x4_avx_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
-    let Some((width, blocks)) = token_blocks(acts, out) else {
-        return;
-    };
-    let mut pairs = out.chunks_exact_mut(2);
-    for (rows, o) in codes.chunks_exact(2 * width).zip(&mut pairs) {
-        let (first, second) = rows.split_at(width);
-        let [a, b] = i2s_dot_2x4_avx_vnni([first, second], blocks);
-        o[0] = a;
-        o[1] = b;
-    }
-    // An odd run's last row goes as a pair with itself, the second result unused.
-    if let [last] = pairs.into_remainder() {
-        let row = &codes[codes.len() - width..];
-        let [a, _] = i2s_dot_2x4_avx_vnni([row, row], blocks);
-        *last = a;
-    }
 }
 
 /// Σ code · a of two rows against four tokens' 128-activation blocks, one 32-code quarter of a
