@@ -82,12 +82,15 @@ fn a_seed_repeats_the_output_and_another_seed_changes_it() {
 }
 
 #[test]
-fn greedy_generation_is_the_default_and_deterministic() {
+fn greedy_generation_is_the_default_deterministic_and_the_same_on_any_kernels() {
     let m = model();
     let args = ["generate", "-m", &m, "-p", PROMPT, "-n", "12"];
     let a = bitnet(&args);
     assert_eq!(generated(&a), generated(&bitnet(&args)));
     assert!(a.stderr.contains("sampling: greedy"), "{}", a.stderr);
+    // The scalar kernels give the same logits, so the same tokens.
+    let scalar = bitnet(&[&args[..], &["--isa", "scalar"]].concat());
+    assert_eq!(generated(&a), generated(&scalar), "{}", scalar.stderr);
 }
 
 #[test]
@@ -172,7 +175,7 @@ fn chat_applies_the_named_template() {
 fn bad_flags_exit_non_zero_and_say_what_is_wrong() {
     let m = model();
     let base = ["generate", "-m", m.as_str(), "-p", "Hi"];
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 13] = [
         (
             &["--temp", "-1"],
             "temperature must be a finite number ≥ 0, got -1",
@@ -191,6 +194,7 @@ fn bad_flags_exit_non_zero_and_say_what_is_wrong() {
             "unknown device `tpu` (expected auto, cpu, gpu or hybrid)",
         ),
         (&["--device", "gpu"], "built without CUDA support"),
+        (&["--isa", "avx1024"], "unknown instruction set `avx1024`"),
         (&["--stop", ""], "--stop needs a non-empty string"),
         (&["--chat"], "has no `tokenizer.chat_template`"),
         (
