@@ -76,3 +76,18 @@ pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use rows::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 pub use table::{DotKernels, I2sRows, I2sRowsX4};
+
+/// Asks the CPU to bring the cache line holding `value` into its caches, as the one-token
+/// products do ahead of the rows they stream; a hint only, and nothing where the CPU has no such
+/// instruction.
+#[inline]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE, which `prefetch_line` is compiled for, is part of every x86-64 CPU; a
+    // prefetch never faults.
+    unsafe {
+        x86::prefetch_line(std::ptr::from_ref(value))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}

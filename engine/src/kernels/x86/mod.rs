@@ -23,8 +23,15 @@ const PREFETCH_AHEAD: usize = 8192;
 pub(crate) fn prefetch_ahead<T>(at: *const T, bytes: usize) {
     let ahead = at.cast::<i8>().wrapping_add(PREFETCH_AHEAD);
     for offset in (0..bytes).step_by(64) {
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset));
+        prefetch_line(ahead.wrapping_add(offset));
     }
+}
+
+/// Fetches the cache line holding `at` into the cache. Only a hint: `at` is never dereferenced.
+#[inline]
+#[target_feature(enable = "sse")]
+pub(crate) fn prefetch_line<T>(at: *const T) {
+    _mm_prefetch::<_MM_HINT_T0>(at.cast());
 }
 
 /// The tail of `ggml_vec_dot_f16` for `N` rows against one vector: each row's
