@@ -273,7 +273,7 @@ impl CpuKernels {
             let rows = w.shape().ne1;
             expect_len("i2_s activation width", w.shape().ne0, x.k())?;
             expect_len("i2_s output length", rows, out.len())?;
-            let per_chunk = (rows / (self.threads() * 8)).max(4);
+            let per_chunk = rows_per_chunk(rows, self.threads());
             for (i, chunk) in out.chunks_mut(per_chunk).enumerate() {
                 jobs.push((w, i * per_chunk, chunk));
             }
@@ -686,7 +686,7 @@ impl CpuKernels {
         match &self.pool {
             None => body(0, data),
             Some(pool) => {
-                let rows_per_chunk = (rows / (pool.current_num_threads() * 8)).max(4);
+                let rows_per_chunk = rows_per_chunk(rows, pool.current_num_threads());
                 pool.install(|| {
                     data.par_chunks_mut(rows_per_chunk * per_row)
                         .enumerate()
@@ -695,6 +695,12 @@ impl CpuKernels {
             }
         }
     }
+}
+
+/// Rows per chunk when a product's `rows` are split over `threads` threads: eight chunks per
+/// thread, so that work stealing evens out the threads, and at least four rows.
+fn rows_per_chunk(rows: usize, threads: usize) -> usize {
+    (rows / (threads * 8)).max(4)
 }
 
 /// Rows (tokens) each thread needs before a row-wise step is split over the pool.

@@ -204,24 +204,23 @@ impl Linear {
             return Ok(outs);
         }
         let a = quantize_i8s(kernels, x, k).map_err(|e| first.format_error(e))?;
-        if a.tokens() == 1 {
-            let ws = linears
-                .iter()
-                .map(|l| l.i2s_matrix(file_bytes))
-                .collect::<Result<Vec<_>, _>>()?;
+        if a.tokens() != 1 {
             for (out, linear) in outs.iter_mut().zip(linears) {
-                *out = vec![0f32; linear.shape.ne1];
+                *out = linear.apply_i2s(file_bytes, kernels, &a)?;
             }
-            let mut slices = outs.each_mut().map(Vec::as_mut_slice);
-            kernels.i2s_gemv_each(&ws, &a, &mut slices)?;
-            return Ok(std::array::from_fn(|i| {
-                linears[i].scaled(std::mem::take(&mut outs[i]))
-            }));
+            return Ok(outs);
         }
-        for (out, linear) in outs.iter_mut().zip(linears) {
-            *out = linear.apply_i2s(file_bytes, kernels, &a)?;
+        // One token: every matrix's rows in one dispatch over the pool.
+        let ws = linears
+            .iter()
+            .map(|l| l.i2s_matrix(file_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut products = linears.map(|l| vec![0f32; l.shape.ne1]);
+        kernels.i2s_gemv_each(&ws, &a, &mut products.each_mut().map(Vec::as_mut_slice))?;
+        for (out, linear) in products.iter_mut().zip(linears) {
+            linear.apply_scale(out);
         }
-        Ok(outs)
+        Ok(products)
     }
 
     /// The I2_S view of this matrix's bytes.
@@ -245,10 +244,15 @@ impl Linear {
 
     /// `out` times the per-tensor scale, if the file has one.
     fn scaled(&self, mut out: Vec<f32>) -> Vec<f32> {
+        self.apply_scale(&mut out);
+        out
+    }
+
+    /// Multiplies `out` by the per-tensor scale, if the file has one.
+    fn apply_scale(&self, out: &mut [f32]) {
         if let Some(scale) = self.scale {
             out.iter_mut().for_each(|v| *v *= scale);
         }
-        out
     }
 
     /// Row `row` as f32, as the reference's `get_rows` produces it (for embedding lookups of
