@@ -2,8 +2,9 @@
 //!
 //! The I2_S core decodes each block's 32 code bytes into two 512-bit registers that line up with
 //! its activations (`vpmaddubsw`, or `vpdpbusd` with VNNI, whose four-token form decodes a block
-//! once for four tokens); the f16 and f32 products use 512-bit registers for the 16-lane
-//! reduction and the AVX2 code for 8 lanes.
+//! once for four tokens; its one-token form masks the codes in place and shifts the sums instead);
+//! the f16 and f32 products use 512-bit registers for the 16-lane reduction and the AVX2 code for
+//! 8 lanes.
 //! TQ1_0/TQ2_0 keep the AVX2 code: their float result is defined by eight i32 lanes per block.
 //! TL1 and TL2 keep the AVX2 code too: their tables are 128-bit shuffles.
 
@@ -232,36 +233,83 @@ fn i2s_dot_avx512(codes: &[u8], act: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(total)
 }
 
+/// Blocks of a one-token VNNI dot whose i32 lane sums cannot overflow: a block adds at most
+/// `4 · 192 · 128` to a lane of [`i2s_dot_avx512_vnni`]'s accumulators.
+const VNNI_SAFE_BLOCKS: usize = 1 << 14;
+
+/// Masks that pick, from a block's 32 code bytes in both 256-bit halves, the codes lined up with
+/// activations `0..64` (bits 7–6 in the lower half, 5–4 in the upper) and `64..128` (bits 3–2,
+/// 1–0) without shifting them down: each code arrives multiplied by 64, 16, 4 or 1.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn i2s_code_masks() -> [__m512i; 2] {
+    let high = 0xC0C0_C0C0_C0C0_C0C0_u64 as i64;
+    let mid_high = 0x3030_3030_3030_3030;
+    let mid_low = 0x0C0C_0C0C_0C0C_0C0C;
+    let low = 0x0303_0303_0303_0303;
+    [
+        _mm512_set_epi64(mid_high, mid_high, mid_high, mid_high, high, high, high, high),
+        _mm512_set_epi64(low, low, low, low, mid_low, mid_low, mid_low, mid_low),
+    ]
+}
+
+/// The lane shifts that divide sums of the codes picked by [`i2s_code_masks`] by their factors.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn i2s_code_shifts() -> [__m512i; 2] {
+    [
+        _mm512_set_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6),
+        _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2),
+    ]
+}
+
+/// One block's 32 code bytes in both halves of a register.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn broadcast_block(codes: &[u8; 32]) -> __m512i {
+    // SAFETY: `codes` is 32 readable bytes; `loadu` has no alignment requirement.
+    _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(codes.as_ptr().cast()) })
+}
+
+/// The one-token VNNI dot. A block's codes are masked in place rather than shifted down (see
+/// [`i2s_code_masks`]), so each lane of an accumulator sums products of one factor, which its
+/// final exact shift removes: two register operations per block fewer than decoding first.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
     let (code_blocks, _) = codes.as_chunks::<32>();
     let (act_blocks, _) = act.as_chunks::<128>();
-    // Two blocks per step into four accumulators, so `vpdpbusd`'s latency overlaps.
-    let mut total = [_mm512_setzero_si512(); 4];
-    let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
-    let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
-    for (c, a) in code_pairs.iter().zip(act_pairs) {
-        prefetch_ahead(c.as_ptr(), 64);
-        let [c0, c1] = i2s_block_codes(&c[0]);
-        let [c2, c3] = i2s_block_codes(&c[1]);
-        let [a0, a1] = load_block_acts(&a[0]);
-        let [a2, a3] = load_block_acts(&a[1]);
-        total[0] = _mm512_dpbusd_epi32(total[0], c0, a0);
-        total[1] = _mm512_dpbusd_epi32(total[1], c1, a1);
-        total[2] = _mm512_dpbusd_epi32(total[2], c2, a2);
-        total[3] = _mm512_dpbusd_epi32(total[3], c3, a3);
+    let [first_mask, second_mask] = i2s_code_masks();
+    let [first_shift, second_shift] = i2s_code_shifts();
+    let mut total = _mm512_setzero_si512();
+    for (code_blocks, act_blocks) in code_blocks
+        .chunks(VNNI_SAFE_BLOCKS)
+        .zip(act_blocks.chunks(VNNI_SAFE_BLOCKS))
+    {
+        // Two blocks per step into four accumulators, so `vpdpbusd`'s latency overlaps.
+        let mut sums = [_mm512_setzero_si512(); 4];
+        let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
+        let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
+        for (c, a) in code_pairs.iter().zip(act_pairs) {
+            prefetch_ahead(c.as_ptr(), 64);
+            let (p0, p1) = (broadcast_block(&c[0]), broadcast_block(&c[1]));
+            let [a0, a1] = load_block_acts(&a[0]);
+            let [a2, a3] = load_block_acts(&a[1]);
+            sums[0] = _mm512_dpbusd_epi32(sums[0], _mm512_and_si512(p0, first_mask), a0);
+            sums[1] = _mm512_dpbusd_epi32(sums[1], _mm512_and_si512(p0, second_mask), a1);
+            sums[2] = _mm512_dpbusd_epi32(sums[2], _mm512_and_si512(p1, first_mask), a2);
+            sums[3] = _mm512_dpbusd_epi32(sums[3], _mm512_and_si512(p1, second_mask), a3);
+        }
+        for (c, a) in code_rest.iter().zip(act_rest) {
+            let p = broadcast_block(c);
+            let [a0, a1] = load_block_acts(a);
+            sums[0] = _mm512_dpbusd_epi32(sums[0], _mm512_and_si512(p, first_mask), a0);
+            sums[1] = _mm512_dpbusd_epi32(sums[1], _mm512_and_si512(p, second_mask), a1);
+        }
+        let first = _mm512_srav_epi32(_mm512_add_epi32(sums[0], sums[2]), first_shift);
+        let second = _mm512_srav_epi32(_mm512_add_epi32(sums[1], sums[3]), second_shift);
+        total = _mm512_add_epi32(total, _mm512_add_epi32(first, second));
     }
-    for (c, a) in code_rest.iter().zip(act_rest) {
-        let [c0, c1] = i2s_block_codes(c);
-        let [a0, a1] = load_block_acts(a);
-        total[0] = _mm512_dpbusd_epi32(total[0], c0, a0);
-        total[1] = _mm512_dpbusd_epi32(total[1], c1, a1);
-    }
-    let sum = _mm512_add_epi32(
-        _mm512_add_epi32(total[0], total[1]),
-        _mm512_add_epi32(total[2], total[3]),
-    );
-    _mm512_reduce_add_epi32(sum)
+    _mm512_reduce_add_epi32(total)
 }
 
 /// Σ code · a of two rows against four tokens' 128-activation blocks.
