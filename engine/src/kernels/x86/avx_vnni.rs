@@ -44,37 +44,61 @@ i2s_rows_x4_in_pairs!(
     "avx2,avxvnni"
 );
 
+/// Blocks of a one-token dot whose i32 lane sums cannot overflow: a block adds at most
+/// `4 · 192 · 128` to a lane of [`i2s_dot_avx_vnni`]'s accumulator pairs.
+const SAFE_BLOCKS: usize = 1 << 14;
+
 /// Σ code · a of one row against one token: two blocks per step into eight accumulators, so
-/// `vpdpbusd`'s latency overlaps.
+/// `vpdpbusd`'s latency overlaps. Each quarter's codes are masked in place (bits 7–6, 5–4, 3–2,
+/// 1–0) rather than shifted down, so they arrive multiplied by 64, 16, 4 or 1, and each
+/// accumulator's sum is shifted back once at the end.
 #[target_feature(enable = "avx2,avxvnni")]
 fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
     let (code_blocks, _) = codes.as_chunks::<32>();
     let (act_blocks, _) = act.as_chunks::<128>();
-    let mut total = [_mm256_setzero_si256(); 8];
-    let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
-    let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
-    for (c, a) in code_pairs.iter().zip(act_pairs) {
-        prefetch_ahead(c.as_ptr(), 64);
-        for half in 0..2 {
-            let codes = i2s_block_codes(&c[half]);
-            let acts = load_block_quarters(&a[half]);
-            for j in 0..4 {
-                let acc = &mut total[4 * half + j];
-                *acc = _mm256_dpbusd_avx_epi32(*acc, codes[j], acts[j]);
+    let masks = [0xC0_u8, 0x30, 0x0C, 0x03].map(|m| _mm256_set1_epi8(m as i8));
+    let shifts = [6, 4, 2, 0].map(|s| _mm_cvtsi32_si128(s));
+    let mut sum = _mm256_setzero_si256();
+    for (code_blocks, act_blocks) in code_blocks
+        .chunks(SAFE_BLOCKS)
+        .zip(act_blocks.chunks(SAFE_BLOCKS))
+    {
+        let mut total = [_mm256_setzero_si256(); 8];
+        let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
+        let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
+        for (c, a) in code_pairs.iter().zip(act_pairs) {
+            prefetch_ahead(c.as_ptr(), 64);
+            for half in 0..2 {
+                let packed = load_block(&c[half]);
+                let acts = load_block_quarters(&a[half]);
+                for j in 0..4 {
+                    let acc = &mut total[4 * half + j];
+                    let codes = _mm256_and_si256(packed, masks[j]);
+                    *acc = _mm256_dpbusd_avx_epi32(*acc, codes, acts[j]);
+                }
             }
         }
-    }
-    for (c, a) in code_rest.iter().zip(act_rest) {
-        let (codes, acts) = (i2s_block_codes(c), load_block_quarters(a));
+        for (c, a) in code_rest.iter().zip(act_rest) {
+            let (packed, acts) = (load_block(c), load_block_quarters(a));
+            for j in 0..4 {
+                let codes = _mm256_and_si256(packed, masks[j]);
+                total[j] = _mm256_dpbusd_avx_epi32(total[j], codes, acts[j]);
+            }
+        }
         for j in 0..4 {
-            total[j] = _mm256_dpbusd_avx_epi32(total[j], codes[j], acts[j]);
+            let quarter = _mm256_add_epi32(total[j], total[4 + j]);
+            sum = _mm256_add_epi32(sum, _mm256_sra_epi32(quarter, shifts[j]));
         }
     }
-    let [a, b, c, d] = [0, 2, 4, 6].map(|i| _mm256_add_epi32(total[i], total[i + 1]));
-    avx2::hsum_i32(_mm256_add_epi32(
-        _mm256_add_epi32(a, b),
-        _mm256_add_epi32(c, d),
-    ))
+    avx2::hsum_i32(sum)
+}
+
+/// One block's 32 code bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_block(codes: &[u8; 32]) -> __m256i {
+    // SAFETY: `codes` is 32 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_si256(codes.as_ptr().cast()) }
 }
 
 /// Σ code · a of two rows against four tokens' 128-activation blocks, one 32-code quarter of a
