@@ -208,6 +208,13 @@ proptest! {
                     let second = scalar::f16_vec_dot_ref(&xh2, &yh, width);
                     prop_assert_eq!(pair, [vec_h.to_bits(), second.to_bits()], "{} {:?}", isa, width);
                 }
+                if let Some(x4) = dots.f16_vec_x4 {
+                    // Rows in any order against one vector; the vector is also the rows' partner
+                    // in the other order, as the product is symmetric.
+                    let quad = x4([&xh, &xh2, &yh, &xh], &yh, width).map(f32::to_bits);
+                    let each = [&xh, &xh2, &yh, &xh].map(|row| scalar::f16_vec_dot_ref(&yh, row, width).to_bits());
+                    prop_assert_eq!(quad, each, "{} {:?}", isa, width);
+                }
                 if let Some(x4) = dots.f16_tiled_x4 {
                     let quad = x4(&th, std::array::from_fn(|t| tys[t].as_slice()), width).map(f32::to_bits);
                     let each = std::array::from_fn(|t| scalar::f16_tiled_dot_ref(&th, &tys[t], width).to_bits());

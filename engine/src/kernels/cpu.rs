@@ -9,7 +9,7 @@ use half::f16;
 use rayon::prelude::*;
 use rayon::ThreadPool;
 
-use super::dense::DenseMatrix;
+use super::dense::{round_to_f16, DenseMatrix};
 use super::error::{expect_len, KernelError};
 use super::reduce::ReduceWidth;
 use super::table::DotKernels;
@@ -451,7 +451,7 @@ impl CpuKernels {
                 }
             });
         } else {
-            let rounded: Vec<f16> = x.iter().map(|&v| f16::from_f32(v)).collect();
+            let rounded = round_to_f16(x);
             self.for_each_run_blocked(shape.ne1, tokens, tokens, out, |first_row, _, chunk| {
                 let n_rows = chunk.len() / tokens;
                 for token in 0..tokens {
@@ -477,6 +477,59 @@ impl CpuKernels {
         expect_len("f16 rows activation length", shape.ne0, y.len())?;
         expect_len("f16 rows output length", shape.ne1, out.len())?;
         self.f16_vec_rows_with(0..shape.ne1, w, y, |r, v| out[r] = v);
+        Ok(())
+    }
+
+    /// `outs[v][row] = ggml_vec_dot_f16(w.row(row), ys[v])` for every row of `w` and each vector
+    /// of `ys` (already rounded to f16), on the calling thread: each row is read once for all the
+    /// vectors (grouped-query attention's keys and values against the heads sharing them).
+    pub fn f16_vec_rows_each(
+        &self,
+        w: &DenseMatrix<f16>,
+        ys: &[&[f16]],
+        outs: &mut [&mut [f32]],
+    ) -> Result<(), KernelError> {
+        let shape = w.shape();
+        expect_len("f16 rows outputs", ys.len(), outs.len())?;
+        for (y, out) in ys.iter().zip(outs.iter()) {
+            expect_len("f16 rows activation length", shape.ne0, y.len())?;
+            expect_len("f16 rows output length", shape.ne1, out.len())?;
+        }
+        if let ([y], [out]) = (ys, &mut *outs) {
+            self.f16_vec_rows_with(0..shape.ne1, w, y, |r, v| out[r] = v);
+            return Ok(());
+        }
+        let width = self.numerics.width;
+        // The dot product is symmetric, so the multi-row kernels take the vectors as their rows
+        // and the matrix row as their vector.
+        let (x4, x2, dot) = (
+            self.dots.f16_vec_x4,
+            self.dots.f16_vec_x2,
+            self.dots.f16_vec,
+        );
+        for r in 0..shape.ne1 {
+            let row = w.row(r);
+            let mut v = 0;
+            if let Some(x4) = x4 {
+                while v + 4 <= ys.len() {
+                    let values = x4([ys[v], ys[v + 1], ys[v + 2], ys[v + 3]], row, width);
+                    for (i, value) in values.into_iter().enumerate() {
+                        outs[v + i][r] = value;
+                    }
+                    v += 4;
+                }
+            }
+            if let Some(x2) = x2 {
+                while v + 2 <= ys.len() {
+                    let [a, b] = x2([ys[v], ys[v + 1]], row, width);
+                    (outs[v][r], outs[v + 1][r]) = (a, b);
+                    v += 2;
+                }
+            }
+            for (y, out) in ys.iter().zip(outs.iter_mut()).skip(v) {
+                out[r] = dot(row, y, width);
+            }
+        }
         Ok(())
     }
 
@@ -700,7 +753,11 @@ impl CpuKernels {
 /// Rows per chunk when a product's `rows` are split over `threads` threads: eight chunks per
 /// thread, so that work stealing evens out the threads, and at least four rows.
 fn rows_per_chunk(rows: usize, threads: usize) -> usize {
-    (rows / (threads * 8)).max(4)
+    let k: usize = std::env::var("XK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    (rows.div_ceil(threads * k)).max(4)
 }
 
 /// Rows (tokens) each thread needs before a row-wise step is split over the pool.

@@ -1,7 +1,18 @@
 //! Dense (f16 / f32) weight matrices.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
 use super::error::{expect_len, KernelError};
 use crate::formats::Shape;
+
+/// `values` rounded to f16 (to nearest, ties to even, as `GGML_FP32_TO_FP16`), eight at a time
+/// where the CPU converts in hardware.
+pub fn round_to_f16(values: &[f32]) -> Vec<f16> {
+    let mut rounded = vec![f16::ZERO; values.len()];
+    rounded.convert_from_f32_slice(values);
+    rounded
+}
 
 /// A row-major dense matrix view: `shape.ne1` rows of `shape.ne0` values, each row `stride`
 /// values after the previous one.

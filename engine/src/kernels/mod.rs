@@ -68,7 +68,7 @@ mod table;
 mod x86;
 
 pub use cpu::{i2s_epilogue, CpuKernels, Numerics};
-pub use dense::DenseMatrix;
+pub use dense::{round_to_f16, DenseMatrix};
 pub use error::KernelError;
 pub(crate) use fma::with_fma;
 pub use isa::Isa;

@@ -22,6 +22,8 @@ pub type Tl1BlockDot = fn(&Tl1Block, &[LutTable], &mut [i32]);
 
 /// Two rows' one-token f16 dot products against one vector.
 pub type F16VecX2 = fn([&[f16]; 2], &[f16], ReduceWidth) -> [f32; 2];
+/// Four rows' one-token f16 dot products against one vector.
+pub type F16VecX4 = fn([&[f16]; 4], &[f16], ReduceWidth) -> [f32; 4];
 /// One row's multi-token f16 × f32 dot products against four tokens.
 pub type F16TiledX4 = fn(&[f16], [&[f32]; 4], ReduceWidth) -> [f32; 4];
 
@@ -54,6 +56,9 @@ pub struct DotKernels {
     /// Two [`DotKernels::f16_vec`] products of two rows against one vector, in one call; `None`
     /// where the ISA takes rows one at a time.
     pub f16_vec_x2: Option<F16VecX2>,
+    /// Four [`DotKernels::f16_vec`] products of four rows against one vector, in one call;
+    /// `None` where the ISA takes at most two rows at a time.
+    pub f16_vec_x4: Option<F16VecX4>,
     /// Four [`DotKernels::f16_tiled`] products of one row against four tokens, in one call;
     /// `None` where the ISA takes tokens one at a time.
     pub f16_tiled_x4: Option<F16TiledX4>,
@@ -72,5 +77,6 @@ pub(crate) static SCALAR: DotKernels = DotKernels {
     f16_tiled: scalar::f16_tiled_dot_ref,
     f32_tiled: scalar::f32_tiled_dot_ref,
     f16_vec_x2: None,
+    f16_vec_x4: None,
     f16_tiled_x4: None,
 };

@@ -3,11 +3,12 @@
 use std::ops::Range;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use super::ops::masked_softmax;
 use super::ModelError;
 use crate::formats::Shape;
-use crate::kernels::{CpuKernels, DenseMatrix};
+use crate::kernels::{round_to_f16, CpuKernels, DenseMatrix};
 
 /// Tokens per block of a batch's attention while the cached values are finite.
 const ATTENTION_BLOCK: usize = 32;
@@ -49,16 +50,30 @@ enum Cells {
 }
 
 impl Cells {
-    /// Stores `value` at `at`, rounded to f16 in an F16 cache; whether the stored value is finite.
-    fn set(&mut self, at: usize, value: f32) -> bool {
+    /// Stores `values` at `at..`, rounded to f16 in an F16 cache.
+    fn set_run(&mut self, at: usize, values: &[f32]) {
+        match self {
+            Cells::F16(c) => c[at..at + values.len()].convert_from_f32_slice(values),
+            Cells::F32(c) => c[at..at + values.len()].copy_from_slice(values),
+        }
+    }
+
+    /// Stores `values` at `at`, `at + stride`, …, rounded to f16 in an F16 cache; whether every
+    /// stored value is finite.
+    fn set_strided(&mut self, at: usize, stride: usize, values: &[f32]) -> bool {
         match self {
             Cells::F16(c) => {
-                c[at] = f16::from_f32(value);
-                c[at].is_finite()
+                let rounded = round_to_f16(values);
+                for (i, v) in rounded.iter().enumerate() {
+                    c[at + i * stride] = *v;
+                }
+                rounded.iter().all(|v| v.is_finite())
             }
             Cells::F32(c) => {
-                c[at] = value;
-                value.is_finite()
+                for (i, &v) in values.iter().enumerate() {
+                    c[at + i * stride] = v;
+                }
+                values.iter().all(|v| v.is_finite())
             }
         }
     }
@@ -140,6 +155,18 @@ impl KvCache {
         // head and token is not a pool dispatch of its own. Every output is computed exactly as
         // on one thread.
         let serial = kernels.serial();
+        if tokens == 1 {
+            let group = h.n_head / h.n_head_kv;
+            let groups = kernels.map_parallel(h.n_head_kv, |kv_head| {
+                let heads = kv_head * group * h.head_dim..(kv_head + 1) * group * h.head_dim;
+                self.group_output(&serial, layer, kv_head, (n_past, n_kv), &q[heads])
+            });
+            let mut out = Vec::with_capacity(h.n_embd());
+            for values in groups {
+                out.extend(values?);
+            }
+            return Ok(out);
+        }
         let heads = kernels.map_parallel(h.n_head, |head| {
             self.head_output(&serial, layer, head, (n_past, n_kv), q)
         });
@@ -215,6 +242,65 @@ impl KvCache {
         Ok(head_out)
     }
 
+    /// The attention output of one token at position `n_past` over the first `n_kv` cells for
+    /// the query heads of `queries` (`head_dim` values each), which share KV head `kv_head`: each
+    /// key and value row is read once for all of them. Every value has the bits of
+    /// [`Self::head_output`], as each product is still one `ggml_vec_dot_f16` of its own.
+    fn group_output(
+        &self,
+        kernels: &CpuKernels,
+        layer: usize,
+        kv_head: usize,
+        (n_past, n_kv): (usize, usize),
+        queries: &[f32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let hd = self.heads.head_dim;
+        let seen = n_past + 1;
+        let mut scores = vec![0f32; queries.len() / hd * n_kv];
+        let mut rows: Vec<&mut [f32]> = scores
+            .chunks_exact_mut(n_kv)
+            .map(|row| &mut row[..seen])
+            .collect();
+        let first_key = kv_head * self.capacity * hd;
+        match &self.k[layer] {
+            Cells::F16(c) => {
+                let rounded = round_to_f16(queries);
+                let ys: Vec<&[f16]> = rounded.chunks_exact(hd).collect();
+                let keys = visible_keys(c, first_key, seen, hd)?;
+                kernels.f16_vec_rows_each(&keys, &ys, &mut rows)?;
+            }
+            Cells::F32(c) => {
+                let keys = visible_keys(c, first_key, seen, hd)?;
+                for (row, query) in rows.iter_mut().zip(queries.chunks_exact(hd)) {
+                    kernels.f32_gemm(&keys, query, row)?;
+                }
+            }
+        }
+        let scale = 1.0 / (hd as f32).sqrt();
+        for row in scores.chunks_exact_mut(n_kv) {
+            masked_softmax(row, scale, seen, kernels.numerics().width);
+        }
+        let mut out = vec![0f32; queries.len()];
+        match &self.v[layer] {
+            Cells::F16(c) => {
+                // `V · p` rounds the probabilities to f16, as `ggml_mul_mat` does for one token.
+                let start = kv_head * hd * self.capacity;
+                let span = start..start + (hd - 1) * self.capacity + n_kv;
+                let values = DenseMatrix::strided(&c[span], Shape::new(n_kv, hd), self.capacity)?;
+                let rounded = round_to_f16(&scores);
+                let ys: Vec<&[f16]> = rounded.chunks_exact(n_kv).collect();
+                let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
+                kernels.f16_vec_rows_each(&values, &ys, &mut outs)?;
+            }
+            Cells::F32(_) => {
+                for (probs, head_out) in scores.chunks_exact(n_kv).zip(out.chunks_exact_mut(hd)) {
+                    self.values_product(layer, kv_head, n_kv, kernels, probs, head_out)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The raw scores `K·q` of the queries `queries` (one per `head_dim` values) of the tokens
     /// at positions `pos..`, in rows of `scores` as wide as it holds cells per token: each row's
     /// cells up to its own position (the rest stay masked).
@@ -235,7 +321,7 @@ impl KvCache {
         let seen = |t: usize| pos + t + 1;
         match &self.k[layer] {
             Cells::F16(c) => {
-                let queries: Vec<f16> = queries.iter().map(|&v| f16::from_f32(v)).collect();
+                let queries = round_to_f16(queries);
                 for ((t, row), q_token) in rows.zip(queries.chunks_exact(hd)) {
                     let keys = visible_keys(c, first_key, seen(t), hd)?;
                     kernels.f16_vec_rows(&keys, q_token, &mut row[..seen(t)])?;
@@ -251,20 +337,24 @@ impl KvCache {
         Ok(())
     }
 
+    /// Stores the keys and values of the tokens of `k` and `v` at the cells from `n_past` on.
     fn store(&mut self, layer: usize, n_past: usize, k: &[f32], v: &[f32]) {
         let (h, capacity) = (self.heads, self.capacity);
+        let hd = h.head_dim;
         for (t, (keys, values)) in k
             .chunks_exact(h.n_embd_kv())
             .zip(v.chunks_exact(h.n_embd_kv()))
             .enumerate()
         {
             let cell = n_past + t;
-            for (i, (&key, &value)) in keys.iter().zip(values).enumerate() {
-                let (kv_head, d) = (i / h.head_dim, i % h.head_dim);
-                let key_at = (kv_head * capacity + cell) * h.head_dim + d;
-                let value_at = (kv_head * h.head_dim + d) * capacity + cell;
-                self.k[layer].set(key_at, key);
-                let finite = self.v[layer].set(value_at, value);
+            for (kv_head, (key, value)) in keys
+                .chunks_exact(hd)
+                .zip(values.chunks_exact(hd))
+                .enumerate()
+            {
+                self.k[layer].set_run((kv_head * capacity + cell) * hd, key);
+                let finite =
+                    self.v[layer].set_strided(kv_head * hd * capacity + cell, capacity, value);
                 self.v_finite[layer] &= finite;
             }
         }
@@ -416,6 +506,59 @@ mod tests {
             }
             let cells = 64 * h.n_embd_kv() * 2;
             assert_eq!(cache.bytes(), cells * if f16 { 2 } else { 4 });
+        }
+    }
+
+    #[test]
+    fn one_token_by_kv_head_has_the_bits_of_one_head_at_a_time() {
+        // Groups of four, three (a pair and a single) and one head per KV head; a head width
+        // and a cell count with tails past the 64-wide vectors.
+        for (n_head, n_head_kv) in [(8, 2), (6, 2), (3, 3)] {
+            let h = HeadLayout {
+                n_head,
+                n_head_kv,
+                head_dim: 80,
+            };
+            let kernels = CpuKernels::best(2).unwrap();
+            let mut rng = SplitMix64::new(23);
+            let (prefix, capacity) = (69, 128);
+            let keys = values(&mut rng, (prefix + 1) * h.n_embd_kv());
+            let vals = values(&mut rng, (prefix + 1) * h.n_embd_kv());
+            let q = values(&mut rng, (prefix + 1) * h.n_embd());
+            for f16 in [true, false] {
+                let mut cache = KvCache::new(h, 1, capacity, f16);
+                let kv =
+                    |range: Range<usize>| range.start * h.n_embd_kv()..range.end * h.n_embd_kv();
+                let (qs, q_one) = q.split_at(prefix * h.n_embd());
+                cache
+                    .attend(
+                        &kernels,
+                        0,
+                        0,
+                        qs,
+                        &keys[kv(0..prefix)],
+                        &vals[kv(0..prefix)],
+                    )
+                    .unwrap();
+                let one = kv(prefix..prefix + 1);
+                let out = cache
+                    .attend(&kernels, 0, prefix, q_one, &keys[one.clone()], &vals[one])
+                    .unwrap();
+                let n_kv = (prefix + 1).next_multiple_of(KV_PAD);
+                let serial = kernels.serial();
+                for head in 0..n_head {
+                    let expected = cache
+                        .head_output(&serial, 0, head, (prefix, n_kv), q_one)
+                        .unwrap();
+                    let got = &out[head * h.head_dim..(head + 1) * h.head_dim];
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(got),
+                        bits(&expected),
+                        "{n_head}/{n_head_kv} f16 {f16}, head {head}"
+                    );
+                }
+            }
         }
     }
 

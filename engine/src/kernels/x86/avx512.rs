@@ -42,6 +42,7 @@ static KERNELS: DotKernels = DotKernels {
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
     f16_vec_x2: Some(f16_vec_dot_x2),
+    f16_vec_x4: Some(f16_vec_dot_x4),
     f16_tiled_x4: Some(f16_tiled_dot_x4),
 };
 
@@ -146,7 +147,25 @@ fn f16_vec_dot_x2(rows: [&[f16]; 2], y: &[f16], width: ReduceWidth) -> [f32; 2] 
         // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
         ReduceWidth::Lanes8 => unsafe { avx2::f16_vec_dot_x2_avx2(rows, y, width) },
         // SAFETY: this table requires AVX-512 F (`is_supported`).
-        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_x2_avx512(rows, y) },
+        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_rows_avx512(rows, y) },
+    }
+}
+
+fn f16_vec_dot_x4(rows: [&[f16]; 4], y: &[f16], width: ReduceWidth) -> [f32; 4] {
+    assert!(
+        rows.iter().all(|row| row.len() == y.len()),
+        "f16 dot length mismatch"
+    );
+    match width {
+        ReduceWidth::Lanes8 => {
+            // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
+            let [a, b] = unsafe { avx2::f16_vec_dot_x2_avx2([rows[0], rows[1]], y, width) };
+            // SAFETY: as above.
+            let [c, d] = unsafe { avx2::f16_vec_dot_x2_avx2([rows[2], rows[3]], y, width) };
+            [a, b, c, d]
+        }
+        // SAFETY: this table requires AVX-512 F (`is_supported`).
+        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_rows_avx512(rows, y) },
     }
 }
 
@@ -248,7 +267,9 @@ fn i2s_code_masks() -> [__m512i; 2] {
     let mid_low = 0x0C0C_0C0C_0C0C_0C0C;
     let low = 0x0303_0303_0303_0303;
     [
-        _mm512_set_epi64(mid_high, mid_high, mid_high, mid_high, high, high, high, high),
+        _mm512_set_epi64(
+            mid_high, mid_high, mid_high, mid_high, high, high, high, high,
+        ),
         _mm512_set_epi64(low, low, low, low, mid_low, mid_low, mid_low, mid_low),
     ]
 }
@@ -394,12 +415,13 @@ fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
     sum as f32
 }
 
-/// [`f16_vec_dot_avx512`] of two rows against one vector, interleaved so that eight
-/// accumulator chains hide the multiply-add latency; each result has the one-row kernel's bits.
+/// [`f16_vec_dot_avx512`] of `N` rows against one vector, interleaved so that `4 N` accumulator
+/// chains hide the multiply-add latency and each vector load serves every row; each result has the
+/// one-row kernel's bits.
 #[target_feature(enable = "avx512f,avx2")]
-fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
+fn f16_vec_dot_rows_avx512<const N: usize>(rows: [&[f16]; N], y: &[f16]) -> [f32; N] {
     let whole = y.len() - y.len() % 64;
-    let mut acc = [[_mm512_setzero_ps(); 4]; 2];
+    let mut acc = [[_mm512_setzero_ps(); 4]; N];
     for i in (0..whole).step_by(64) {
         for j in 0..4 {
             let at = i + 16 * j;
@@ -410,7 +432,7 @@ fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
         }
     }
     let sums = acc.map(|acc| f64::from(reduce_x4_ps(acc)));
-    let tails = [&rows[0][whole..], &rows[1][whole..]];
+    let tails = rows.map(|row| &row[whole..]);
     f16_tail_sums(sums, tails, &y[whole..]).map(|sum| sum as f32)
 }
 
