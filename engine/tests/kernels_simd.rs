@@ -208,17 +208,36 @@ proptest! {
                     let second = scalar::f16_vec_dot_ref(&xh2, &yh, width);
                     prop_assert_eq!(pair, [vec_h.to_bits(), second.to_bits()], "{} {:?}", isa, width);
                 }
-                if let Some(x4) = dots.f16_vec_x4 {
-                    // Rows in any order against one vector; the vector is also the rows' partner
-                    // in the other order, as the product is symmetric.
-                    let quad = x4([&xh, &xh2, &yh, &xh], &yh, width).map(f32::to_bits);
-                    let each = [&xh, &xh2, &yh, &xh].map(|row| scalar::f16_vec_dot_ref(&yh, row, width).to_bits());
-                    prop_assert_eq!(quad, each, "{} {:?}", isa, width);
-                }
                 if let Some(x4) = dots.f16_tiled_x4 {
                     let quad = x4(&th, std::array::from_fn(|t| tys[t].as_slice()), width).map(f32::to_bits);
                     let each = std::array::from_fn(|t| scalar::f16_tiled_dot_ref(&th, &tys[t], width).to_bits());
                     prop_assert_eq!(quad, each, "{} {:?}", isa, width);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn f16_rows_against_four_vectors_match_single_dots(seed: u64, len in 0usize..300, rows in 0usize..10) {
+        let mut rng = Rng::new(seed);
+        let matrix = rng.halves(len * rows);
+        let w = DenseMatrix::new(&matrix, Shape::new(len, rows)).unwrap();
+        let vectors: Vec<Vec<f16>> = (0..4).map(|_| rng.halves(len)).collect();
+        let vectors: [&[f16]; 4] = std::array::from_fn(|v| vectors[v].as_slice());
+        for width in WIDTHS {
+            let expected: Vec<[u32; 4]> = (0..rows)
+                .map(|r| vectors.map(|v| scalar::f16_vec_dot_ref(w.row(r), v, width).to_bits()))
+                .collect();
+            for isa in simd_isas() {
+                if let Some(rows_x4) = isa.dots().unwrap().f16_rows_x4 {
+                    let mut out = vec![[0f32; 4]; rows];
+                    rows_x4(&w, vectors, &mut out, width);
+                    let got: Vec<[u32; 4]> = out.iter().map(|o| o.map(f32::to_bits)).collect();
+                    prop_assert_eq!(&got, &expected, "{} {:?}", isa, width);
                 }
             }
         }
@@ -265,6 +284,38 @@ proptest! {
                         prop_assert_eq!(&run(&kernels), &reference, "{} threads={} {:?}", isa, threads, numerics);
                     }
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_tails_add_in_order() {
+    // Past 64 zeros, a tail of 2^30 + 64 (halfway between two f32 values) and 29 products of
+    // 2^-24, each too small to move that f64 sum: added in order they vanish and the f32 result
+    // rounds to even (2^30); summed first they would round it up (2^30 + 128).
+    let mut x = vec![f16::ZERO; 64];
+    x.extend([f16::from_f32(32768.0), f16::from_f32(8.0)]);
+    x.extend([f16::from_f32(2f32.powi(-12)); 29]);
+    let expected = 2f32.powi(30);
+    let vectors = [x.as_slice(); 4];
+    let w = DenseMatrix::new(&x, Shape::new(x.len(), 1)).unwrap();
+    for width in WIDTHS {
+        assert_eq!(
+            scalar::f16_vec_dot_ref(&x, &x, width),
+            expected,
+            "{width:?}"
+        );
+        for isa in simd_isas() {
+            let dots = isa.dots().unwrap();
+            assert_eq!((dots.f16_vec)(&x, &x, width), expected, "{isa} {width:?}");
+            if let Some(x2) = dots.f16_vec_x2 {
+                assert_eq!(x2([&x, &x], &x, width), [expected; 2], "{isa} {width:?}");
+            }
+            if let Some(rows_x4) = dots.f16_rows_x4 {
+                let mut out = [[0f32; 4]];
+                rows_x4(&w, vectors, &mut out, width);
+                assert_eq!(out, [[expected; 4]], "{isa} {width:?}");
             }
         }
     }

@@ -500,25 +500,30 @@ impl CpuKernels {
             return Ok(());
         }
         let width = self.numerics.width;
-        // The dot product is symmetric, so the multi-row kernels take the vectors as their rows
-        // and the matrix row as their vector.
-        let (x4, x2, dot) = (
-            self.dots.f16_vec_x4,
-            self.dots.f16_vec_x2,
-            self.dots.f16_vec,
-        );
-        for r in 0..shape.ne1 {
-            let row = w.row(r);
-            let mut v = 0;
-            if let Some(x4) = x4 {
-                while v + 4 <= ys.len() {
-                    let values = x4([ys[v], ys[v + 1], ys[v + 2], ys[v + 3]], row, width);
-                    for (i, value) in values.into_iter().enumerate() {
+        let mut v = 0;
+        if let Some(rows_x4) = self.dots.f16_rows_x4 {
+            let mut quad_out = vec![[0f32; 4]; shape.ne1];
+            while v + 4 <= ys.len() {
+                rows_x4(
+                    w,
+                    [ys[v], ys[v + 1], ys[v + 2], ys[v + 3]],
+                    &mut quad_out,
+                    width,
+                );
+                for (r, values) in quad_out.iter().enumerate() {
+                    for (i, &value) in values.iter().enumerate() {
                         outs[v + i][r] = value;
                     }
-                    v += 4;
                 }
+                v += 4;
             }
+        }
+        // The dot product is symmetric, so the two-row kernel takes two vectors as its rows and
+        // the matrix row as its vector.
+        let (x2, dot) = (self.dots.f16_vec_x2, self.dots.f16_vec);
+        for r in 0..shape.ne1 {
+            let row = w.row(r);
+            let mut v = v;
             if let Some(x2) = x2 {
                 while v + 2 <= ys.len() {
                     let [a, b] = x2([ys[v], ys[v + 1]], row, width);

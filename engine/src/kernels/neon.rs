@@ -28,7 +28,7 @@ static KERNELS: DotKernels = DotKernels {
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
     f16_vec_x2: None,
-    f16_vec_x4: None,
+    f16_rows_x4: None,
     f16_tiled_x4: None,
 };
 

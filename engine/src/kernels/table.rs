@@ -2,6 +2,7 @@
 
 use half::f16;
 
+use super::dense::DenseMatrix;
 use super::reduce::ReduceWidth;
 use super::scalar;
 use crate::formats::{BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block};
@@ -22,8 +23,9 @@ pub type Tl1BlockDot = fn(&Tl1Block, &[LutTable], &mut [i32]);
 
 /// Two rows' one-token f16 dot products against one vector.
 pub type F16VecX2 = fn([&[f16]; 2], &[f16], ReduceWidth) -> [f32; 2];
-/// Four rows' one-token f16 dot products against one vector.
-pub type F16VecX4 = fn([&[f16]; 4], &[f16], ReduceWidth) -> [f32; 4];
+/// One-token f16 dot products of every row of a matrix against four vectors:
+/// `out[row][v] = f16_vec(w.row(row), vectors[v])`.
+pub type F16RowsX4 = fn(&DenseMatrix<'_, f16>, [&[f16]; 4], &mut [[f32; 4]], ReduceWidth);
 /// One row's multi-token f16 × f32 dot products against four tokens.
 pub type F16TiledX4 = fn(&[f16], [&[f32]; 4], ReduceWidth) -> [f32; 4];
 
@@ -56,9 +58,10 @@ pub struct DotKernels {
     /// Two [`DotKernels::f16_vec`] products of two rows against one vector, in one call; `None`
     /// where the ISA takes rows one at a time.
     pub f16_vec_x2: Option<F16VecX2>,
-    /// Four [`DotKernels::f16_vec`] products of four rows against one vector, in one call;
-    /// `None` where the ISA takes at most two rows at a time.
-    pub f16_vec_x4: Option<F16VecX4>,
+    /// [`DotKernels::f16_vec`] products of every row of a matrix against four vectors, each row
+    /// and vector widened once for all of them; `None` where the ISA takes rows one or two at a
+    /// time.
+    pub f16_rows_x4: Option<F16RowsX4>,
     /// Four [`DotKernels::f16_tiled`] products of one row against four tokens, in one call;
     /// `None` where the ISA takes tokens one at a time.
     pub f16_tiled_x4: Option<F16TiledX4>,
@@ -77,6 +80,6 @@ pub(crate) static SCALAR: DotKernels = DotKernels {
     f16_tiled: scalar::f16_tiled_dot_ref,
     f32_tiled: scalar::f32_tiled_dot_ref,
     f16_vec_x2: None,
-    f16_vec_x4: None,
+    f16_rows_x4: None,
     f16_tiled_x4: None,
 };

@@ -40,7 +40,7 @@ pub(crate) const TABLE: DotKernels = DotKernels {
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
     f16_vec_x2: Some(f16_vec_dot_x2),
-    f16_vec_x4: None,
+    f16_rows_x4: None,
     f16_tiled_x4: Some(f16_tiled_dot_x4),
 };
 

@@ -11,11 +11,13 @@
 use std::arch::x86_64::*;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use super::{avx2, f16_tail_sums, prefetch_ahead};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::reduce::ReduceWidth;
 use crate::kernels::table::DotKernels;
+use crate::kernels::DenseMatrix;
 use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 
 /// Whether the CPU has AVX-512 F and BW, and the AVX2 set the 8-lane paths use.
@@ -42,7 +44,7 @@ static KERNELS: DotKernels = DotKernels {
     f16_tiled: f16_tiled_dot,
     f32_tiled: f32_tiled_dot,
     f16_vec_x2: Some(f16_vec_dot_x2),
-    f16_vec_x4: Some(f16_vec_dot_x4),
+    f16_rows_x4: Some(f16_rows_x4),
     f16_tiled_x4: Some(f16_tiled_dot_x4),
 };
 
@@ -147,25 +149,36 @@ fn f16_vec_dot_x2(rows: [&[f16]; 2], y: &[f16], width: ReduceWidth) -> [f32; 2] 
         // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
         ReduceWidth::Lanes8 => unsafe { avx2::f16_vec_dot_x2_avx2(rows, y, width) },
         // SAFETY: this table requires AVX-512 F (`is_supported`).
-        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_rows_avx512(rows, y) },
+        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_x2_avx512(rows, y) },
     }
 }
 
-fn f16_vec_dot_x4(rows: [&[f16]; 4], y: &[f16], width: ReduceWidth) -> [f32; 4] {
+fn f16_rows_x4(
+    w: &DenseMatrix<'_, f16>,
+    vectors: [&[f16]; 4],
+    out: &mut [[f32; 4]],
+    width: ReduceWidth,
+) {
+    let n = w.shape().ne0;
     assert!(
-        rows.iter().all(|row| row.len() == y.len()),
-        "f16 dot length mismatch"
+        vectors.iter().all(|v| v.len() == n) && out.len() == w.shape().ne1,
+        "f16 rows length mismatch"
     );
     match width {
         ReduceWidth::Lanes8 => {
-            // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
-            let [a, b] = unsafe { avx2::f16_vec_dot_x2_avx2([rows[0], rows[1]], y, width) };
-            // SAFETY: as above.
-            let [c, d] = unsafe { avx2::f16_vec_dot_x2_avx2([rows[2], rows[3]], y, width) };
-            [a, b, c, d]
+            for (r, o) in out.iter_mut().enumerate() {
+                let row = w.row(r);
+                // SAFETY: this table requires AVX2, FMA and F16C (`is_supported`).
+                let [a, b] =
+                    unsafe { avx2::f16_vec_dot_x2_avx2([vectors[0], vectors[1]], row, width) };
+                // SAFETY: as above.
+                let [c, d] =
+                    unsafe { avx2::f16_vec_dot_x2_avx2([vectors[2], vectors[3]], row, width) };
+                *o = [a, b, c, d];
+            }
         }
-        // SAFETY: this table requires AVX-512 F (`is_supported`).
-        ReduceWidth::Lanes16 => unsafe { f16_vec_dot_rows_avx512(rows, y) },
+        // SAFETY: this table requires AVX-512 F, AVX2 and F16C (`is_supported`).
+        ReduceWidth::Lanes16 => unsafe { f16_rows_x4_avx512(w, vectors, out) },
     }
 }
 
@@ -415,13 +428,12 @@ fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
     sum as f32
 }
 
-/// [`f16_vec_dot_avx512`] of `N` rows against one vector, interleaved so that `4 N` accumulator
-/// chains hide the multiply-add latency and each vector load serves every row; each result has the
-/// one-row kernel's bits.
+/// [`f16_vec_dot_avx512`] of two rows against one vector, interleaved so that eight
+/// accumulator chains hide the multiply-add latency; each result has the one-row kernel's bits.
 #[target_feature(enable = "avx512f,avx2")]
-fn f16_vec_dot_rows_avx512<const N: usize>(rows: [&[f16]; N], y: &[f16]) -> [f32; N] {
+fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
     let whole = y.len() - y.len() % 64;
-    let mut acc = [[_mm512_setzero_ps(); 4]; N];
+    let mut acc = [[_mm512_setzero_ps(); 4]; 2];
     for i in (0..whole).step_by(64) {
         for j in 0..4 {
             let at = i + 16 * j;
@@ -432,8 +444,67 @@ fn f16_vec_dot_rows_avx512<const N: usize>(rows: [&[f16]; N], y: &[f16]) -> [f32
         }
     }
     let sums = acc.map(|acc| f64::from(reduce_x4_ps(acc)));
-    let tails = rows.map(|row| &row[whole..]);
+    let tails = [&rows[0][whole..], &rows[1][whole..]];
     f16_tail_sums(sums, tails, &y[whole..]).map(|sum| sum as f32)
+}
+
+/// [`f16_vec_dot_avx512`] of every row of `w` against four vectors, each result with the one-row
+/// kernel's bits. The vectors are widened once; each row is widened once for all four (sixteen
+/// accumulator chains); the f64 tails of four rows run side by side, each row's four sums in one
+/// register, so that sixteen sums share the add latency.
+#[target_feature(enable = "avx512f,avx2,f16c")]
+fn f16_rows_x4_avx512(w: &DenseMatrix<'_, f16>, vectors: [&[f16]; 4], out: &mut [[f32; 4]]) {
+    let n = w.shape().ne0;
+    let whole = n - n % 64;
+    let wide = vectors.map(|v| {
+        let mut wide = vec![0f32; n];
+        v.convert_to_f32_slice(&mut wide);
+        wide
+    });
+    // The vectors' tail elements, the four vectors' values of each element side by side.
+    let tail: Vec<[f32; 4]> = (whole..n).map(|i| wide.each_ref().map(|v| v[i])).collect();
+    for (quad, quad_out) in out.chunks_mut(4).enumerate() {
+        let mut sums = [_mm256_setzero_pd(); 4];
+        let mut row_tails = [[0f32; 64]; 4];
+        for (k, sum) in sums.iter_mut().enumerate().take(quad_out.len()) {
+            let row = w.row(4 * quad + k);
+            *sum = f16_row_x4_sums(row, &wide, whole);
+            row[whole..].convert_to_f32_slice(&mut row_tails[k][..n - whole]);
+        }
+        for (j, t) in tail.iter().enumerate() {
+            // SAFETY: `t` is 4 readable f32; `loadu` has no alignment requirement.
+            let t = unsafe { _mm_loadu_ps(t.as_ptr()) };
+            for (sum, row_tail) in sums.iter_mut().zip(&row_tails) {
+                let products = _mm_mul_ps(_mm_set1_ps(row_tail[j]), t);
+                *sum = _mm256_add_pd(*sum, _mm256_cvtps_pd(products));
+            }
+        }
+        for (o, sum) in quad_out.iter_mut().zip(sums) {
+            let mut values = [0f64; 4];
+            // SAFETY: `values` has room for 4 f64; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_pd(values.as_mut_ptr(), sum) };
+            *o = values.map(|v| v as f32);
+        }
+    }
+}
+
+/// The f64 sums of the vector part (the first `whole` elements) of `row` against four widened
+/// vectors, as [`f16_vec_dot_avx512`] reduces them, in one register.
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+fn f16_row_x4_sums(row: &[f16], wide: &[Vec<f32>; 4], whole: usize) -> __m256d {
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    for i in (0..whole).step_by(64) {
+        for j in 0..4 {
+            let at = i + 16 * j;
+            let x = load_f16x16(&row[at..]);
+            for (a, v) in acc.iter_mut().zip(wide) {
+                a[j] = _mm512_fmadd_ps(x, load_f32x16(&v[at..]), a[j]);
+            }
+        }
+    }
+    let [a, b, c, d] = acc.map(|acc| f64::from(reduce_x4_ps(acc)));
+    _mm256_set_pd(d, c, b, a)
 }
 
 #[target_feature(enable = "avx512f,avx2")]
