@@ -245,3 +245,43 @@ fn q8k_activation_quantization_matches_the_f64_formula() {
         }
     }
 }
+
+/// RMSNorm with the sum of squares added in order, one f64 add at a time, as ggml adds it.
+fn rms_norm_in_order(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(width) {
+        let sum = row.iter().fold(0.0, |sum, &v| sum + f64::from(v * v));
+        let mean = (sum / width as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = (*v * scale) * w;
+        }
+    }
+}
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+proptest::proptest! {
+    #[test]
+    fn rms_norm_has_the_bits_of_the_sum_in_order(
+        seed: u64,
+        width in 1usize..3000,
+        rows in 1usize..4,
+        spread in 0i32..40,
+    ) {
+        // Values spread over 2^±spread, so the squares span up to 2^(4·spread).
+        let mut rng = SplitMix64::new(seed);
+        let x: Vec<f32> = (0..width * rows)
+            .map(|_| {
+                let exponent = (rng.next_normal() * f64::from(spread)).clamp(-60.0, 60.0);
+                (rng.next_normal() * 2f64.powf(exponent)) as f32
+            })
+            .collect();
+        let w = values(seed ^ 1, width, 1.0);
+        let (mut actual, mut expected) = (x.clone(), x);
+        rms_norm(&mut actual, width, &w, 1e-6);
+        rms_norm_in_order(&mut expected, width, &w, 1e-6);
+        proptest::prop_assert_eq!(bits(&actual), bits(&expected));
+    }
+}
