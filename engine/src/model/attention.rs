@@ -151,190 +151,147 @@ impl KvCache {
         let n_kv = (n_past + tokens)
             .next_multiple_of(KV_PAD)
             .min(self.capacity);
-        // Heads are independent: they run in parallel, each on one thread, so a product per
-        // head and token is not a pool dispatch of its own. Every output is computed exactly as
-        // on one thread.
+        // The query heads that share a KV head go together, so each key (and, for one token,
+        // value) row is read once for all of them; the groups and the blocks of the batch's
+        // tokens are independent, and run in parallel, each on one thread, so a product per head
+        // and token is not a pool dispatch of its own. Every output is computed exactly as on
+        // one thread.
+        // While every cached value of the layer is finite, a masked cell adds exactly nothing to
+        // the batched `V·p` (its probability is 0), so tokens go in blocks that attend only the
+        // cells up to the block's last position; a non-finite value, whose product with 0 the
+        // reference keeps as NaN, makes the whole batch one block over all `n_kv` cells.
+        let block = if self.v_finite[layer] {
+            ATTENTION_BLOCK
+        } else {
+            tokens
+        };
+        let blocks = token_blocks(tokens, block);
+        let jobs: Vec<(usize, Range<usize>)> = (0..h.n_head_kv)
+            .flat_map(|kv_head| blocks.iter().map(move |block| (kv_head, block.clone())))
+            .collect();
         let serial = kernels.serial();
-        if tokens == 1 {
-            let group = h.n_head / h.n_head_kv;
-            let groups = kernels.map_parallel(h.n_head_kv, |kv_head| {
-                let heads = kv_head * group * h.head_dim..(kv_head + 1) * group * h.head_dim;
-                self.group_output(&serial, layer, kv_head, (n_past, n_kv), &q[heads])
-            });
-            let mut out = Vec::with_capacity(h.n_embd());
-            for values in groups {
-                out.extend(values?);
-            }
-            return Ok(out);
-        }
-        let heads = kernels.map_parallel(h.n_head, |head| {
-            self.head_output(&serial, layer, head, (n_past, n_kv), q)
+        let outputs = kernels.map_parallel(jobs.len(), |i| {
+            let (kv_head, block) = jobs[i].clone();
+            self.group_output(&serial, layer, kv_head, (n_past, n_kv), block, q)
         });
+        let group = h.n_head / h.n_head_kv;
         let mut out = vec![0f32; tokens * h.n_embd()];
-        for (head, head_out) in heads.into_iter().enumerate() {
-            for (t, values) in head_out?.chunks_exact(h.head_dim).enumerate() {
-                let at = t * h.n_embd() + head * h.head_dim;
-                out[at..at + h.head_dim].copy_from_slice(values);
+        for ((kv_head, block), values) in jobs.iter().zip(outputs) {
+            let values = values?;
+            for (i, head_values) in values.chunks_exact(block.len() * h.head_dim).enumerate() {
+                let head = kv_head * group + i;
+                for (t, v) in head_values.chunks_exact(h.head_dim).enumerate() {
+                    let at = (block.start + t) * h.n_embd() + head * h.head_dim;
+                    out[at..at + h.head_dim].copy_from_slice(v);
+                }
             }
         }
         Ok(out)
     }
 
-    /// The attention output of head `head` (`head_dim` per token) for the queries `q` of the
-    /// tokens after `n_past`, over the first `n_kv` cells.
-    fn head_output(
-        &self,
-        kernels: &CpuKernels,
-        layer: usize,
-        head: usize,
-        (n_past, n_kv): (usize, usize),
-        q: &[f32],
-    ) -> Result<Vec<f32>, ModelError> {
-        let h = self.heads;
-        let tokens = q.len() / h.n_embd();
-        let scale = 1.0 / (h.head_dim as f32).sqrt();
-        let kv_head = head / (h.n_head / h.n_head_kv);
-        // The per-head queries are a strided view, which `ggml_mul_mat` converts to the cache
-        // type and never hands to tinyBLAS: every token takes the vector dot product (which
-        // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
-        // so `V·p` is a batched product.
-        // Cells past a token's own position are masked, so their scores are never computed.
-        // While every cached value of the layer is finite, a masked cell adds exactly nothing to
-        // the batched `V·p` (its probability is 0), so tokens go in blocks that attend only the
-        // cells up to the block's last position (rounded up to whole vectors of 16, so that every
-        // sum keeps its lanes); a non-finite value, whose product with 0 the reference keeps as
-        // NaN, makes the whole batch one block over all `n_kv` cells.
-        let q_head = gather(q, h.n_embd(), head * h.head_dim, h.head_dim);
-        let narrow = self.v_finite[layer];
-        let block = if narrow { ATTENTION_BLOCK } else { tokens };
-        let mut head_out = vec![0f32; tokens * h.head_dim];
-        let mut first = 0;
-        while first < tokens {
-            // A batch's products are batched (tinyBLAS) from two tokens on: no block of one.
-            let end = match (first + block).min(tokens) {
-                end if tokens - end == 1 => tokens,
-                end => end,
-            };
-            // One token takes the vector product, whose split between vectors and tail
-            // depends on the length: it keeps all `n_kv` cells.
-            let width = match narrow && end - first >= 2 {
-                true => (n_past + end).next_multiple_of(16).min(n_kv),
-                false => n_kv,
-            };
-            let queries = &q_head[first * h.head_dim..end * h.head_dim];
-            let mut scores = vec![0f32; (end - first) * width];
-            self.scores(
-                layer,
-                kv_head,
-                kernels,
-                n_past + first,
-                queries,
-                &mut scores,
-            )?;
-            for (t, row) in scores.chunks_exact_mut(width).enumerate() {
-                let seen = n_past + first + t + 1;
-                masked_softmax(row, scale, seen, kernels.numerics().width);
-            }
-            let out = &mut head_out[first * h.head_dim..end * h.head_dim];
-            self.values_product(layer, kv_head, width, kernels, &scores, out)?;
-            first = end;
-        }
-        Ok(head_out)
-    }
-
-    /// The attention output of one token at position `n_past` over the first `n_kv` cells for
-    /// the query heads of `queries` (`head_dim` values each), which share KV head `kv_head`: each
-    /// key and value row is read once for all of them. Every value has the bits of
-    /// [`Self::head_output`], as each product is still one `ggml_vec_dot_f16` of its own.
+    /// The attention output of the query heads of KV head `kv_head` for the tokens of `block`
+    /// (positions `n_past + block`), over at most the first `n_kv` cells: `head_dim` values per
+    /// head and token, head-major.
     fn group_output(
         &self,
         kernels: &CpuKernels,
         layer: usize,
         kv_head: usize,
         (n_past, n_kv): (usize, usize),
-        queries: &[f32],
+        block: Range<usize>,
+        q: &[f32],
     ) -> Result<Vec<f32>, ModelError> {
-        let hd = self.heads.head_dim;
-        let seen = n_past + 1;
-        let mut scores = vec![0f32; queries.len() / hd * n_kv];
-        let mut rows: Vec<&mut [f32]> = scores
-            .chunks_exact_mut(n_kv)
-            .map(|row| &mut row[..seen])
+        let h = self.heads;
+        let (hd, tokens) = (h.head_dim, block.len());
+        let group = h.n_head / h.n_head_kv;
+        // One token takes the vector product, whose split between vectors and tail depends on the
+        // length: it keeps all `n_kv` cells. A block of a batch attends the cells up to its last
+        // position, rounded up to whole vectors of 16 so that every sum keeps its lanes.
+        let width = match self.v_finite[layer] && tokens >= 2 {
+            true => (n_past + block.end).next_multiple_of(16).min(n_kv),
+            false => n_kv,
+        };
+        // The per-head queries are a strided view, which `ggml_mul_mat` converts to the cache
+        // type and never hands to tinyBLAS: every token takes the vector dot product (which
+        // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
+        // so a batch's `V·p` is a batched product.
+        let q = &q[block.start * h.n_embd()..block.end * h.n_embd()];
+        let queries: Vec<Vec<f32>> = (kv_head * group..(kv_head + 1) * group)
+            .map(|head| gather(q, h.n_embd(), head * hd, hd))
             .collect();
-        let first_key = kv_head * self.capacity * hd;
-        match &self.k[layer] {
-            Cells::F16(c) => {
-                let rounded = round_to_f16(queries);
-                let ys: Vec<&[f16]> = rounded.chunks_exact(hd).collect();
-                let keys = visible_keys(c, first_key, seen, hd)?;
-                kernels.f16_vec_rows_each(&keys, &ys, &mut rows)?;
-            }
-            Cells::F32(c) => {
-                let keys = visible_keys(c, first_key, seen, hd)?;
-                for (row, query) in rows.iter_mut().zip(queries.chunks_exact(hd)) {
-                    kernels.f32_gemm(&keys, query, row)?;
-                }
-            }
-        }
+        let pos = n_past + block.start;
+        let mut scores = self.scores(layer, kv_head, kernels, pos, &queries, width)?;
         let scale = 1.0 / (hd as f32).sqrt();
-        for row in scores.chunks_exact_mut(n_kv) {
-            masked_softmax(row, scale, seen, kernels.numerics().width);
+        for head_scores in &mut scores {
+            for (t, row) in head_scores.chunks_exact_mut(width).enumerate() {
+                masked_softmax(row, scale, pos + t + 1, kernels.numerics().width);
+            }
         }
-        let mut out = vec![0f32; queries.len()];
+        let mut out = vec![0f32; group * tokens * hd];
         match &self.v[layer] {
-            Cells::F16(c) => {
-                // `V · p` rounds the probabilities to f16, as `ggml_mul_mat` does for one token.
+            Cells::F16(c) if tokens == 1 => {
+                // One token's `V · p` rounds the probabilities to f16, as `ggml_mul_mat` does,
+                // and reads each value row once for every head.
                 let start = kv_head * hd * self.capacity;
-                let span = start..start + (hd - 1) * self.capacity + n_kv;
-                let values = DenseMatrix::strided(&c[span], Shape::new(n_kv, hd), self.capacity)?;
-                let rounded = round_to_f16(&scores);
-                let ys: Vec<&[f16]> = rounded.chunks_exact(n_kv).collect();
+                let span = start..start + (hd - 1) * self.capacity + width;
+                let values = DenseMatrix::strided(&c[span], Shape::new(width, hd), self.capacity)?;
+                let rounded: Vec<Vec<f16>> = scores.iter().map(|p| round_to_f16(p)).collect();
+                let ys: Vec<&[f16]> = rounded.iter().map(Vec::as_slice).collect();
                 let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
                 kernels.f16_vec_rows_each(&values, &ys, &mut outs)?;
             }
-            Cells::F32(_) => {
-                for (probs, head_out) in scores.chunks_exact(n_kv).zip(out.chunks_exact_mut(hd)) {
-                    self.values_product(layer, kv_head, n_kv, kernels, probs, head_out)?;
+            _ => {
+                for (probs, head_out) in scores.iter().zip(out.chunks_exact_mut(tokens * hd)) {
+                    self.values_product(layer, kv_head, width, kernels, probs, head_out)?;
                 }
             }
         }
         Ok(out)
     }
 
-    /// The raw scores `K·q` of the queries `queries` (one per `head_dim` values) of the tokens
-    /// at positions `pos..`, in rows of `scores` as wide as it holds cells per token: each row's
-    /// cells up to its own position (the rest stay masked).
+    /// The raw scores `K·q` of the queries of each head of `queries` (`head_dim` values per token)
+    /// of the tokens at positions `pos..`, in rows `width` cells wide: each row's cells up to its
+    /// own position (the rest stay masked).
     fn scores(
         &self,
         layer: usize,
         kv_head: usize,
         kernels: &CpuKernels,
         pos: usize,
-        queries: &[f32],
-        scores: &mut [f32],
-    ) -> Result<(), ModelError> {
+        queries: &[Vec<f32>],
+        width: usize,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let hd = self.heads.head_dim;
-        let width = scores.len() / (queries.len() / hd);
+        let tokens = queries.first().map_or(0, |q| q.len() / hd);
         let first_key = kv_head * self.capacity * hd;
-        let rows = scores.chunks_exact_mut(width).enumerate();
+        let mut scores = vec![vec![0f32; tokens * width]; queries.len()];
         // The keys token `t` sees: cells `0..pos + t + 1` of this KV head.
         let seen = |t: usize| pos + t + 1;
         match &self.k[layer] {
             Cells::F16(c) => {
-                let queries = round_to_f16(queries);
-                for ((t, row), q_token) in rows.zip(queries.chunks_exact(hd)) {
+                let rounded: Vec<Vec<f16>> = queries.iter().map(|q| round_to_f16(q)).collect();
+                for t in 0..tokens {
                     let keys = visible_keys(c, first_key, seen(t), hd)?;
-                    kernels.f16_vec_rows(&keys, q_token, &mut row[..seen(t)])?;
+                    let ys: Vec<&[f16]> =
+                        rounded.iter().map(|q| &q[t * hd..(t + 1) * hd]).collect();
+                    let mut rows: Vec<&mut [f32]> = scores
+                        .iter_mut()
+                        .map(|s| &mut s[t * width..t * width + seen(t)])
+                        .collect();
+                    kernels.f16_vec_rows_each(&keys, &ys, &mut rows)?;
                 }
             }
             Cells::F32(c) => {
-                for ((t, row), q_token) in rows.zip(queries.chunks_exact(hd)) {
-                    let keys = visible_keys(c, first_key, seen(t), hd)?;
-                    kernels.f32_gemm(&keys, q_token, &mut row[..seen(t)])?;
+                for (head_scores, query) in scores.iter_mut().zip(queries) {
+                    for (t, q_token) in query.chunks_exact(hd).enumerate() {
+                        let keys = visible_keys(c, first_key, seen(t), hd)?;
+                        let row = &mut head_scores[t * width..t * width + seen(t)];
+                        kernels.f32_gemm(&keys, q_token, row)?;
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(scores)
     }
 
     /// Stores the keys and values of the tokens of `k` and `v` at the cells from `n_past` on.
@@ -377,6 +334,22 @@ impl KvCache {
         let shape = Shape::new(n_kv, hd);
         multiply(&self.v[layer], span, (shape, capacity), kernels, probs, out)
     }
+}
+
+/// The batch's tokens `0..tokens` in runs of `block`; a batch's products are batched (tinyBLAS)
+/// from two tokens on, so a last run of one token joins the run before it.
+fn token_blocks(tokens: usize, block: usize) -> Vec<Range<usize>> {
+    let mut blocks = Vec::new();
+    let mut first = 0;
+    while first < tokens {
+        let end = match (first + block).min(tokens) {
+            end if tokens - end == 1 => tokens,
+            end => end,
+        };
+        blocks.push(first..end);
+        first = end;
+    }
+    blocks
 }
 
 /// The cells in `span` as a matrix of `shape` whose rows start `stride` apart, times each token
@@ -509,53 +482,56 @@ mod tests {
         }
     }
 
+    /// Each token's keys (or values) with every KV head repeated for the `group` query heads
+    /// that share it.
+    fn repeat_kv_heads(kv: &[f32], h: HeadLayout, group: usize) -> Vec<f32> {
+        kv.chunks_exact(h.n_embd_kv())
+            .flat_map(|token| token.chunks_exact(h.head_dim))
+            .flat_map(|head| std::iter::repeat_n(head, group).flatten())
+            .copied()
+            .collect()
+    }
+
     #[test]
-    fn one_token_by_kv_head_has_the_bits_of_one_head_at_a_time() {
+    fn grouped_query_heads_have_the_bits_of_heads_with_their_own_kv_head() {
         // Groups of four, three (a pair and a single) and one head per KV head; a head width
-        // and a cell count with tails past the 64-wide vectors.
+        // and cell counts with tails past the 64-wide vectors; a batch of blocks, then one token.
         for (n_head, n_head_kv) in [(8, 2), (6, 2), (3, 3)] {
-            let h = HeadLayout {
+            let grouped = HeadLayout {
                 n_head,
                 n_head_kv,
                 head_dim: 80,
             };
+            let own = HeadLayout {
+                n_head_kv: n_head,
+                ..grouped
+            };
+            let group = n_head / n_head_kv;
             let kernels = CpuKernels::best(2).unwrap();
             let mut rng = SplitMix64::new(23);
             let (prefix, capacity) = (69, 128);
-            let keys = values(&mut rng, (prefix + 1) * h.n_embd_kv());
-            let vals = values(&mut rng, (prefix + 1) * h.n_embd_kv());
-            let q = values(&mut rng, (prefix + 1) * h.n_embd());
+            let keys = values(&mut rng, (prefix + 1) * grouped.n_embd_kv());
+            let vals = values(&mut rng, (prefix + 1) * grouped.n_embd_kv());
+            let q = values(&mut rng, (prefix + 1) * grouped.n_embd());
+            let (own_keys, own_vals) = (
+                repeat_kv_heads(&keys, grouped, group),
+                repeat_kv_heads(&vals, grouped, group),
+            );
             for f16 in [true, false] {
-                let mut cache = KvCache::new(h, 1, capacity, f16);
-                let kv =
-                    |range: Range<usize>| range.start * h.n_embd_kv()..range.end * h.n_embd_kv();
-                let (qs, q_one) = q.split_at(prefix * h.n_embd());
-                cache
-                    .attend(
-                        &kernels,
-                        0,
-                        0,
-                        qs,
-                        &keys[kv(0..prefix)],
-                        &vals[kv(0..prefix)],
-                    )
-                    .unwrap();
-                let one = kv(prefix..prefix + 1);
-                let out = cache
-                    .attend(&kernels, 0, prefix, q_one, &keys[one.clone()], &vals[one])
-                    .unwrap();
-                let n_kv = (prefix + 1).next_multiple_of(KV_PAD);
-                let serial = kernels.serial();
-                for head in 0..n_head {
-                    let expected = cache
-                        .head_output(&serial, 0, head, (prefix, n_kv), q_one)
-                        .unwrap();
-                    let got = &out[head * h.head_dim..(head + 1) * h.head_dim];
+                let mut a = KvCache::new(grouped, 1, capacity, f16);
+                let mut b = KvCache::new(own, 1, capacity, f16);
+                for span in [0..prefix, prefix..prefix + 1] {
+                    let qs = &q[span.start * grouped.n_embd()..span.end * grouped.n_embd()];
+                    let kv = |h: HeadLayout| span.start * h.n_embd_kv()..span.end * h.n_embd_kv();
+                    let (ka, va) = (&keys[kv(grouped)], &vals[kv(grouped)]);
+                    let (kb, vb) = (&own_keys[kv(own)], &own_vals[kv(own)]);
+                    let got = a.attend(&kernels, 0, span.start, qs, ka, va).unwrap();
+                    let want = b.attend(&kernels, 0, span.start, qs, kb, vb).unwrap();
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
-                        bits(got),
-                        bits(&expected),
-                        "{n_head}/{n_head_kv} f16 {f16}, head {head}"
+                        bits(&got),
+                        bits(&want),
+                        "{n_head}/{n_head_kv} f16 {f16}, tokens {span:?}"
                     );
                 }
             }
@@ -581,11 +557,10 @@ mod tests {
         whole.v_finite[0] = false;
         let out = blocked.attend(&kernels, 0, 0, &q, &keys, &vals).unwrap();
         whole.store(0, 0, &keys, &vals);
-        let expected = (0..h.n_head)
-            .map(|head| whole.head_output(&kernels, 0, head, (0, 128), &q))
-            .collect::<Result<Vec<_>, _>>()
+        let expected = whole
+            .group_output(&kernels, 0, 0, (0, 128), 0..tokens, &q)
             .unwrap();
-        for (head, values) in expected.iter().enumerate() {
+        for (head, values) in expected.chunks_exact(tokens * h.head_dim).enumerate() {
             for (t, v) in values.chunks_exact(h.head_dim).enumerate() {
                 let at = t * h.n_embd() + head * h.head_dim;
                 let got: Vec<u32> = out[at..at + h.head_dim]
