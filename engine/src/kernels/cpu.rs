@@ -758,11 +758,7 @@ impl CpuKernels {
 /// Rows per chunk when a product's `rows` are split over `threads` threads: eight chunks per
 /// thread, so that work stealing evens out the threads, and at least four rows.
 fn rows_per_chunk(rows: usize, threads: usize) -> usize {
-    let k: usize = std::env::var("XK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
-    (rows.div_ceil(threads * k)).max(4)
+    (rows / (threads * 8)).max(4)
 }
 
 /// Rows (tokens) each thread needs before a row-wise step is split over the pool.
