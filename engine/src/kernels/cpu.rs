@@ -465,21 +465,6 @@ impl CpuKernels {
         Ok(())
     }
 
-    /// `out[row] = ggml_vec_dot_f16(w.row(row), y)` for every row of `w`, on the calling thread,
-    /// for one token already rounded to f16 (attention's keys against one query).
-    pub fn f16_vec_rows(
-        &self,
-        w: &DenseMatrix<f16>,
-        y: &[f16],
-        out: &mut [f32],
-    ) -> Result<(), KernelError> {
-        let shape = w.shape();
-        expect_len("f16 rows activation length", shape.ne0, y.len())?;
-        expect_len("f16 rows output length", shape.ne1, out.len())?;
-        self.f16_vec_rows_with(0..shape.ne1, w, y, |r, v| out[r] = v);
-        Ok(())
-    }
-
     /// `outs[v][row] = ggml_vec_dot_f16(w.row(row), ys[v])` for every row of `w` and each vector
     /// of `ys` (already rounded to f16), on the calling thread: each row is read once for all the
     /// vectors (grouped-query attention's keys and values against the heads sharing them).
