@@ -232,9 +232,8 @@ impl KvCache {
             Cells::F16(c) if tokens == 1 => {
                 // One token's `V · p` rounds the probabilities to f16, as `ggml_mul_mat` does,
                 // and reads each value row once for every head.
-                let start = kv_head * hd * self.capacity;
-                let span = start..start + (hd - 1) * self.capacity + width;
-                let values = DenseMatrix::strided(&c[span], Shape::new(width, hd), self.capacity)?;
+                let (span, shape) = self.value_rows(kv_head, width);
+                let values = DenseMatrix::strided(&c[span], shape, self.capacity)?;
                 let rounded: Vec<Vec<f16>> = scores.iter().map(|p| round_to_f16(p)).collect();
                 let ys: Vec<&[f16]> = rounded.iter().map(Vec::as_slice).collect();
                 let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
@@ -328,11 +327,26 @@ impl KvCache {
         probs: &[f32],
         out: &mut [f32],
     ) -> Result<(), ModelError> {
+        let (span, shape) = self.value_rows(kv_head, n_kv);
+        multiply(
+            &self.v[layer],
+            span,
+            (shape, self.capacity),
+            kernels,
+            probs,
+            out,
+        )
+    }
+
+    /// Where the `head_dim` value rows of KV head `kv_head` lie in a layer's cells, rows
+    /// `capacity` apart, and their shape over the first `n_kv` cells.
+    fn value_rows(&self, kv_head: usize, n_kv: usize) -> (Range<usize>, Shape) {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
         let start = kv_head * hd * capacity;
-        let span = start..start + (hd - 1) * capacity + n_kv;
-        let shape = Shape::new(n_kv, hd);
-        multiply(&self.v[layer], span, (shape, capacity), kernels, probs, out)
+        (
+            start..start + (hd - 1) * capacity + n_kv,
+            Shape::new(n_kv, hd),
+        )
     }
 }
 

@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-use super::{avx2, f16_tail_sums, prefetch_ahead};
+use super::{avx2, f16_tail_sums, prefetch_ahead, MASKED_SAFE_BLOCKS};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::reduce::ReduceWidth;
 use crate::kernels::table::DotKernels;
@@ -265,10 +265,6 @@ fn i2s_dot_avx512(codes: &[u8], act: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(total)
 }
 
-/// Blocks of a one-token VNNI dot whose i32 lane sums cannot overflow: a block adds at most
-/// `4 · 192 · 128` to a lane of [`i2s_dot_avx512_vnni`]'s accumulators.
-const VNNI_SAFE_BLOCKS: usize = 1 << 14;
-
 /// Masks that pick, from a block's 32 code bytes in both 256-bit halves, the codes lined up with
 /// activations `0..64` (bits 7–6 in the lower half, 5–4 in the upper) and `64..128` (bits 3–2,
 /// 1–0) without shifting them down: each code arrives multiplied by 64, 16, 4 or 1.
@@ -316,8 +312,8 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
     let [first_shift, second_shift] = i2s_code_shifts();
     let mut total = _mm512_setzero_si512();
     for (code_blocks, act_blocks) in code_blocks
-        .chunks(VNNI_SAFE_BLOCKS)
-        .zip(act_blocks.chunks(VNNI_SAFE_BLOCKS))
+        .chunks(MASKED_SAFE_BLOCKS)
+        .zip(act_blocks.chunks(MASKED_SAFE_BLOCKS))
     {
         // Two blocks per step into four accumulators, so `vpdpbusd`'s latency overlaps.
         let mut sums = [_mm512_setzero_si512(); 4];

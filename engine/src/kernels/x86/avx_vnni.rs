@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{self, i2s_block_codes, is_supported as avx2_supported, load_block_quarters};
-use super::prefetch_ahead;
+use super::{prefetch_ahead, MASKED_SAFE_BLOCKS};
 use crate::kernels::table::DotKernels;
 use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 
@@ -44,10 +44,6 @@ i2s_rows_x4_in_pairs!(
     "avx2,avxvnni"
 );
 
-/// Blocks of a one-token dot whose i32 lane sums cannot overflow: a block adds at most
-/// `4 · 192 · 128` to a lane of [`i2s_dot_avx_vnni`]'s accumulator pairs.
-const SAFE_BLOCKS: usize = 1 << 14;
-
 /// Σ code · a of one row against one token: two blocks per step into eight accumulators, so
 /// `vpdpbusd`'s latency overlaps. Each quarter's codes are masked in place (bits 7–6, 5–4, 3–2,
 /// 1–0) rather than shifted down, so they arrive multiplied by 64, 16, 4 or 1, and each
@@ -60,8 +56,8 @@ fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
     let shifts = [6, 4, 2, 0].map(|s| _mm_cvtsi32_si128(s));
     let mut sum = _mm256_setzero_si256();
     for (code_blocks, act_blocks) in code_blocks
-        .chunks(SAFE_BLOCKS)
-        .zip(act_blocks.chunks(SAFE_BLOCKS))
+        .chunks(MASKED_SAFE_BLOCKS)
+        .zip(act_blocks.chunks(MASKED_SAFE_BLOCKS))
     {
         let mut total = [_mm256_setzero_si256(); 8];
         let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();

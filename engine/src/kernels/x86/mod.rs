@@ -16,6 +16,11 @@ use half::f16;
 /// at 1 thread with 8 KiB than with 4 KiB, and no faster with 16 KiB.
 const PREFETCH_AHEAD: usize = 8192;
 
+/// Blocks after which a one-token VNNI dot shifts its masked sums down and starts its
+/// accumulators afresh: codes masked in place reach 192, so a block adds at most
+/// `4 · 192 · 128` to an i32 lane, and 2^14 blocks stay far below 2^31.
+pub(crate) const MASKED_SAFE_BLOCKS: usize = 1 << 14;
+
 /// Fetches the `bytes` bytes (whole cache lines) [`PREFETCH_AHEAD`] past `at` into the cache.
 /// Only a hint: addresses past the end of the row are never dereferenced.
 #[inline]
