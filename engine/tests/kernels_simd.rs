@@ -244,6 +244,57 @@ proptest! {
     }
 }
 
+/// The bits of `v`, every NaN as one.
+fn bits_nan_as_one(v: f32) -> u32 {
+    if v.is_nan() {
+        f32::NAN.to_bits()
+    } else {
+        v.to_bits()
+    }
+}
+
+/// A value of a masked attention row: signed zeros, values that cancel, and (past the live
+/// cells) infinities and NaN.
+fn masked_cell(rng: &mut Rng, special: bool) -> f16 {
+    match rng.next() % 8 {
+        0 => f16::NEG_ZERO,
+        1 => f16::ZERO,
+        2 if special => [f16::INFINITY, f16::NEG_INFINITY, f16::NAN][(rng.next() % 3) as usize],
+        3 => f16::from_f32(-1.0),
+        _ => f16::ONE,
+    }
+}
+
+proptest! {
+    #[test]
+    fn f16_rows_against_masked_vectors_match_single_dots(seed: u64, len in 0usize..200, live in 0usize..200, rows in 1usize..9) {
+        // Attention's `V · p`: past the live cells every vector is a signed zero, and the
+        // rows may hold anything there; sums of ±1 reach zero often. NaN is any NaN: its sign
+        // follows the order of a sum's operands, which no kernel promises.
+        let mut rng = Rng::new(seed);
+        let live = live.min(len);
+        let matrix: Vec<f16> = (0..len * rows).map(|i| masked_cell(&mut rng, i % len.max(1) >= live)).collect();
+        let w = DenseMatrix::new(&matrix, Shape::new(len, rows)).unwrap();
+        let vectors: Vec<Vec<f16>> = (0..4)
+            .map(|_| (0..len).map(|i| if i < live { masked_cell(&mut rng, false) } else { [f16::ZERO, f16::NEG_ZERO][(rng.next() % 2) as usize] }).collect())
+            .collect();
+        let vectors: [&[f16]; 4] = std::array::from_fn(|v| vectors[v].as_slice());
+        for width in WIDTHS {
+            let expected: Vec<[u32; 4]> = (0..rows)
+                .map(|r| vectors.map(|v| bits_nan_as_one(scalar::f16_vec_dot_ref(w.row(r), v, width))))
+                .collect();
+            for isa in simd_isas() {
+                if let Some(rows_x4) = isa.dots().unwrap().f16_rows_x4 {
+                    let mut out = vec![[0f32; 4]; rows];
+                    rows_x4(&w, vectors, &mut out, width);
+                    let got: Vec<[u32; 4]> = out.iter().map(|o| o.map(bits_nan_as_one)).collect();
+                    prop_assert_eq!(&got, &expected, "{} {:?}", isa, width);
+                }
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 

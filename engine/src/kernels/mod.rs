@@ -91,3 +91,12 @@ pub fn prefetch<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// [`prefetch`] of every cache line that `values` covers.
+pub fn prefetch_all<T>(values: &[T]) {
+    let step = (64 / size_of::<T>().max(1)).max(1);
+    values.iter().step_by(step).for_each(prefetch);
+    if let Some(last) = values.last() {
+        prefetch(last);
+    }
+}

@@ -8,7 +8,7 @@ use half::slice::HalfFloatSliceExt;
 use super::ops::masked_softmax;
 use super::ModelError;
 use crate::formats::Shape;
-use crate::kernels::{round_to_f16, CpuKernels, DenseMatrix};
+use crate::kernels::{prefetch_all, round_to_f16, CpuKernels, DenseMatrix};
 
 /// Tokens per block of a batch's attention while the cached values are finite.
 const ATTENTION_BLOCK: usize = 32;
@@ -216,16 +216,18 @@ impl KvCache {
         // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
         // so a batch's `V·p` is a batched product.
         let q = &q[block.start * h.n_embd()..block.end * h.n_embd()];
-        let queries: Vec<Vec<f32>> = (kv_head * group..(kv_head + 1) * group)
-            .map(|head| gather(q, h.n_embd(), head * hd, hd))
-            .collect();
+        self.prefetch(layer, kv_head, width);
+        let mut queries = Vec::with_capacity(group * tokens * hd);
+        for head in kv_head * group..(kv_head + 1) * group {
+            for token in q.chunks_exact(h.n_embd()) {
+                queries.extend_from_slice(&token[head * hd..(head + 1) * hd]);
+            }
+        }
         let pos = n_past + block.start;
         let mut scores = self.scores(layer, kv_head, kernels, pos, &queries, width)?;
         let scale = 1.0 / (hd as f32).sqrt();
-        for head_scores in &mut scores {
-            for (t, row) in head_scores.chunks_exact_mut(width).enumerate() {
-                masked_softmax(row, scale, pos + t + 1, kernels.numerics().width);
-            }
+        for (i, row) in scores.chunks_exact_mut(width).enumerate() {
+            masked_softmax(row, scale, pos + i % tokens + 1, kernels.numerics().width);
         }
         let mut out = vec![0f32; group * tokens * hd];
         match &self.v[layer] {
@@ -234,13 +236,14 @@ impl KvCache {
                 // and reads each value row once for every head.
                 let (span, shape) = self.value_rows(kv_head, width);
                 let values = DenseMatrix::strided(&c[span], shape, self.capacity)?;
-                let rounded: Vec<Vec<f16>> = scores.iter().map(|p| round_to_f16(p)).collect();
-                let ys: Vec<&[f16]> = rounded.iter().map(Vec::as_slice).collect();
+                let rounded = round_to_f16(&scores);
+                let ys: Vec<&[f16]> = rounded.chunks_exact(width).collect();
                 let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
                 kernels.f16_vec_rows_each(&values, &ys, &mut outs)?;
             }
             _ => {
-                for (probs, head_out) in scores.iter().zip(out.chunks_exact_mut(tokens * hd)) {
+                let head_scores = scores.chunks_exact(tokens * width);
+                for (probs, head_out) in head_scores.zip(out.chunks_exact_mut(tokens * hd)) {
                     self.values_product(layer, kv_head, width, kernels, probs, head_out)?;
                 }
             }
@@ -248,40 +251,44 @@ impl KvCache {
         Ok(out)
     }
 
-    /// The raw scores `K·q` of the queries of each head of `queries` (`head_dim` values per token)
-    /// of the tokens at positions `pos..`, in rows `width` cells wide: each row's cells up to its
-    /// own position (the rest stay masked).
+    /// The raw scores `K·q` of `queries` (`head_dim` values per token, the tokens at positions
+    /// `pos..` of one head after another) in rows `width` cells wide, one row per head and token,
+    /// head-major: each row's cells up to its own position (the rest stay masked).
     fn scores(
         &self,
         layer: usize,
         kv_head: usize,
         kernels: &CpuKernels,
         pos: usize,
-        queries: &[Vec<f32>],
+        queries: &[f32],
         width: usize,
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+    ) -> Result<Vec<f32>, ModelError> {
         let hd = self.heads.head_dim;
-        let tokens = queries.first().map_or(0, |q| q.len() / hd);
+        let group = self.heads.n_head / self.heads.n_head_kv;
+        let tokens = queries.len() / (group * hd);
         let first_key = kv_head * self.capacity * hd;
-        let mut scores = vec![vec![0f32; tokens * width]; queries.len()];
+        let mut scores = vec![0f32; group * tokens * width];
         // The keys token `t` sees: cells `0..pos + t + 1` of this KV head.
         let seen = |t: usize| pos + t + 1;
         match &self.k[layer] {
             Cells::F16(c) => {
-                let rounded: Vec<Vec<f16>> = queries.iter().map(|q| round_to_f16(q)).collect();
+                let rounded = round_to_f16(queries);
                 for t in 0..tokens {
                     let keys = visible_keys(c, first_key, seen(t), hd)?;
-                    let ys: Vec<&[f16]> =
-                        rounded.iter().map(|q| &q[t * hd..(t + 1) * hd]).collect();
+                    let ys: Vec<&[f16]> = rounded
+                        .chunks_exact(tokens * hd)
+                        .map(|q| &q[t * hd..(t + 1) * hd])
+                        .collect();
                     let mut rows: Vec<&mut [f32]> = scores
-                        .iter_mut()
+                        .chunks_exact_mut(tokens * width)
                         .map(|s| &mut s[t * width..t * width + seen(t)])
                         .collect();
                     kernels.f16_vec_rows_each(&keys, &ys, &mut rows)?;
                 }
             }
             Cells::F32(c) => {
-                for (head_scores, query) in scores.iter_mut().zip(queries) {
+                let head_scores = scores.chunks_exact_mut(tokens * width);
+                for (head_scores, query) in head_scores.zip(queries.chunks_exact(tokens * hd)) {
                     for (t, q_token) in query.chunks_exact(hd).enumerate() {
                         let keys = visible_keys(c, first_key, seen(t), hd)?;
                         let row = &mut head_scores[t * width..t * width + seen(t)];
@@ -291,6 +298,27 @@ impl KvCache {
             }
         }
         Ok(scores)
+    }
+
+    /// Asks for the cached keys and values of KV head `kv_head` over the first `n_kv` cells: they
+    /// are rarely still in the caches after a layer's worth of weights, and the lines of a whole
+    /// head arrive sooner together than one miss at a time.
+    fn prefetch(&self, layer: usize, kv_head: usize, n_kv: usize) {
+        let (hd, capacity) = (self.heads.head_dim, self.capacity);
+        let keys = kv_head * capacity * hd..(kv_head * capacity + n_kv) * hd;
+        let (values, _) = self.value_rows(kv_head, n_kv);
+        // The values first: the keys are read at once, and in one run that the hardware follows.
+        fn rows_then_run<T>(rows: &[T], stride: usize, width: usize, run: &[T]) {
+            for row in rows.chunks(stride) {
+                prefetch_all(&row[..width.min(row.len())]);
+            }
+            prefetch_all(run);
+        }
+        match (&self.k[layer], &self.v[layer]) {
+            (Cells::F16(k), Cells::F16(v)) => rows_then_run(&v[values], capacity, n_kv, &k[keys]),
+            (Cells::F32(k), Cells::F32(v)) => rows_then_run(&v[values], capacity, n_kv, &k[keys]),
+            _ => {}
+        }
     }
 
     /// Stores the keys and values of the tokens of `k` and `v` at the cells from `n_past` on.
@@ -400,14 +428,6 @@ fn visible_keys<T>(
         Shape::new(head_dim, cells),
         head_dim,
     )?)
-}
-
-/// `width` values at `offset` of each `stride`-wide token, packed contiguously.
-fn gather(x: &[f32], stride: usize, offset: usize, width: usize) -> Vec<f32> {
-    x.chunks_exact(stride)
-        .flat_map(|token| &token[offset..offset + width])
-        .copied()
-        .collect()
 }
 
 #[cfg(test)]

@@ -446,61 +446,134 @@ fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
 
 /// [`f16_vec_dot_avx512`] of every row of `w` against four vectors, each result with the one-row
 /// kernel's bits. The vectors are widened once; each row is widened once for all four (sixteen
-/// accumulator chains); the f64 tails of four rows run side by side, each row's four sums in one
-/// register, so that sixteen sums share the add latency.
+/// accumulator chains), whose four sums are reduced together; the f64 tails of four rows run side
+/// by side, each row's four sums in one register.
 #[target_feature(enable = "avx512f,avx2,f16c")]
 fn f16_rows_x4_avx512(w: &DenseMatrix<'_, f16>, vectors: [&[f16]; 4], out: &mut [[f32; 4]]) {
     let n = w.shape().ne0;
     let whole = n - n % 64;
-    let wide = vectors.map(|v| {
-        let mut wide = vec![0f32; n];
-        v.convert_to_f32_slice(&mut wide);
-        wide
-    });
+    let mut widened = vec![0f32; 4 * whole];
+    for (v, wide) in vectors.iter().zip(widened.chunks_exact_mut(whole.max(1))) {
+        v[..whole].convert_to_f32_slice(wide);
+    }
+    let wide: [&[f32]; 4] = std::array::from_fn(|k| &widened[k * whole..(k + 1) * whole]);
     // The vectors' tail elements, the four vectors' values of each element side by side.
-    let tail: Vec<[f32; 4]> = (whole..n).map(|i| wide.each_ref().map(|v| v[i])).collect();
+    let mut tail = [[0f32; 4]; 64];
+    for (j, t) in tail[..n - whole].iter_mut().enumerate() {
+        *t = vectors.map(|v| v[whole + j].to_f32());
+    }
+    let tail = &tail[..n - whole];
     for (quad, quad_out) in out.chunks_mut(4).enumerate() {
-        let mut sums = [_mm256_setzero_pd(); 4];
-        let mut row_tails = [[0f32; 64]; 4];
-        for (k, sum) in sums.iter_mut().enumerate().take(quad_out.len()) {
-            let row = w.row(4 * quad + k);
-            *sum = f16_row_x4_sums(row, &wide, whole);
-            row[whole..].convert_to_f32_slice(&mut row_tails[k][..n - whole]);
-        }
-        for (j, t) in tail.iter().enumerate() {
-            // SAFETY: `t` is 4 readable f32; `loadu` has no alignment requirement.
-            let t = unsafe { _mm_loadu_ps(t.as_ptr()) };
-            for (sum, row_tail) in sums.iter_mut().zip(&row_tails) {
-                let products = _mm_mul_ps(_mm_set1_ps(row_tail[j]), t);
-                *sum = _mm256_add_pd(*sum, _mm256_cvtps_pd(products));
-            }
-        }
-        for (o, sum) in quad_out.iter_mut().zip(sums) {
-            let mut values = [0f64; 4];
-            // SAFETY: `values` has room for 4 f64; `storeu` has no alignment requirement.
-            unsafe { _mm256_storeu_pd(values.as_mut_ptr(), sum) };
-            *o = values.map(|v| v as f32);
-        }
+        let rows: [&[f16]; 4] =
+            std::array::from_fn(|k| w.row(4 * quad + k.min(quad_out.len() - 1)));
+        let sums = rows.map(|row| f16_row_x4_sums(&row[..whole], wide));
+        let quad_sums = if tail.is_empty() {
+            sums.map(|s| {
+                let mut values = [0f32; 4];
+                // SAFETY: `values` has room for 4 f32; `storeu` has no alignment requirement.
+                unsafe { _mm_storeu_ps(values.as_mut_ptr(), s) };
+                values
+            })
+        } else {
+            f16_quad_tails(rows.map(|row| &row[whole..]), sums, tail)
+        };
+        quad_out.copy_from_slice(&quad_sums[..quad_out.len()]);
     }
 }
 
-/// The f64 sums of the vector part (the first `whole` elements) of `row` against four widened
-/// vectors, as [`f16_vec_dot_avx512`] reduces them, in one register.
+/// The f32 sums of `row` (whole vectors of 64) against four widened vectors, as
+/// [`f16_vec_dot_avx512`] reduces them, in one register.
 #[inline]
-#[target_feature(enable = "avx512f,avx2")]
-fn f16_row_x4_sums(row: &[f16], wide: &[Vec<f32>; 4], whole: usize) -> __m256d {
+#[target_feature(enable = "avx512f,avx2,f16c")]
+fn f16_row_x4_sums(row: &[f16], wide: [&[f32]; 4]) -> __m128 {
+    let n = row.len();
+    assert!(n.is_multiple_of(64) && wide.iter().all(|v| v.len() == n));
     let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-    for i in (0..whole).step_by(64) {
+    for i in (0..n).step_by(64) {
         for j in 0..4 {
             let at = i + 16 * j;
-            let x = load_f16x16(&row[at..]);
+            // SAFETY: `at + 16 <= n`, the length of `row` and of every vector (asserted);
+            // `loadu` has no alignment requirement.
+            let x = unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(at).cast())) };
             for (a, v) in acc.iter_mut().zip(wide) {
-                a[j] = _mm512_fmadd_ps(x, load_f32x16(&v[at..]), a[j]);
+                // SAFETY: as above.
+                let y = unsafe { _mm512_loadu_ps(v.as_ptr().add(at)) };
+                a[j] = _mm512_fmadd_ps(x, y, a[j]);
             }
         }
     }
-    let [a, b, c, d] = acc.map(|acc| f64::from(reduce_x4_ps(acc)));
-    _mm256_set_pd(d, c, b, a)
+    reduce_x4_ps_x4(acc)
+}
+
+/// [`reduce_x4_ps`] of four sets of accumulators at once, lane `k` of the result with the bits of
+/// `reduce_x4_ps(acc[k])`: every sum pairs the same values in the same order, four sets to a
+/// register.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce_x4_ps_x4(acc: [[__m512; 4]; 4]) -> __m128 {
+    let a = acc.map(|a| _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3])));
+    // Lanes `l` and `l + 8` of each set added: two sets' eight lanes to a register.
+    let halves = |x: __m512, y: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+        )
+    };
+    let (ab, cd) = (halves(a[0], a[1]), halves(a[2], a[3]));
+    // Lanes `l` and `l + 4` of those: each set's four lanes in a quarter of one register.
+    let quarters = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(ab, cd),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(ab, cd),
+    );
+    // Within each quarter, `(q0 + q2) + (q1 + q3)`, in lane 0.
+    let pairs = _mm512_add_ps(quarters, _mm512_permute_ps::<0b11_10_11_10>(quarters));
+    let sums = _mm512_add_ps(pairs, _mm512_permute_ps::<0b01>(pairs));
+    let firsts = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_castps512_ps128(_mm512_permutexvar_ps(firsts, sums))
+}
+
+/// Four rows' results from the f32 sums of their vector parts and their tail elements against
+/// `tail` (the four vectors' values of each tail element side by side): `sum += (double)(x · y)`
+/// in order, the rows' chains side by side. Past the vectors' last non-zero tail element every
+/// product with a finite row value is a signed zero, which leaves the sum as it is (no sum here
+/// is −0: they start at +0, and only −0 + −0 is −0); only a row with a value that is not finite
+/// there adds the rest.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,f16c")]
+fn f16_quad_tails(rows: [&[f16]; 4], sums: [__m128; 4], tail: &[[f32; 4]]) -> [[f32; 4]; 4] {
+    let n = tail.len();
+    let live = tail
+        .iter()
+        .rposition(|t| t.iter().any(|&v| v != 0.0))
+        .map_or(0, |j| j + 1);
+    let mut x = [[0f32; 64]; 4];
+    for (row, x) in rows.iter().zip(&mut x) {
+        row[..n].convert_to_f32_slice(&mut x[..n]);
+    }
+    let mut sums = sums.map(|s| _mm256_cvtps_pd(s));
+    let add = |sum: &mut __m256d, x: f32, t: &[f32; 4]| {
+        // SAFETY: `t` is 4 readable f32; `loadu` has no alignment requirement.
+        let t = unsafe { _mm_loadu_ps(t.as_ptr()) };
+        *sum = _mm256_add_pd(*sum, _mm256_cvtps_pd(_mm_mul_ps(_mm_set1_ps(x), t)));
+    };
+    for (j, t) in tail[..live].iter().enumerate() {
+        for (sum, x) in sums.iter_mut().zip(&x) {
+            add(sum, x[j], t);
+        }
+    }
+    for (sum, x) in sums.iter_mut().zip(&x) {
+        if !x[live..n].iter().all(|v| v.is_finite()) {
+            for (j, t) in tail.iter().enumerate().skip(live) {
+                add(sum, x[j], t);
+            }
+        }
+    }
+    sums.map(|s| {
+        let mut values = [0f32; 4];
+        // SAFETY: `values` has room for 4 f32; `storeu` has no alignment requirement.
+        unsafe { _mm_storeu_ps(values.as_mut_ptr(), _mm256_cvtpd_ps(s)) };
+        values
+    })
 }
 
 #[target_feature(enable = "avx512f,avx2")]
