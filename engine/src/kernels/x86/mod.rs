@@ -5,7 +5,7 @@ pub(crate) mod avx512;
 pub(crate) mod avx_vnni;
 
 use std::arch::x86_64::{
-    _mm256_cvtph_ps, _mm256_mul_ps, _mm256_storeu_ps, _mm_loadu_si128, _mm_prefetch, _MM_HINT_T0,
+    _mm256_cvtph_ps, _mm256_mul_ps, _mm256_storeu_ps, _mm_loadu_si128, _mm_prefetch, _MM_HINT_NTA, _MM_HINT_T0,
 };
 
 use half::f16;
@@ -21,14 +21,16 @@ const PREFETCH_AHEAD: usize = 8192;
 /// `4 · 192 · 128` to an i32 lane, and 2^14 blocks stay far below 2^31.
 pub(crate) const MASKED_SAFE_BLOCKS: usize = 1 << 14;
 
-/// Fetches the `bytes` bytes (whole cache lines) [`PREFETCH_AHEAD`] past `at` into the cache.
-/// Only a hint: addresses past the end of the row are never dereferenced.
+/// Fetches the `bytes` bytes (whole cache lines) [`PREFETCH_AHEAD`] past `at` into the cache,
+/// non-temporal: a weight row streamed once per token should not push the KV cache and the
+/// activations, which the next layer reads again, out of the last-level cache. Only a hint:
+/// addresses past the end of the row are never dereferenced.
 #[inline]
 #[target_feature(enable = "sse")]
 pub(crate) fn prefetch_ahead<T>(at: *const T, bytes: usize) {
     let ahead = at.cast::<i8>().wrapping_add(PREFETCH_AHEAD);
     for offset in (0..bytes).step_by(64) {
-        prefetch_line(ahead.wrapping_add(offset));
+        _mm_prefetch::<_MM_HINT_NTA>(ahead.wrapping_add(offset));
     }
 }
 
