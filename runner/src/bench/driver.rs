@@ -147,7 +147,7 @@ pub enum BenchError {
 /// Passes of the memory probe at the start of each thread count (the fastest counts).
 const PROBE_PASSES: usize = 10;
 
-/// Passes of the memory probe before each repetition of a decode test.
+/// Passes of the memory probe between the runs of a decode test.
 const REP_PROBE_PASSES: usize = 3;
 
 /// Runs the benchmark and prints the table, or the JSON report with `--json`.
@@ -297,7 +297,8 @@ struct Setup {
 }
 
 /// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker; a
-/// decode test probes the memory read bandwidth before each repetition, while the workers wait.
+/// decode test probes the memory read bandwidth before the first run and after every run, while
+/// the workers wait.
 fn run_test(
     model: &Path,
     setup: &Setup,
@@ -316,29 +317,39 @@ fn run_test(
         .map(|&side| Worker::spawn(side, model, threads, engine))
         .collect::<Result<Vec<_>>>()?;
     let mut samples = vec![Vec::with_capacity(reps); sides.len()];
-    let mut probe: Option<ReadBandwidth> = None;
+    // The host's memory may change speed between runs: each run is compared with the probes
+    // right before and right after it.
+    let probe_now = || probe_read_bandwidth(threads, probe_bytes, REP_PROBE_PASSES);
+    let mut before = test.is_decode().then(probe_now);
+    let mut probe = before;
+    let mut run_probes = vec![Vec::with_capacity(reps); sides.len()];
     for rep in 1..=reps {
-        if test.is_decode() {
-            let now = probe_read_bandwidth(threads, probe_bytes, REP_PROBE_PASSES);
-            probe = Some(probe.map_or(now, |p| p.faster(now)));
-        }
         let mut line = format!("{} t={threads} rep {rep}/{reps}:", test.name());
-        for (worker, samples) in workers.iter_mut().zip(&mut samples) {
+        for ((worker, samples), run_probes) in
+            workers.iter_mut().zip(&mut samples).zip(&mut run_probes)
+        {
             let seconds = worker.run(test)?;
             let rate = test.timed_tokens() as f64 / seconds;
             samples.push(rate);
             line += &format!(" {} {rate:.2} t/s", worker.side.name());
+            if let Some(earlier) = before {
+                let after = probe_now();
+                run_probes.push(earlier.faster(after));
+                probe = probe.map(|p| p.faster(after));
+                before = Some(after);
+            }
         }
         eprintln!("{line}");
     }
     let mut results = Vec::new();
-    for (worker, samples) in workers.into_iter().zip(&samples) {
+    for ((worker, samples), run_probes) in workers.into_iter().zip(&samples).zip(&run_probes) {
         let (load_seconds, device) = (worker.load_seconds, worker.device.clone());
         let (peak_rss, peak_gpu) = worker.finish()?;
         // The CPU's bandwidth probe says nothing of a GPU's decode.
-        let probe = probe.as_ref().filter(|_| peak_gpu.is_none());
-        let mut result = SideResult::new(test, samples, peak_rss, load_seconds, traffic, probe)
-            .context("no repetitions")?;
+        let run_probes: &[ReadBandwidth] = if peak_gpu.is_none() { run_probes } else { &[] };
+        let mut result =
+            SideResult::new(test, samples, peak_rss, load_seconds, traffic, run_probes)
+                .context("no repetitions")?;
         result.device = device;
         result.peak_gpu_bytes = peak_gpu;
         results.push(result);

@@ -86,8 +86,8 @@ pub struct TestResult {
     pub reference: Option<SideResult>,
     /// Median tokens/s of the engine over that of the reference.
     pub ratio: Option<f64>,
-    /// The read bandwidth probed between a decode test's repetitions, which the sides' decode
-    /// bandwidths are fractions of (absent for prefill tests).
+    /// The fastest of the read bandwidths probed before and after each run of a decode test
+    /// (absent for prefill tests).
     pub probe: Option<ReadBandwidth>,
 }
 
@@ -100,8 +100,12 @@ pub struct SideResult {
     pub peak_rss_bytes: Option<u64>,
     /// Seconds the worker took to load the model and warm up.
     pub load_seconds: f64,
-    /// Memory read bandwidth the median decode achieved (decode tests on the CPU only).
+    /// Memory read bandwidth of the run whose fraction of its probe is the median (the lower
+    /// of the two middle ones for an even count; decode tests on the CPU only).
     pub decode_bandwidth: Option<Bandwidth>,
+    /// Memory read bandwidth of each run, against the faster of the probes just before and
+    /// just after it (decode tests on the CPU only).
+    pub decode_runs: Vec<Bandwidth>,
     /// Where the side ran, and why.
     pub device: String,
     /// Most device memory in use while the test ran (a side on a GPU).
@@ -136,24 +140,37 @@ impl Bandwidth {
 }
 
 impl SideResult {
-    /// The figures of `samples` (tokens/s) for `test`.
+    /// The figures of `samples` (tokens/s) for `test`, each run's decode bandwidth against its
+    /// probe in `probes` (one per sample, or none).
     pub fn new(
         test: BenchTest,
         samples: &[f64],
         peak_rss_bytes: Option<u64>,
         load_seconds: f64,
         traffic: &DecodeTraffic,
-        probe: Option<&ReadBandwidth>,
+        probes: &[ReadBandwidth],
     ) -> Option<SideResult> {
         let tokens_per_second = Spread::of(samples)?;
-        let decode_bandwidth = probe
-            .filter(|_| test.is_decode())
-            .map(|probe| Bandwidth::of_decode(traffic, tokens_per_second.median, probe));
+        let decode_runs: Vec<Bandwidth> = match test.is_decode() && probes.len() == samples.len() {
+            true => samples
+                .iter()
+                .zip(probes)
+                .map(|(&rate, probe)| Bandwidth::of_decode(traffic, rate, probe))
+                .collect(),
+            false => Vec::new(),
+        };
+        let mut by_fraction = decode_runs.clone();
+        by_fraction.sort_by(|a, b| a.fraction_of_probe.total_cmp(&b.fraction_of_probe));
+        let decode_bandwidth = by_fraction
+            .len()
+            .checked_sub(1)
+            .map(|last| by_fraction[last / 2]);
         Some(SideResult {
             tokens_per_second,
             peak_rss_bytes,
             load_seconds,
             decode_bandwidth,
+            decode_runs,
             device: "cpu".into(),
             peak_gpu_bytes: None,
         })
@@ -221,8 +238,9 @@ impl BenchReport {
             .map(|p| format!("{} thread(s) {}/s", p.threads, bytes(p.bytes_per_second)))
             .collect();
         out += &format!(
-            "memory read bandwidth (probe at the start): {}; decode tests probe again between \
-             repetitions and compare with the fastest of those\n",
+            "memory read bandwidth (probe at the start): {}; decode tests probe again before and \
+             after every run, compare each run with the faster of the two probes beside it, and \
+             show the run with the median fraction\n",
             probes.join(", ")
         );
         if let Some(first) = self.results.first() {
@@ -375,10 +393,10 @@ fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     use super::*;
 
-    fn probe() -> ReadBandwidth {
+    fn probe(gb_per_second: f64) -> ReadBandwidth {
         ReadBandwidth {
             threads: 1,
-            bytes_per_second: 30e9,
+            bytes_per_second: gb_per_second * 1e9,
             buffer_bytes: 1 << 29,
             passes: 10,
         }
@@ -390,37 +408,32 @@ mod tests {
             block_weights: 521_000_000,
             head: 657_000_000,
         };
+        let probes = [probe(30.0); 3];
         let tg = SideResult::new(
             BenchTest::decode(32),
             &[15.0, 16.0, 14.0],
             Some(1),
             0.5,
             &traffic,
-            Some(&probe()),
+            &probes,
         )
         .unwrap();
         let b = tg.decode_bandwidth.unwrap();
         assert!((b.bytes_per_second - 1.178e9 * 15.0).abs() < 1.0);
         assert!((b.fraction_of_probe - 1.178 * 15.0 / 30.0).abs() < 1e-9);
+        assert_eq!(tg.decode_runs.len(), 3);
         let pp = SideResult::new(
             BenchTest::Prefill(8),
             &[30.0],
             None,
             0.5,
             &traffic,
-            Some(&probe()),
+            &probes[..1],
         )
         .unwrap();
         assert_eq!(pp.decode_bandwidth, None);
-        assert!(SideResult::new(
-            BenchTest::Prefill(8),
-            &[],
-            None,
-            0.5,
-            &traffic,
-            Some(&probe())
-        )
-        .is_none());
+        assert!(pp.decode_runs.is_empty());
+        assert!(SideResult::new(BenchTest::Prefill(8), &[], None, 0.5, &traffic, &[]).is_none());
 
         assert_eq!(bw(&tg), "17.67 GB/s (59% of 30.00 GB/s)");
         let r = TestResult::new(BenchTest::Prefill(8), 2, pp.clone(), Some(tg), None);
@@ -429,6 +442,48 @@ mod tests {
             TestResult::new(BenchTest::Prefill(8), 2, pp, None, None).ratio,
             None
         );
+    }
+
+    #[test]
+    fn each_decode_run_counts_against_its_own_probe() {
+        // The memory slows down after the first run: each run is a fraction of the probe beside
+        // it, and the table shows the run with the median fraction (the lower middle one of an
+        // even count), not the median rate against the fastest probe.
+        let traffic = DecodeTraffic {
+            block_weights: 500_000_000,
+            head: 500_000_000,
+        };
+        let rates = [60.0, 38.0, 39.0];
+        let probes = [probe(66.0), probe(40.0), probe(41.0)];
+        let tg =
+            SideResult::new(BenchTest::decode(32), &rates, None, 0.5, &traffic, &probes).unwrap();
+        let fractions: Vec<f64> = tg.decode_runs.iter().map(|b| b.fraction_of_probe).collect();
+        let expected = [60.0 / 66.0, 38.0 / 40.0, 39.0 / 41.0];
+        for (got, want) in fractions.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{fractions:?}");
+        }
+        assert_eq!(bw(&tg), "38.00 GB/s (95% of 40.00 GB/s)");
+        let even = SideResult::new(
+            BenchTest::decode(32),
+            &rates[..2],
+            None,
+            0.5,
+            &traffic,
+            &probes[..2],
+        )
+        .unwrap();
+        assert_eq!(bw(&even), "60.00 GB/s (91% of 66.00 GB/s)");
+        // Without a probe per run there is no decode bandwidth.
+        let unprobed = SideResult::new(
+            BenchTest::decode(32),
+            &rates,
+            None,
+            0.5,
+            &traffic,
+            &probes[..2],
+        )
+        .unwrap();
+        assert_eq!(unprobed.decode_bandwidth, None);
     }
 
     #[test]

@@ -5,7 +5,8 @@ pub(crate) mod avx512;
 pub(crate) mod avx_vnni;
 
 use std::arch::x86_64::{
-    _mm256_cvtph_ps, _mm256_mul_ps, _mm256_storeu_ps, _mm_loadu_si128, _mm_prefetch, _MM_HINT_NTA, _MM_HINT_T0,
+    _mm256_cvtph_ps, _mm256_mul_ps, _mm256_storeu_ps, _mm_loadu_si128, _mm_prefetch, _MM_HINT_NTA,
+    _MM_HINT_T0,
 };
 
 use half::f16;
