@@ -259,7 +259,9 @@ impl CpuKernels {
 
     /// [`Self::i2s_gemm`] of several matrices of one width with one token, `outs[i]` receiving
     /// `ws[i] · x`: the rows of all of them share one dispatch over the pool, so the smaller
-    /// ones (a layer's K and V beside its Q) do not each wait for a round trip of the threads.
+    /// ones (a layer's K and V beside its Q) do not each wait for a round trip of the threads,
+    /// in chunks sized by all their rows together, so the smaller ones are not cut into many
+    /// tiny jobs either.
     pub fn i2s_gemv_each(
         &self,
         ws: &[I2sMatrix<'_>],
@@ -269,11 +271,12 @@ impl CpuKernels {
         expect_len("i2_s gemv tokens", 1, x.tokens())?;
         expect_len("i2_s gemv outputs", ws.len(), outs.len())?;
         let mut jobs = Vec::new();
+        let all_rows = ws.iter().map(|w| w.shape().ne1).sum();
+        let per_chunk = rows_per_chunk(all_rows, self.threads());
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
             let rows = w.shape().ne1;
             expect_len("i2_s activation width", w.shape().ne0, x.k())?;
             expect_len("i2_s output length", rows, out.len())?;
-            let per_chunk = rows_per_chunk(rows, self.threads());
             for (i, chunk) in out.chunks_mut(per_chunk).enumerate() {
                 jobs.push((w, i * per_chunk, chunk));
             }
