@@ -137,6 +137,19 @@ impl CpuKernels {
         }
     }
 
+    /// `a()` and `b()`, `b` free to run on another thread of the pool while `a` runs (on the
+    /// calling thread without a pool).
+    pub fn join<A: Send, B: Send>(
+        &self,
+        a: impl FnOnce() -> A + Send,
+        b: impl FnOnce() -> B + Send,
+    ) -> (A, B) {
+        match &self.pool {
+            Some(pool) => pool.install(|| rayon::join(a, b)),
+            None => (a(), b()),
+        }
+    }
+
     /// `f(first_row, chunk)` over chunks of whole `width`-value rows of `data`, in parallel on
     /// the pool when every thread gets `ROWS_PER_THREAD` (4) rows or more (else in one chunk on the
     /// calling thread); the results in row order.

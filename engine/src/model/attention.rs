@@ -169,10 +169,9 @@ impl KvCache {
         let jobs: Vec<(usize, Range<usize>)> = (0..h.n_head_kv)
             .flat_map(|kv_head| blocks.iter().map(move |block| (kv_head, block.clone())))
             .collect();
-        let serial = kernels.serial();
         let outputs = kernels.map_parallel(jobs.len(), |i| {
             let (kv_head, block) = jobs[i].clone();
-            self.group_output(&serial, layer, kv_head, (n_past, n_kv), block, q)
+            self.group_output(kernels, layer, kv_head, (n_past, n_kv), block, q)
         });
         let group = h.n_head / h.n_head_kv;
         let mut out = vec![0f32; tokens * h.n_embd()];
@@ -191,16 +190,18 @@ impl KvCache {
 
     /// The attention output of the query heads of KV head `kv_head` for the tokens of `block`
     /// (positions `n_past + block`), over at most the first `n_kv` cells: `head_dim` values per
-    /// head and token, head-major.
+    /// head and token, head-major. Everything runs on the calling thread but the second half of
+    /// one token's value rows, which another thread of `parallel` may take over.
     fn group_output(
         &self,
-        kernels: &CpuKernels,
+        parallel: &CpuKernels,
         layer: usize,
         kv_head: usize,
         (n_past, n_kv): (usize, usize),
         block: Range<usize>,
         q: &[f32],
     ) -> Result<Vec<f32>, ModelError> {
+        let kernels = &parallel.serial();
         let h = self.heads;
         let (hd, tokens) = (h.head_dim, block.len());
         let group = h.n_head / h.n_head_kv;
@@ -233,13 +234,26 @@ impl KvCache {
         match &self.v[layer] {
             Cells::F16(c) if tokens == 1 => {
                 // One token's `V · p` rounds the probabilities to f16, as `ggml_mul_mat` does,
-                // and reads each value row once for every head.
-                let (span, shape) = self.value_rows(kv_head, width);
-                let values = DenseMatrix::strided(&c[span], shape, self.capacity)?;
+                // and reads each value row once for every head. It is most of a group's work:
+                // its second half of rows is left for a thread that runs out of groups.
                 let rounded = round_to_f16(&scores);
                 let ys: Vec<&[f16]> = rounded.chunks_exact(width).collect();
-                let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(hd).collect();
-                kernels.f16_vec_rows_each(&values, &ys, &mut outs)?;
+                let half = hd / 2;
+                let (mut first, mut second): (Vec<_>, Vec<_>) = out
+                    .chunks_exact_mut(hd)
+                    .map(|o| o.split_at_mut(half))
+                    .unzip();
+                let product = |rows: Range<usize>, outs: &mut [&mut [f32]]| {
+                    let (span, shape) = self.value_rows(kv_head, width, rows);
+                    let values = DenseMatrix::strided(&c[span], shape, self.capacity)?;
+                    kernels.f16_vec_rows_each(&values, &ys, outs)
+                };
+                let (a, b) = parallel.join(
+                    || product(0..half, &mut first),
+                    || product(half..hd, &mut second),
+                );
+                a?;
+                b?;
             }
             _ => {
                 let head_scores = scores.chunks_exact(tokens * width);
@@ -306,7 +320,7 @@ impl KvCache {
     fn prefetch(&self, layer: usize, kv_head: usize, n_kv: usize) {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
         let keys = kv_head * capacity * hd..(kv_head * capacity + n_kv) * hd;
-        let (values, _) = self.value_rows(kv_head, n_kv);
+        let (values, _) = self.value_rows(kv_head, n_kv, 0..hd);
         // The values first: the keys are read at once, and in one run that the hardware follows.
         fn rows_then_run<T>(rows: &[T], stride: usize, width: usize, run: &[T]) {
             for row in rows.chunks(stride) {
@@ -355,7 +369,7 @@ impl KvCache {
         probs: &[f32],
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        let (span, shape) = self.value_rows(kv_head, n_kv);
+        let (span, shape) = self.value_rows(kv_head, n_kv, 0..self.heads.head_dim);
         multiply(
             &self.v[layer],
             span,
@@ -366,14 +380,14 @@ impl KvCache {
         )
     }
 
-    /// Where the `head_dim` value rows of KV head `kv_head` lie in a layer's cells, rows
-    /// `capacity` apart, and their shape over the first `n_kv` cells.
-    fn value_rows(&self, kv_head: usize, n_kv: usize) -> (Range<usize>, Shape) {
+    /// Where the value rows `rows` (of `head_dim`) of KV head `kv_head` lie in a layer's cells,
+    /// rows `capacity` apart, and their shape over the first `n_kv` cells.
+    fn value_rows(&self, kv_head: usize, n_kv: usize, rows: Range<usize>) -> (Range<usize>, Shape) {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
-        let start = kv_head * hd * capacity;
+        let start = (kv_head * hd + rows.start) * capacity;
         (
-            start..start + (hd - 1) * capacity + n_kv,
-            Shape::new(n_kv, hd),
+            start..start + (rows.len().max(1) - 1) * capacity + n_kv,
+            Shape::new(n_kv, rows.len()),
         )
     }
 }
