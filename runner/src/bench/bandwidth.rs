@@ -7,6 +7,7 @@ use std::time::Instant;
 use bitnet_engine::gguf::TensorInfo;
 use bitnet_engine::kernels::prefetch;
 use serde::Serialize;
+use zerocopy::FromBytes;
 
 /// Bytes one decoded token streams from memory: every matrix of the blocks (the ternary
 /// layers) and the whole output head (the tied embedding when there is no `output.weight`).
@@ -81,10 +82,12 @@ impl ReadBandwidth {
 pub fn probe_read_bandwidth(threads: usize, buffer_bytes: usize, passes: usize) -> ReadBandwidth {
     let threads = threads.max(1);
     let words = (buffer_bytes / 8).max(threads * LANES);
+    let mut memory = huge_page_words(words);
     // Distinct non-zero words, so that every page is really backed and nothing is shared.
-    let buffer: Vec<u64> = (0..words as u64)
-        .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-        .collect();
+    for (i, w) in memory.words().iter_mut().enumerate() {
+        *w = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    }
+    let buffer: &[u64] = memory.words();
     let part = words.div_ceil(threads);
     let mut best = f64::INFINITY;
     for _ in 0..passes.max(1) {
@@ -101,6 +104,39 @@ pub fn probe_read_bandwidth(threads: usize, buffer_bytes: usize, passes: usize) 
         bytes_per_second: (words * 8) as f64 / best,
         buffer_bytes: words * 8,
         passes: passes.max(1),
+    }
+}
+
+/// The probe's buffer: anonymous memory advised for transparent huge pages, as the engine reads
+/// a model's weights, so that the probe reads the kind of pages a decode streams (plain heap
+/// memory where the system refuses the mapping).
+enum Words {
+    Mapped(memmap2::MmapMut),
+    Heap(Vec<u64>),
+}
+
+impl Words {
+    fn words(&mut self) -> &mut [u64] {
+        match self {
+            Words::Mapped(map) => <[u64]>::mut_from_bytes(&mut map[..]).unwrap_or(&mut []),
+            Words::Heap(words) => words,
+        }
+    }
+}
+
+/// `words` zeroed words, on huge pages where the system allows them.
+fn huge_page_words(words: usize) -> Words {
+    let mapped = memmap2::MmapMut::map_anon(words * 8)
+        .ok()
+        .filter(|map| <[u64]>::ref_from_bytes(&map[..]).is_ok());
+    match mapped {
+        Some(map) => {
+            // Only a hint: plain pages serve where the system has no transparent huge pages.
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
+            Words::Mapped(map)
+        }
+        None => Words::Heap(vec![0; words]),
     }
 }
 
