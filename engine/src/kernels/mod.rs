@@ -92,6 +92,20 @@ pub fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
+/// [`prefetch`] for data read once, non-temporal, as the one-token products fetch the weight rows
+/// they stream.
+#[inline]
+pub fn prefetch_streaming<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE, which `prefetch_line_streaming` is compiled for, is part of every x86-64 CPU;
+    // a prefetch never faults.
+    unsafe {
+        x86::prefetch_line_streaming(std::ptr::from_ref(value))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// [`prefetch`] of every cache line that `values` covers.
 pub fn prefetch_all<T>(values: &[T]) {
     let step = (64 / size_of::<T>().max(1)).max(1);

@@ -5,7 +5,7 @@ use std::thread;
 use std::time::Instant;
 
 use bitnet_engine::gguf::TensorInfo;
-use bitnet_engine::kernels::prefetch;
+use bitnet_engine::kernels::prefetch_streaming;
 use serde::Serialize;
 use zerocopy::FromBytes;
 
@@ -144,8 +144,8 @@ fn huge_page_words(words: usize) -> Words {
 /// 64-byte cache line per step.
 const LANES: usize = 8;
 
-/// How far ahead of its loads the probe asks for lines, as the engine's one-token products do,
-/// so that the probe is not slower than a kernel that prefetches.
+/// How far ahead of its loads the probe asks for lines (non-temporal), as the engine's one-token
+/// products do, so that the probe is not slower than a kernel that prefetches.
 const PREFETCH_AHEAD_WORDS: usize = 8192 / 8;
 
 fn sum(words: &[u64]) -> u64 {
@@ -153,7 +153,7 @@ fn sum(words: &[u64]) -> u64 {
     let mut chunks = words.chunks_exact(LANES);
     for (i, chunk) in (&mut chunks).enumerate() {
         if let Some(ahead) = words.get(i * LANES + PREFETCH_AHEAD_WORDS) {
-            prefetch(ahead);
+            prefetch_streaming(ahead);
         }
         for (a, &w) in acc.iter_mut().zip(chunk) {
             *a = a.wrapping_add(w);

@@ -31,8 +31,16 @@ pub(crate) const MASKED_SAFE_BLOCKS: usize = 1 << 14;
 pub(crate) fn prefetch_ahead<T>(at: *const T, bytes: usize) {
     let ahead = at.cast::<i8>().wrapping_add(PREFETCH_AHEAD);
     for offset in (0..bytes).step_by(64) {
-        _mm_prefetch::<_MM_HINT_NTA>(ahead.wrapping_add(offset));
+        prefetch_line_streaming(ahead.wrapping_add(offset));
     }
+}
+
+/// Fetches the cache line holding `at` non-temporal, for data read once. Only a hint: `at` is
+/// never dereferenced.
+#[inline]
+#[target_feature(enable = "sse")]
+pub(crate) fn prefetch_line_streaming<T>(at: *const T) {
+    _mm_prefetch::<_MM_HINT_NTA>(at.cast());
 }
 
 /// Fetches the cache line holding `at` into the cache. Only a hint: `at` is never dereferenced.
