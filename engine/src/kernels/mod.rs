@@ -82,28 +82,30 @@ pub use table::{DotKernels, I2sRows, I2sRowsX4};
 /// instruction.
 #[inline]
 pub fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE, which `prefetch_line` is compiled for, is part of every x86-64 CPU; a
-    // prefetch never faults.
-    unsafe {
-        x86::prefetch_line(std::ptr::from_ref(value))
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    fetch_line(value, false);
 }
 
 /// [`prefetch`] for data read once, non-temporal, as the one-token products fetch the weight rows
 /// they stream.
 #[inline]
 pub fn prefetch_streaming<T>(value: &T) {
+    fetch_line(value, true);
+}
+
+#[inline]
+fn fetch_line<T>(value: &T, streaming: bool) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE, which `prefetch_line_streaming` is compiled for, is part of every x86-64 CPU;
-    // a prefetch never faults.
+    // SAFETY: SSE, which both prefetches are compiled for, is part of every x86-64 CPU; a
+    // prefetch never faults.
     unsafe {
-        x86::prefetch_line_streaming(std::ptr::from_ref(value))
+        let at = std::ptr::from_ref(value);
+        match streaming {
+            true => x86::prefetch_line_streaming(at),
+            false => x86::prefetch_line(at),
+        }
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = (value, streaming);
 }
 
 /// [`prefetch`] of every cache line that `values` covers.
