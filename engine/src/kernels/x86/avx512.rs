@@ -315,28 +315,36 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
         .chunks(MASKED_SAFE_BLOCKS)
         .zip(act_blocks.chunks(MASKED_SAFE_BLOCKS))
     {
-        // Two blocks per step into four accumulators, so `vpdpbusd`'s latency overlaps.
-        let mut sums = [_mm512_setzero_si512(); 4];
-        let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
-        let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
-        for (c, a) in code_pairs.iter().zip(act_pairs) {
-            prefetch_ahead(c.as_ptr(), 64);
-            let (p0, p1) = (broadcast_block(&c[0]), broadcast_block(&c[1]));
-            let [a0, a1] = load_block_acts(&a[0]);
-            let [a2, a3] = load_block_acts(&a[1]);
-            sums[0] = _mm512_dpbusd_epi32(sums[0], _mm512_and_si512(p0, first_mask), a0);
-            sums[1] = _mm512_dpbusd_epi32(sums[1], _mm512_and_si512(p0, second_mask), a1);
-            sums[2] = _mm512_dpbusd_epi32(sums[2], _mm512_and_si512(p1, first_mask), a2);
-            sums[3] = _mm512_dpbusd_epi32(sums[3], _mm512_and_si512(p1, second_mask), a3);
+        // Four blocks per step into eight accumulators: each `vpdpbusd` chain takes one step of
+        // 128 code bytes, so the chains' latency does not bound the stream.
+        let mut sums = [_mm512_setzero_si512(); 8];
+        let (code_quads, code_rest) = code_blocks.as_chunks::<4>();
+        let (act_quads, act_rest) = act_blocks.as_chunks::<4>();
+        for (c, a) in code_quads.iter().zip(act_quads) {
+            prefetch_ahead(c.as_ptr(), 128);
+            for (k, (c, a)) in c.iter().zip(a).enumerate() {
+                let p = broadcast_block(c);
+                let [x0, x1] = load_block_acts(a);
+                sums[2 * k] = _mm512_dpbusd_epi32(sums[2 * k], _mm512_and_si512(p, first_mask), x0);
+                sums[2 * k + 1] =
+                    _mm512_dpbusd_epi32(sums[2 * k + 1], _mm512_and_si512(p, second_mask), x1);
+            }
         }
-        for (c, a) in code_rest.iter().zip(act_rest) {
+        for (k, (c, a)) in code_rest.iter().zip(act_rest).enumerate() {
             let p = broadcast_block(c);
-            let [a0, a1] = load_block_acts(a);
-            sums[0] = _mm512_dpbusd_epi32(sums[0], _mm512_and_si512(p, first_mask), a0);
-            sums[1] = _mm512_dpbusd_epi32(sums[1], _mm512_and_si512(p, second_mask), a1);
+            let [x0, x1] = load_block_acts(a);
+            sums[2 * k] = _mm512_dpbusd_epi32(sums[2 * k], _mm512_and_si512(p, first_mask), x0);
+            sums[2 * k + 1] =
+                _mm512_dpbusd_epi32(sums[2 * k + 1], _mm512_and_si512(p, second_mask), x1);
         }
-        let first = _mm512_srav_epi32(_mm512_add_epi32(sums[0], sums[2]), first_shift);
-        let second = _mm512_srav_epi32(_mm512_add_epi32(sums[1], sums[3]), second_shift);
+        let add4 = |i: usize| {
+            _mm512_add_epi32(
+                _mm512_add_epi32(sums[i], sums[i + 2]),
+                _mm512_add_epi32(sums[i + 4], sums[i + 6]),
+            )
+        };
+        let first = _mm512_srav_epi32(add4(0), first_shift);
+        let second = _mm512_srav_epi32(add4(1), second_shift);
         total = _mm512_add_epi32(total, _mm512_add_epi32(first, second));
     }
     _mm512_reduce_add_epi32(total)
