@@ -301,6 +301,22 @@ fn broadcast_block(codes: &[u8; 32]) -> __m512i {
     _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(codes.as_ptr().cast()) })
 }
 
+/// Adds one block's products to a pair of accumulators: its codes under the first mask against
+/// its first 64 activations, under the second against the other 64.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn add_masked_block(
+    pair: &mut [__m512i; 2],
+    codes: &[u8; 32],
+    act: &[i8; 128],
+    masks: [__m512i; 2],
+) {
+    let p = broadcast_block(codes);
+    let [x0, x1] = load_block_acts(act);
+    pair[0] = _mm512_dpbusd_epi32(pair[0], _mm512_and_si512(p, masks[0]), x0);
+    pair[1] = _mm512_dpbusd_epi32(pair[1], _mm512_and_si512(p, masks[1]), x1);
+}
+
 /// The one-token VNNI dot. A block's codes are masked in place rather than shifted down (see
 /// [`i2s_code_masks`]), so each lane of an accumulator sums products of one factor, which its
 /// final exact shift removes: two register operations per block fewer than decoding first.
@@ -308,43 +324,35 @@ fn broadcast_block(codes: &[u8; 32]) -> __m512i {
 fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
     let (code_blocks, _) = codes.as_chunks::<32>();
     let (act_blocks, _) = act.as_chunks::<128>();
-    let [first_mask, second_mask] = i2s_code_masks();
+    let masks = i2s_code_masks();
     let [first_shift, second_shift] = i2s_code_shifts();
     let mut total = _mm512_setzero_si512();
     for (code_blocks, act_blocks) in code_blocks
         .chunks(MASKED_SAFE_BLOCKS)
         .zip(act_blocks.chunks(MASKED_SAFE_BLOCKS))
     {
-        // Four blocks per step into eight accumulators: each `vpdpbusd` chain takes one step of
-        // 128 code bytes, so the chains' latency does not bound the stream.
-        let mut sums = [_mm512_setzero_si512(); 8];
+        // Four blocks per step into four pairs of accumulators: each `vpdpbusd` chain takes one
+        // step of 128 code bytes, so the chains' latency does not bound the stream.
+        let mut sums = [[_mm512_setzero_si512(); 2]; 4];
         let (code_quads, code_rest) = code_blocks.as_chunks::<4>();
         let (act_quads, act_rest) = act_blocks.as_chunks::<4>();
         for (c, a) in code_quads.iter().zip(act_quads) {
             prefetch_ahead(c.as_ptr(), 128);
-            for (k, (c, a)) in c.iter().zip(a).enumerate() {
-                let p = broadcast_block(c);
-                let [x0, x1] = load_block_acts(a);
-                sums[2 * k] = _mm512_dpbusd_epi32(sums[2 * k], _mm512_and_si512(p, first_mask), x0);
-                sums[2 * k + 1] =
-                    _mm512_dpbusd_epi32(sums[2 * k + 1], _mm512_and_si512(p, second_mask), x1);
+            for ((pair, c), a) in sums.iter_mut().zip(c).zip(a) {
+                add_masked_block(pair, c, a, masks);
             }
         }
-        for (k, (c, a)) in code_rest.iter().zip(act_rest).enumerate() {
-            let p = broadcast_block(c);
-            let [x0, x1] = load_block_acts(a);
-            sums[2 * k] = _mm512_dpbusd_epi32(sums[2 * k], _mm512_and_si512(p, first_mask), x0);
-            sums[2 * k + 1] =
-                _mm512_dpbusd_epi32(sums[2 * k + 1], _mm512_and_si512(p, second_mask), x1);
+        for ((pair, c), a) in sums.iter_mut().zip(code_rest).zip(act_rest) {
+            add_masked_block(pair, c, a, masks);
         }
-        let add4 = |i: usize| {
+        let field = |f: usize| {
             _mm512_add_epi32(
-                _mm512_add_epi32(sums[i], sums[i + 2]),
-                _mm512_add_epi32(sums[i + 4], sums[i + 6]),
+                _mm512_add_epi32(sums[0][f], sums[1][f]),
+                _mm512_add_epi32(sums[2][f], sums[3][f]),
             )
         };
-        let first = _mm512_srav_epi32(add4(0), first_shift);
-        let second = _mm512_srav_epi32(add4(1), second_shift);
+        let first = _mm512_srav_epi32(field(0), first_shift);
+        let second = _mm512_srav_epi32(field(1), second_shift);
         total = _mm512_add_epi32(total, _mm512_add_epi32(first, second));
     }
     _mm512_reduce_add_epi32(total)
