@@ -217,7 +217,9 @@ impl KvCache {
         // rounds them to f16 for an F16 cache). The probabilities are contiguous and stay f32,
         // so a batch's `V·p` is a batched product.
         let q = &q[block.start * h.n_embd()..block.end * h.n_embd()];
-        self.prefetch(layer, kv_head, width);
+        if tokens == 1 {
+            self.prefetch(layer, kv_head, width);
+        }
         let mut queries = Vec::with_capacity(group * tokens * hd);
         for head in kv_head * group..(kv_head + 1) * group {
             for token in q.chunks_exact(h.n_embd()) {
@@ -314,9 +316,9 @@ impl KvCache {
         Ok(scores)
     }
 
-    /// Asks for the cached keys and values of KV head `kv_head` over the first `n_kv` cells: they
-    /// are rarely still in the caches after a layer's worth of weights, and the lines of a whole
-    /// head arrive sooner together than one miss at a time.
+    /// Asks for the cached keys and values of KV head `kv_head` over the first `n_kv` cells: at
+    /// one token per step they are rarely still in the caches after a layer's worth of weights,
+    /// and the lines of a whole head arrive sooner together than one miss at a time.
     fn prefetch(&self, layer: usize, kv_head: usize, n_kv: usize) {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
         let keys = kv_head * capacity * hd..(kv_head * capacity + n_kv) * hd;
