@@ -134,17 +134,17 @@ impl KvCache {
         self.v_finite.fill(true);
     }
 
-    /// Stores the keys and values of `tokens` new positions starting at `n_past` in layer
-    /// `layer` and returns the attention output (`n_embd` per token) of the queries `q`.
+    /// Stores the keys `k` and values `v` of `tokens` new positions starting at `n_past` in
+    /// layer `layer` and writes the attention output (`n_embd` per token) of the queries `q` to
+    /// `out` (in the memory it already has where that is enough).
     pub fn attend(
         &mut self,
         kernels: &CpuKernels,
         layer: usize,
         n_past: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-    ) -> Result<Vec<f32>, ModelError> {
+        [q, k, v]: [&[f32]; 3],
+        out: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         let h = self.heads;
         let tokens = q.len() / h.n_embd();
         self.store(layer, n_past, k, v);
@@ -174,7 +174,8 @@ impl KvCache {
             self.group_output(kernels, layer, kv_head, (n_past, n_kv), block, q)
         });
         let group = h.n_head / h.n_head_kv;
-        let mut out = vec![0f32; tokens * h.n_embd()];
+        out.clear();
+        out.resize(tokens * h.n_embd(), 0.0);
         for ((kv_head, block), values) in jobs.iter().zip(outputs) {
             let values = values?;
             for (i, head_values) in values.chunks_exact(block.len() * h.head_dim).enumerate() {
@@ -185,7 +186,7 @@ impl KvCache {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The attention output of the query heads of KV head `kv_head` for the tokens of `block`
@@ -516,9 +517,12 @@ mod tests {
             for (first, len) in [(0, 4), (4, 1), (5, 1), (6, 1)] {
                 let kv = first * h.n_embd_kv()..(first + len) * h.n_embd_kv();
                 let qs = &q[first * h.n_embd()..(first + len) * h.n_embd()];
-                let actual = cache
-                    .attend(&kernels, 0, first, qs, &keys[kv.clone()], &vals[kv])
-                    .unwrap();
+                let actual = attended(
+                    &mut cache,
+                    &kernels,
+                    first,
+                    [qs, &keys[kv.clone()], &vals[kv]],
+                );
                 let expected = attention_f64(h, first, qs, &keys, &vals);
                 for (i, (&a, &e)) in actual.iter().zip(&expected).enumerate() {
                     assert!(
@@ -575,8 +579,8 @@ mod tests {
                     let kv = |h: HeadLayout| span.start * h.n_embd_kv()..span.end * h.n_embd_kv();
                     let (ka, va) = (&keys[kv(grouped)], &vals[kv(grouped)]);
                     let (kb, vb) = (&own_keys[kv(own)], &own_vals[kv(own)]);
-                    let got = a.attend(&kernels, 0, span.start, qs, ka, va).unwrap();
-                    let want = b.attend(&kernels, 0, span.start, qs, kb, vb).unwrap();
+                    let got = attended(&mut a, &kernels, span.start, [qs, ka, va]);
+                    let want = attended(&mut b, &kernels, span.start, [qs, kb, vb]);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&got),
@@ -605,7 +609,7 @@ mod tests {
         let mut blocked = KvCache::new(h, 1, 128, true);
         let mut whole = blocked.clone();
         whole.v_finite[0] = false;
-        let out = blocked.attend(&kernels, 0, 0, &q, &keys, &vals).unwrap();
+        let out = attended(&mut blocked, &kernels, 0, [&q, &keys, &vals]);
         whole.store(0, 0, &keys, &vals);
         let expected = whole
             .group_output(&kernels, 0, 0, (0, 128), 0..tokens, &q)
@@ -625,7 +629,19 @@ mod tests {
         // with the zero probability of every earlier token makes their outputs NaN.
         vals[(tokens - 2) * h.n_embd_kv()] = 1e6;
         let mut cache = KvCache::new(h, 1, 128, true);
-        let out = cache.attend(&kernels, 0, 0, &q, &keys, &vals).unwrap();
+        let out = attended(&mut cache, &kernels, 0, [&q, &keys, &vals]);
         assert!(out[0].is_nan(), "token 0 gives {}", out[0]);
+    }
+
+    /// The attention output of layer 0 after storing the new keys and values.
+    fn attended(
+        cache: &mut KvCache,
+        kernels: &CpuKernels,
+        n_past: usize,
+        qkv: [&[f32]; 3],
+    ) -> Vec<f32> {
+        let mut out = Vec::new();
+        cache.attend(kernels, 0, n_past, qkv, &mut out).unwrap();
+        out
     }
 }

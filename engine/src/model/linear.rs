@@ -119,33 +119,35 @@ impl Linear {
     }
 
     /// `W · x` for each token of `x` (row-major, `ne0` values per token), as the reference's
-    /// `mul_mat` computes it; the result holds `ne1` values per token.
+    /// `mul_mat` computes it, into `out` (`ne1` values per token; its memory is reused, so a
+    /// caller that keeps it between products does not fault fresh pages in for each).
     pub fn apply(
         &self,
         file_bytes: &[u8],
         kernels: &CpuKernels,
         x: &[f32],
-    ) -> Result<Vec<f32>, ModelError> {
+        out: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         let bytes = &file_bytes[self.bytes.clone()];
         let (k, rows) = (self.shape.ne0, self.shape.ne1);
         let tokens = x.len() / k;
         let contract = kernels.numerics().contract;
         if self.ty == GgmlType::I2_S {
             let a = quantize_i8s(kernels, x, k).map_err(|e| self.format_error(e))?;
-            return self.apply_i2s(file_bytes, kernels, &a);
+            return self.apply_i2s(file_bytes, kernels, &a, out);
         }
-        let mut out = vec![0f32; tokens * rows];
+        reset(out, tokens * rows);
         match self.ty {
             GgmlType::TL1 => {
                 let w = self.tl1_matrix(bytes)?;
                 let a = Tl1Activations::quantize(x, k).map_err(|e| self.format_error(e))?;
-                kernels.tl1_gemm(&w, &a, &mut out)?;
+                kernels.tl1_gemm(&w, &a, out)?;
             }
             GgmlType::TL2 => {
                 let w = self.tl2_matrix(bytes)?;
                 let a = Tl2Activations::quantize(x, k, w.three_cols())
                     .map_err(|e| self.format_error(e))?;
-                kernels.tl2_gemm(&w, &a, &mut out)?;
+                kernels.tl2_gemm(&w, &a, out)?;
             }
             GgmlType::TQ1_0 | GgmlType::TQ2_0 => {
                 let kind = if self.ty == GgmlType::TQ1_0 {
@@ -156,71 +158,75 @@ impl Linear {
                 let w = TqMatrix::new(kind, bytes, self.shape).map_err(|e| self.format_error(e))?;
                 let a =
                     Q8kActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
-                kernels.tq_gemm(&w, &a, &mut out)?;
+                kernels.tq_gemm(&w, &a, out)?;
             }
             GgmlType::Q8_0 => {
                 let w = Q8_0Matrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
                 let a = Q8_0Activations::quantize(x, k).map_err(|e| self.format_error(e))?;
-                kernels.q8_0_gemm(&w, &a, &mut out)?;
+                kernels.q8_0_gemm(&w, &a, out)?;
             }
             GgmlType::Q6_K => {
                 let w = Q6KMatrix::new(bytes, self.shape).map_err(|e| self.format_error(e))?;
                 let a =
                     Q8kActivations::quantize(x, k, contract).map_err(|e| self.format_error(e))?;
-                kernels.q6k_gemm(&w, &a, &mut out)?;
+                kernels.q6k_gemm(&w, &a, out)?;
             }
             GgmlType::F16 => {
                 let w = DenseMatrix::new(self.values::<f16>(bytes)?, self.shape)?;
-                kernels.f16_gemm(&w, x, &mut out)?;
+                kernels.f16_gemm(&w, x, out)?;
             }
             _ => {
                 let w = DenseMatrix::new(self.values::<f32>(bytes)?, self.shape)?;
-                kernels.f32_gemm(&w, x, &mut out)?;
+                kernels.f32_gemm(&w, x, out)?;
             }
         }
-        Ok(self.scaled(out))
+        self.apply_scale(out);
+        Ok(())
     }
 
-    /// [`Linear::apply`] of several matrices to one input: I2_S matrices of one width share
-    /// one quantization of it, the one each of the reference's products makes.
+    /// [`Linear::apply`] of several matrices to one input, `outs[i]` receiving `linears[i]`'s
+    /// product: I2_S matrices of one width share one quantization of it, the one each of the
+    /// reference's products makes.
     pub fn apply_each<const N: usize>(
         linears: [&Linear; N],
         file_bytes: &[u8],
         kernels: &CpuKernels,
         x: &[f32],
-    ) -> Result<[Vec<f32>; N], ModelError> {
-        let mut outs = [(); N].map(|_| Vec::new());
+        mut outs: [&mut Vec<f32>; N],
+    ) -> Result<(), ModelError> {
         let Some(first) = linears.first() else {
-            return Ok(outs);
+            return Ok(());
         };
         let k = first.shape.ne0;
         if !linears
             .iter()
             .all(|l| l.ty == GgmlType::I2_S && l.shape.ne0 == k)
         {
-            for (out, linear) in outs.iter_mut().zip(linears) {
-                *out = linear.apply(file_bytes, kernels, x)?;
+            for (out, linear) in outs.into_iter().zip(linears) {
+                linear.apply(file_bytes, kernels, x, out)?;
             }
-            return Ok(outs);
+            return Ok(());
         }
         let a = quantize_i8s(kernels, x, k).map_err(|e| first.format_error(e))?;
         if a.tokens() != 1 {
-            for (out, linear) in outs.iter_mut().zip(linears) {
-                *out = linear.apply_i2s(file_bytes, kernels, &a)?;
+            for (out, linear) in outs.into_iter().zip(linears) {
+                linear.apply_i2s(file_bytes, kernels, &a, out)?;
             }
-            return Ok(outs);
+            return Ok(());
         }
         // One token: every matrix's rows in one dispatch over the pool.
         let ws = linears
             .iter()
             .map(|l| l.i2s_matrix(file_bytes))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut products = linears.map(|l| vec![0f32; l.shape.ne1]);
-        kernels.i2s_gemv_each(&ws, &a, &mut products.each_mut().map(Vec::as_mut_slice))?;
-        for (out, linear) in products.iter_mut().zip(linears) {
+        for (out, linear) in outs.iter_mut().zip(linears) {
+            reset(out, linear.shape.ne1);
+        }
+        kernels.i2s_gemv_each(&ws, &a, &mut outs.each_mut().map(|o| o.as_mut_slice()))?;
+        for (out, linear) in outs.into_iter().zip(linears) {
             linear.apply_scale(out);
         }
-        Ok(products)
+        Ok(())
     }
 
     /// The I2_S view of this matrix's bytes.
@@ -229,23 +235,19 @@ impl Linear {
             .map_err(|e| self.format_error(e))
     }
 
-    /// This I2_S matrix times quantized activations.
+    /// This I2_S matrix times quantized activations, into `out`.
     fn apply_i2s(
         &self,
         file_bytes: &[u8],
         kernels: &CpuKernels,
         a: &I8sActivations,
-    ) -> Result<Vec<f32>, ModelError> {
+        out: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         let w = self.i2s_matrix(file_bytes)?;
-        let mut out = vec![0f32; a.tokens() * self.shape.ne1];
-        kernels.i2s_gemm(&w, a, &mut out)?;
-        Ok(self.scaled(out))
-    }
-
-    /// `out` times the per-tensor scale, if the file has one.
-    fn scaled(&self, mut out: Vec<f32>) -> Vec<f32> {
-        self.apply_scale(&mut out);
-        out
+        reset(out, a.tokens() * self.shape.ne1);
+        kernels.i2s_gemm(&w, a, out)?;
+        self.apply_scale(out);
+        Ok(())
     }
 
     /// Multiplies `out` by the per-tensor scale, if the file has one.
@@ -360,6 +362,12 @@ fn missing_tiling<T: LutTiling>(name: &str, rows: usize, cols: usize) -> ModelEr
         rows,
         cols,
     }
+}
+
+/// `out` as `len` zeros, in the memory it already has where that is enough.
+fn reset(out: &mut Vec<f32>, len: usize) {
+    out.clear();
+    out.resize(len, 0.0);
 }
 
 /// `x` quantized as I8_S, tokens split over the kernels' threads when there are many.

@@ -307,13 +307,16 @@ impl<'m> Session<'m> {
         for &token in tokens {
             x.extend(model.token_embd.row_f32(bytes, token as usize)?);
         }
+        // Every layer's products have the sizes of the layer before's, so their buffers are
+        // reused, not allocated (and faulted in) again per product; a spent buffer takes the
+        // next step's values, so the peak stays that of the largest step.
+        let [mut h, mut q, mut k, mut v, mut cur] = [(); 5].map(|_| Vec::new());
         for (il, layer) in model.layers.iter().enumerate() {
-            let mut h = x.clone();
+            h.clone_from(&x);
             norm_rows(kernels, &mut h, n_embd, &layer.attn_norm, eps);
             trace(TracedOp::layer("attn_norm", il, &h));
-            let [mut q, mut k, v] =
-                Linear::apply_each([&layer.wq, &layer.wk, &layer.wv], bytes, kernels, &h)?;
-            drop(h);
+            let qkv = [&layer.wq, &layer.wk, &layer.wv];
+            Linear::apply_each(qkv, bytes, kernels, &h, [&mut q, &mut k, &mut v])?;
             let n_rot = hp.rope_dimension_count as usize;
             let kind = model.rope_kind();
             let contract = kernels.numerics().contract;
@@ -346,8 +349,8 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("Qcur", il, &q));
             trace(TracedOp::layer("Kcur", il, &k));
             trace(TracedOp::layer("Vcur", il, &v));
-            let mut attn = cache.attend(kernels, il, self.n_past, &q, &k, &v)?;
-            drop((q, k, v));
+            let mut attn = std::mem::take(&mut h);
+            cache.attend(kernels, il, self.n_past, [&q, &k, &v], &mut attn)?;
             // The reference's `kqv_out` is the attention output where a sub-norm follows it,
             // and the output projection's result in the plain llama graph.
             if let Some(w) = &layer.attn_sub_norm {
@@ -355,8 +358,7 @@ impl<'m> Session<'m> {
                 norm_rows(kernels, &mut attn, n_embd, w, eps);
                 trace(TracedOp::layer("attn_sub_norm", il, &attn));
             }
-            let mut cur = layer.wo.apply(bytes, kernels, &attn)?;
-            drop(attn);
+            layer.wo.apply(bytes, kernels, &attn, &mut cur)?;
             let projected = if layer.attn_sub_norm.is_some() {
                 "attn_o_out"
             } else {
@@ -368,15 +370,15 @@ impl<'m> Session<'m> {
                 x.drain(..(tokens.len() - 1) * n_embd);
             }
             add_assign(&mut cur, &x);
-            drop(x);
-            let ffn_inp = cur;
-            trace(TracedOp::layer("ffn_inp", il, &ffn_inp));
-            let mut h = ffn_inp.clone();
+            let ffn_inp = &cur;
+            trace(TracedOp::layer("ffn_inp", il, ffn_inp));
+            h = attn;
+            h.clone_from(ffn_inp);
             norm_rows(kernels, &mut h, n_embd, &layer.ffn_norm, eps);
             trace(TracedOp::layer("ffn_norm", il, &h));
-            let [up, mut act] =
-                Linear::apply_each([&layer.ffn_up, &layer.ffn_gate], bytes, kernels, &h)?;
-            drop(h);
+            let (mut up, mut act) = (std::mem::take(&mut x), std::mem::take(&mut q));
+            let up_gate = [&layer.ffn_up, &layer.ffn_gate];
+            Linear::apply_each(up_gate, bytes, kernels, &h, [&mut up, &mut act])?;
             let width = kernels.numerics().width;
             kernels.map_row_chunks(&mut act, n_ff, |first, gate| {
                 let up = &up[first * n_ff..first * n_ff + gate.len()];
@@ -385,25 +387,26 @@ impl<'m> Session<'m> {
                     Arch::Bitnet | Arch::Llama => silu_mul(gate, up, n_ff, width),
                 }
             });
-            drop(up);
             if let Some(w) = &layer.ffn_sub_norm {
                 trace(TracedOp::layer("ffn_sub_out", il, &act));
                 norm_rows(kernels, &mut act, n_ff, w, eps);
                 trace(TracedOp::layer("ffn_sub_norm", il, &act));
             }
-            let mut out = layer.ffn_down.apply(bytes, kernels, &act)?;
-            trace(TracedOp::layer("ffn_down", il, &out));
+            x = up;
+            layer.ffn_down.apply(bytes, kernels, &act, &mut x)?;
+            q = act;
+            trace(TracedOp::layer("ffn_down", il, &x));
             if layer.ffn_sub_norm.is_none() {
-                trace(TracedOp::layer("ffn_out", il, &out));
+                trace(TracedOp::layer("ffn_out", il, &x));
             }
-            add_assign(&mut out, &ffn_inp);
-            trace(TracedOp::layer("l_out", il, &out));
-            x = out;
+            add_assign(&mut x, ffn_inp);
+            trace(TracedOp::layer("l_out", il, &x));
         }
         self.n_past += tokens.len();
         norm_rows(kernels, &mut x, n_embd, &model.output_norm, eps);
         trace(TracedOp::last("result_norm", &x));
-        let values = model.output.apply(bytes, kernels, &x)?;
+        let mut values = Vec::new();
+        model.output.apply(bytes, kernels, &x, &mut values)?;
         trace(TracedOp::last("result_output", &values));
         Ok(Logits {
             n_vocab: model.n_vocab,
