@@ -6,7 +6,7 @@ use bitnet_engine::formats::{
     TqMatrix,
 };
 use bitnet_engine::kernels::{
-    i2s_epilogue, scalar, CpuKernels, DenseMatrix, Isa, KernelError, Numerics, ReduceWidth,
+    i2s_epilogue, scalar, CpuKernels, DenseMatrix, Isa, KernelError, Numerics, ReduceWidth, Team,
 };
 use half::f16;
 
@@ -221,14 +221,9 @@ fn thread_count_and_isa_are_reported() {
     assert_eq!((kernels.isa(), kernels.threads()), (Isa::Scalar, 3));
     assert_eq!(CpuKernels::new(Isa::Scalar, 0).unwrap().threads(), 1);
     assert!(Isa::best().is_supported());
-    let pool = std::sync::Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap(),
-    );
+    let team = std::sync::Arc::new(Team::new(2).unwrap());
     assert_eq!(
-        CpuKernels::with_pool(Isa::best(), pool).unwrap().threads(),
+        CpuKernels::with_team(Isa::best(), team).unwrap().threads(),
         2
     );
 }

@@ -3,9 +3,9 @@
 //! Engine and reference run alternately (A B A B …) on the same packed weights and quantized
 //! activations, after checking that both produce identical outputs; each row of the table is the
 //! median of the repetitions. The reference's matmul splits rows across a persistent thread
-//! pool, so its multi-thread figure splits the rows over a rayon pool of the same size: the
-//! engine's own pool, so that no idle pool spins on the cores while the other side runs. On one
-//! thread both run on the calling thread, as both engines do.
+//! pool, so its multi-thread figure splits the rows over the engine's own team of threads, so
+//! that no idle pool spins on the cores while the other side runs. On one thread both run on the
+//! calling thread, as both engines do.
 //!
 //! `cargo bench -p bitnet-runner --bench i2s_gemv_vs_reference [-- REPS]`
 
@@ -13,12 +13,8 @@ mod support;
 
 use anyhow::{ensure, Context, Result};
 use bitnet_engine::formats::{FpContract, I2s, I2sMatrix, I8sActivations, Shape, TernaryFormat};
-use bitnet_engine::kernels::{CpuKernels, Isa, Numerics};
+use bitnet_engine::kernels::{CpuKernels, Numerics};
 use bitnet_ffi_cpp::{Backend, I8Activations};
-use std::sync::Arc;
-
-use rayon::prelude::*;
-use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// (rows, K) of the BitNet-b1.58-2B-4T projections.
 const SHAPES: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
@@ -64,27 +60,13 @@ fn engine_gemv(kernels: &CpuKernels, c: &Case, out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-fn reference_gemv(
-    be: &Backend,
-    pool: Option<&ThreadPool>,
-    c: &Case,
-    out: &mut [f32],
-) -> Result<()> {
-    let Some(pool) = pool else {
-        be.gemv_i2_i8_s(&c.packed, c.rows, &c.ref_acts, c.scale, out)?;
-        return Ok(());
-    };
+fn reference_gemv(be: &Backend, team: &CpuKernels, c: &Case, out: &mut [f32]) -> Result<()> {
     let row_bytes = c.k / 4;
-    let per = c.rows.div_ceil(pool.current_num_threads());
-    pool.install(|| {
-        out.par_chunks_mut(per)
-            .enumerate()
-            .try_for_each(|(i, chunk)| {
-                let w = &c.packed[i * per * row_bytes..(i * per + chunk.len()) * row_bytes];
-                be.gemv_i2_i8_s(w, chunk.len(), &c.ref_acts, c.scale, chunk)
-            })
-    })?;
-    Ok(())
+    let chunks = team.map_row_chunks(out, 1, |first, chunk| {
+        let w = &c.packed[first * row_bytes..(first + chunk.len()) * row_bytes];
+        be.gemv_i2_i8_s(w, chunk.len(), &c.ref_acts, c.scale, chunk)
+    });
+    chunks.into_iter().try_for_each(|r| r.map_err(Into::into))
 }
 
 fn main() -> Result<()> {
@@ -98,26 +80,16 @@ fn main() -> Result<()> {
     for (rows, k) in SHAPES {
         let c = case(&be, rows, k)?;
         for threads in [1usize, 2] {
-            let pool = match threads {
-                1 => None,
-                _ => Some(Arc::new(
-                    ThreadPoolBuilder::new().num_threads(threads).build()?,
-                )),
-            };
-            let kernels = match &pool {
-                None => CpuKernels::best(1)?,
-                Some(pool) => CpuKernels::with_pool(Isa::best(), pool.clone())?,
-            }
-            .with_numerics(Numerics::native());
+            let kernels = CpuKernels::best(threads)?.with_numerics(Numerics::native());
             let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
             engine_gemv(&kernels, &c, &mut a)?;
-            reference_gemv(&be, pool.as_deref(), &c, &mut b)?;
+            reference_gemv(&be, &kernels, &c, &mut b)?;
             ensure!(a == b, "engine and reference outputs differ for {rows}×{k}");
             let (mut te, mut tr) = (Vec::new(), Vec::new());
             for _ in 0..reps {
                 te.push(support::time(&mut || engine_gemv(&kernels, &c, &mut a))?);
                 tr.push(support::time(&mut || {
-                    reference_gemv(&be, pool.as_deref(), &c, &mut b)
+                    reference_gemv(&be, &kernels, &c, &mut b)
                 })?);
             }
             let (e, r) = (support::median(te), support::median(tr));

@@ -6,13 +6,12 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use half::f16;
-use rayon::prelude::*;
-use rayon::ThreadPool;
 
 use super::dense::{round_to_f16, DenseMatrix};
 use super::error::{expect_len, KernelError};
 use super::reduce::ReduceWidth;
 use super::table::DotKernels;
+use super::team::Team;
 use super::Isa;
 use crate::formats::{
     FpContract, I2sMatrix, I8sActivations, Q8kActivations, Tl1Activations, Tl1Matrix,
@@ -55,31 +54,23 @@ const SHORT_F16_ROW: usize = 256;
 pub struct CpuKernels {
     isa: Isa,
     dots: &'static DotKernels,
-    pool: Option<Arc<ThreadPool>>,
+    team: Option<Arc<Team>>,
     numerics: Numerics,
 }
 
 impl CpuKernels {
     /// Kernels of `isa` running on `threads` threads (0 or 1: on the calling thread).
     pub fn new(isa: Isa, threads: usize) -> Result<Self, KernelError> {
-        let pool = if threads > 1 {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| KernelError::ThreadPool {
-                    threads,
-                    reason: e.to_string(),
-                })?;
-            Some(Arc::new(pool))
-        } else {
-            None
+        let team = match threads > 1 {
+            true => Some(Arc::new(Team::new(threads)?)),
+            false => None,
         };
-        Self::build(isa, pool)
+        Self::build(isa, team)
     }
 
-    /// Kernels of `isa` running on an existing pool.
-    pub fn with_pool(isa: Isa, pool: Arc<ThreadPool>) -> Result<Self, KernelError> {
-        Self::build(isa, Some(pool))
+    /// Kernels of `isa` running on an existing team of threads.
+    pub fn with_team(isa: Isa, team: Arc<Team>) -> Result<Self, KernelError> {
+        Self::build(isa, Some(team))
     }
 
     /// The fastest ISA of this CPU on `threads` threads.
@@ -87,12 +78,12 @@ impl CpuKernels {
         Self::new(Isa::best(), threads)
     }
 
-    fn build(isa: Isa, pool: Option<Arc<ThreadPool>>) -> Result<Self, KernelError> {
+    fn build(isa: Isa, team: Option<Arc<Team>>) -> Result<Self, KernelError> {
         let dots = isa.dots().ok_or(KernelError::IsaUnsupported { isa })?;
         Ok(CpuKernels {
             isa,
             dots,
-            pool,
+            team,
             numerics: Numerics::native(),
         })
     }
@@ -115,49 +106,47 @@ impl CpuKernels {
 
     /// Threads the products run on.
     pub fn threads(&self) -> usize {
-        self.pool
-            .as_ref()
-            .map_or(1, |pool| pool.current_num_threads())
+        self.team.as_ref().map_or(1, |team| team.threads())
     }
 
-    /// The same kernels on the calling thread only, for work that is already split over the pool.
+    /// The same kernels on the calling thread only, for work that is already split over the team.
     pub fn serial(&self) -> Self {
         CpuKernels {
-            pool: None,
+            team: None,
             ..self.clone()
         }
     }
 
-    /// `f(i)` for `i` in `0..n`, in parallel on the pool (in order on the calling thread without
+    /// `f(i)` for `i` in `0..n`, in parallel on the team (in order on the calling thread without
     /// one), collected in order.
-    pub fn map_parallel<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-        match &self.pool {
-            Some(pool) => pool.install(|| (0..n).into_par_iter().map(f).collect()),
+    pub fn map_parallel<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+        match &self.team {
+            Some(team) => team.map((0..n).collect(), f),
             None => (0..n).map(f).collect(),
         }
     }
 
-    /// `a()` and `b()`, `b` free to run on another thread of the pool while `a` runs (on the
-    /// calling thread without a pool).
+    /// `a()` and `b()`, `b` free to run on another thread of the team while `a` runs (on the
+    /// calling thread without a team).
     pub fn join<A: Send, B: Send>(
         &self,
         a: impl FnOnce() -> A + Send,
         b: impl FnOnce() -> B + Send,
     ) -> (A, B) {
-        match &self.pool {
-            Some(pool) => pool.install(|| rayon::join(a, b)),
+        match &self.team {
+            Some(team) => team.join(a, b),
             None => (a(), b()),
         }
     }
 
     /// `f(first_row, chunk)` over chunks of whole `width`-value rows of `data`, in parallel on
-    /// the pool when every thread gets `ROWS_PER_THREAD` (4) rows or more (else in one chunk on the
+    /// the team when every thread gets `ROWS_PER_THREAD` (4) rows or more (else in one chunk on the
     /// calling thread); the results in row order.
     pub fn map_row_chunks<T: Send, R: Send>(
         &self,
         data: &mut [T],
         width: usize,
-        f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+        f: impl Fn(usize, &mut [T]) -> R + Sync,
     ) -> Vec<R> {
         let (rows, threads) = (data.len().checked_div(width).unwrap_or(0), self.threads());
         match threads > 1 && rows >= ROWS_PER_THREAD * threads {
@@ -167,32 +156,22 @@ impl CpuKernels {
     }
 
     /// `f(first_row, chunk)` over chunks of `per_chunk` whole `width`-value rows of `data`, in
-    /// parallel on the pool (in one chunk on the calling thread without one); the results in
+    /// parallel on the team (in one chunk on the calling thread without one); the results in
     /// row order.
     fn row_chunks<T: Send, R: Send>(
         &self,
         data: &mut [T],
         width: usize,
         per_chunk: usize,
-        f: impl Fn(usize, &mut [T]) -> R + Sync + Send,
+        f: impl Fn(usize, &mut [T]) -> R + Sync,
     ) -> Vec<R> {
-        match &self.pool {
-            Some(pool) if width > 0 => pool.install(|| {
-                data.par_chunks_mut(per_chunk.max(1) * width)
-                    .enumerate()
-                    .map(|(i, chunk)| f(i * per_chunk, chunk))
-                    .collect()
-            }),
+        let per_chunk = per_chunk.max(1);
+        match &self.team {
+            Some(team) if width > 0 => {
+                let chunks = data.chunks_mut(per_chunk * width).enumerate().collect();
+                team.map(chunks, |(i, chunk)| f(i * per_chunk, chunk))
+            }
             _ => vec![f(0, data)],
-        }
-    }
-
-    /// Runs `work` on a thread of the pool (directly without one), so the serial steps between
-    /// products do not compete for the cores with pool threads waiting for the next product.
-    pub fn install<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(pool) => pool.install(work),
-            None => work(),
         }
     }
 
@@ -271,7 +250,7 @@ impl CpuKernels {
     }
 
     /// [`Self::i2s_gemm`] of several matrices of one width with one token, `outs[i]` receiving
-    /// `ws[i] · x`: the rows of all of them share one dispatch over the pool, so the smaller
+    /// `ws[i] · x`: the rows of all of them share one dispatch over the team, so the smaller
     /// ones (a layer's K and V beside its Q) do not each wait for a round trip of the threads,
     /// in chunks sized by all their rows together, so the smaller ones are not cut into many
     /// tiny jobs either.
@@ -302,8 +281,10 @@ impl CpuKernels {
                 });
             }
         };
-        match &self.pool {
-            Some(pool) => pool.install(|| jobs.into_par_iter().for_each(run)),
+        match &self.team {
+            Some(team) => {
+                team.map(jobs, run);
+            }
             None => jobs.into_iter().for_each(run),
         }
         Ok(())
@@ -619,7 +600,7 @@ impl CpuKernels {
         Ok(tokens)
     }
 
-    /// Fills `out[token · rows + row] = f(row, token)`, splitting rows over the pool.
+    /// Fills `out[token · rows + row] = f(row, token)`, splitting rows over the team.
     fn for_each_output<F>(&self, rows: usize, tokens: usize, out: &mut [f32], f: F)
     where
         F: Fn(usize, usize) -> f32 + Sync,
@@ -742,31 +723,32 @@ impl CpuKernels {
         if rows == 0 || per_row == 0 {
             return;
         }
-        match &self.pool {
+        match &self.team {
             None => body(0, data),
-            Some(pool) => {
-                let rows_per_chunk = rows_per_chunk(rows, pool.current_num_threads());
-                pool.install(|| {
-                    data.par_chunks_mut(rows_per_chunk * per_row)
-                        .enumerate()
-                        .for_each(|(i, chunk)| body(i * rows_per_chunk, chunk));
-                });
+            Some(team) => {
+                let rows_per_chunk = rows_per_chunk(rows, team.threads());
+                let chunks = data
+                    .chunks_mut(rows_per_chunk * per_row)
+                    .enumerate()
+                    .collect();
+                team.map(chunks, |(i, chunk)| body(i * rows_per_chunk, chunk));
             }
         }
     }
 }
 
 /// Rows per chunk when a product's `rows` are split over `threads` threads: eight chunks per
-/// thread, so that work stealing evens out the threads, and at least four rows.
+/// thread, claimed one at a time so that the threads finish close together, and at least four
+/// rows.
 fn rows_per_chunk(rows: usize, threads: usize) -> usize {
     (rows / (threads * 8)).max(4)
 }
 
-/// Rows (tokens) each thread needs before a row-wise step is split over the pool.
+/// Rows (tokens) each thread needs before a row-wise step is split over the team.
 const ROWS_PER_THREAD: usize = 4;
 
 /// Tokens each thread needs before an I2_S product splits its tokens, not its rows, over the
-/// pool.
+/// team.
 const I2S_TOKENS_PER_THREAD: usize = 16;
 
 /// Rows of an I2_S product that a thread passes over one block of tokens at a time: about

@@ -25,7 +25,7 @@ pub enum KernelError {
     ThreadPool {
         /// Threads asked for.
         threads: usize,
-        /// The pool builder's message.
+        /// Why a thread could not be started.
         reason: String,
     },
     /// Two operands disagree on a length.

@@ -3,7 +3,7 @@
 //! Each dot product has a scalar reference in [`scalar`] (`*_ref`) and SIMD versions for AVX2
 //! (with AVX-VNNI's I2_S cores where present), AVX-512 (with VNNI where present) and NEON, chosen
 //! at run time ([`Isa`]); every version returns
-//! the same bits as its reference. [`CpuKernels`] runs them over output rows on a rayon pool and
+//! the same bits as its reference. [`CpuKernels`] runs them over output rows on a [`Team`] of threads and
 //! applies the reference's epilogues.
 //!
 //! # I2_S accumulation: exact i32, not the reference's i16
@@ -64,6 +64,7 @@ mod reduce;
 pub(crate) mod rows;
 pub mod scalar;
 mod table;
+mod team;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -76,6 +77,7 @@ pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use rows::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 pub use table::{DotKernels, I2sRows, I2sRowsX4};
+pub use team::Team;
 
 /// Asks the CPU to bring the cache line holding `value` into its caches, as the one-token
 /// products do ahead of the rows they stream; a hint only, and nothing where the CPU has no such

@@ -154,7 +154,7 @@ impl KvCache {
         // The query heads that share a KV head go together, so each key (and, for one token,
         // value) row is read once for all of them; the groups and the blocks of the batch's
         // tokens are independent, and run in parallel, each on one thread, so a product per head
-        // and token is not a pool dispatch of its own. Every output is computed exactly as on
+        // and token is not a team dispatch of its own. Every output is computed exactly as on
         // one thread.
         // While every cached value of the layer is finite, a masked cell adds exactly nothing to
         // the batched `V·p` (its probability is 0), so tokens go in blocks that attend only the

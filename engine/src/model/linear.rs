@@ -214,7 +214,7 @@ impl Linear {
             }
             return Ok(());
         }
-        // One token: every matrix's rows in one dispatch over the pool.
+        // One token: every matrix's rows in one dispatch over the team.
         let ws = linears
             .iter()
             .map(|l| l.i2s_matrix(file_bytes))

@@ -279,16 +279,6 @@ impl<'m> Session<'m> {
         all_logits: bool,
         trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
     ) -> Result<Logits, ModelError> {
-        let kernels = &self.model.kernels;
-        kernels.install(|| self.run_here(tokens, all_logits, trace))
-    }
-
-    fn run_here(
-        &mut self,
-        tokens: &[u32],
-        all_logits: bool,
-        trace: &mut (dyn FnMut(TracedOp<'_>) + Send),
-    ) -> Result<Logits, ModelError> {
         let model = self.model;
         self.check_batch(tokens)?;
         let State::Cpu(cache) = &mut self.state else {

@@ -1,0 +1,530 @@
+//! A team of threads that run the chunks of one product together: the calling thread and
+//! `threads − 1` workers.
+//!
+//! A one-token product of a layer lasts tens of microseconds, so how soon the other threads
+//! start on it and how evenly they finish matter as much as the kernel. Between products the
+//! workers spin for a while (then yield, then sleep), so a dispatch reaches them in well under a
+//! microsecond. Each thread owns a run of consecutive jobs, which it claims one at a time from the
+//! front, so it streams its part of a matrix as one run; a thread that is done takes jobs from the
+//! back of the longest remaining run, so the threads finish within one job of each other; and the
+//! caller waits on a counter, not a wake-up.
+//!
+//! A dispatch from inside a job (or while another thread dispatches on the same team) runs on
+//! the calling thread; [`Team::join`] inside a job offers its second half to any idle thread of
+//! the team instead. A panic in a job reaches the caller once every job has stopped.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::hint::spin_loop;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::error::KernelError;
+
+/// How long an idle thread spins before it starts yielding its core.
+const SPIN_FOR: Duration = Duration::from_micros(200);
+/// How long an idle worker yields before it sleeps until the next dispatch.
+const YIELD_FOR: Duration = Duration::from_millis(2);
+/// Idle rounds between two looks at the clock.
+const ROUNDS_PER_CLOCK: u32 = 64;
+
+/// Threads that run the jobs of a dispatch together (see the module docs).
+#[derive(Debug)]
+pub struct Team {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    dispatching: Mutex<()>,
+}
+
+/// A value alone on its cache lines, so threads spinning on one do not slow writes to another.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+#[derive(Debug)]
+struct Shared {
+    /// Per thread (the dispatching caller first): the unclaimed jobs of its run in the current
+    /// dispatch, the end (high half) and the next one (low half).
+    runs: Vec<Padded<AtomicU64>>,
+    /// The current dispatch's work, valid while one of its jobs is claimed and not done.
+    job: Padded<AtomicPtr<Job<'static>>>,
+    /// Jobs of the current dispatch that have finished.
+    done: Padded<AtomicUsize>,
+    /// The second half of a [`Team::join`], offered to any idle thread.
+    offer: Padded<AtomicPtr<Offer<'static>>>,
+    /// Per worker: asleep until the next dispatch unparks it.
+    asleep: Vec<Padded<AtomicBool>>,
+    /// Set when the team is dropped.
+    stop: AtomicBool,
+}
+
+/// The work of one dispatch, on the caller's stack.
+struct Job<'a> {
+    run: &'a (dyn Fn(usize) + Sync),
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+/// An offered half of a join, on the offering thread's stack.
+struct Offer<'a> {
+    run: &'a (dyn Fn() + Sync),
+    finished: AtomicBool,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+thread_local! {
+    /// Whether this thread is running jobs of a dispatch (workers always are).
+    static IN_JOB: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Team {
+    /// A team of `threads` threads: the caller of each dispatch and `threads − 1` workers.
+    pub fn new(threads: usize) -> Result<Self, KernelError> {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            runs: (0..threads).map(|_| Padded::default()).collect(),
+            job: Padded::default(),
+            done: Padded::default(),
+            offer: Padded::default(),
+            asleep: (1..threads).map(|_| Padded::default()).collect(),
+            stop: AtomicBool::new(false),
+        });
+        let mut team = Team {
+            shared,
+            workers: Vec::with_capacity(threads - 1),
+            dispatching: Mutex::new(()),
+        };
+        for me in 0..threads - 1 {
+            let shared = team.shared.clone();
+            let worker = thread::Builder::new()
+                .name(format!("bitnet-team-{}", me + 1))
+                .spawn(move || shared.work(me))
+                .map_err(|e| KernelError::ThreadPool {
+                    threads,
+                    reason: e.to_string(),
+                })?;
+            team.workers.push(worker);
+        }
+        Ok(team)
+    }
+
+    /// Threads of the team, the caller included.
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// `f(i)` for every `i` in `0..n`, each on one thread of the team; returns when all are done.
+    pub fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        let parallel = n >= 2 && u32::try_from(n).is_ok() && !IN_JOB.get();
+        let guard = match parallel && !self.workers.is_empty() {
+            true => self.dispatch_lock(),
+            false => None,
+        };
+        let Some(_guard) = guard else {
+            (0..n).for_each(f);
+            return;
+        };
+        let job = Job {
+            run: f,
+            panic: Mutex::new(None),
+        };
+        let shared = &*self.shared;
+        shared.done.0.store(0, Ordering::Relaxed);
+        // Threads dereference the pointer only after claiming one of its jobs, and this
+        // function returns only once `done` counts every job.
+        let erased = ptr::from_ref(&job).cast_mut().cast::<Job<'static>>();
+        shared.job.0.store(erased, Ordering::Relaxed);
+        let threads = shared.runs.len();
+        for (t, run) in shared.runs.iter().enumerate() {
+            run.0.store(
+                span(t * n / threads, (t + 1) * n / threads),
+                Ordering::SeqCst,
+            );
+        }
+        for (worker, asleep) in self.workers.iter().zip(&shared.asleep) {
+            if asleep.0.load(Ordering::SeqCst) {
+                worker.thread().unpark();
+            }
+        }
+        IN_JOB.set(true);
+        shared.claim_all(0);
+        let mut idle = Idle::new();
+        while shared.done.0.load(Ordering::Acquire) < n {
+            if !shared.take_offer() {
+                idle.wait();
+            }
+        }
+        IN_JOB.set(false);
+        if let Some(payload) = take(&job.panic) {
+            panic::resume_unwind(payload);
+        }
+    }
+
+    /// `f(item)` for every item, each on one thread of the team; the results in item order.
+    pub fn map<I: Send, R: Send>(&self, items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
+        let slots: Vec<Mutex<(Option<I>, Option<R>)>> = items
+            .into_iter()
+            .map(|item| Mutex::new((Some(item), None)))
+            .collect();
+        self.run(slots.len(), &|i| {
+            let item = lock(&slots[i]).0.take();
+            if let Some(item) = item {
+                let result = f(item);
+                lock(&slots[i]).1 = Some(result);
+            }
+        });
+        slots
+            .into_iter()
+            .map(|slot| {
+                let (_, result) = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
+                result.expect("a dispatch returns once every job has run")
+            })
+            .collect()
+    }
+
+    /// `a()` and `b()`, `b` free to run on another thread of the team while `a` runs.
+    pub fn join<A: Send, B: Send>(
+        &self,
+        a: impl FnOnce() -> A + Send,
+        b: impl FnOnce() -> B + Send,
+    ) -> (A, B) {
+        let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
+        let (a_out, b_out) = (Mutex::new(None), Mutex::new(None));
+        let run_a = || {
+            if let Some(a) = take(&a) {
+                *lock(&a_out) = Some(a());
+            }
+        };
+        let run_b = || {
+            if let Some(b) = take(&b) {
+                *lock(&b_out) = Some(b());
+            }
+        };
+        match IN_JOB.get() && !self.workers.is_empty() {
+            true => self.shared.offer_while(&run_b, run_a),
+            false => self.run(2, &|i| if i == 0 { run_a() } else { run_b() }),
+        }
+        match (take(&a_out), take(&b_out)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => unreachable!("both halves of a join ran"),
+        }
+    }
+
+    /// The right to dispatch, or `None` while another thread dispatches on this team.
+    fn dispatch_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.dispatching.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for worker in self.workers.drain(..) {
+            worker.thread().unpark();
+            // A worker runs no user code outside a dispatch, which cannot be in progress here.
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Shared {
+    /// A worker's life: claim jobs and offers as they come, idle in between.
+    fn work(&self, me: usize) {
+        IN_JOB.set(true);
+        let mut idle = Idle::new();
+        loop {
+            if self.unclaimed() {
+                self.claim_all(me + 1);
+                idle = Idle::new();
+            } else if self.take_offer() {
+                idle = Idle::new();
+            } else if self.stop.load(Ordering::Acquire) {
+                return;
+            } else if idle.wait() {
+                self.sleep(me);
+                idle = Idle::new();
+            }
+        }
+    }
+
+    /// Sleeps until the next dispatch (or the team's end), unless one has already begun.
+    fn sleep(&self, me: usize) {
+        let asleep = &self.asleep[me].0;
+        asleep.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !self.unclaimed() && !self.stop.load(Ordering::SeqCst) {
+            thread::park();
+        }
+        asleep.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a run of the current dispatch has jobs nobody has claimed yet.
+    fn unclaimed(&self) -> bool {
+        self.runs
+            .iter()
+            .any(|run| remaining(run.0.load(Ordering::SeqCst)) > 0)
+    }
+
+    /// Runs jobs of the current dispatch, thread `me`'s own run first, until none is left
+    /// unclaimed.
+    fn claim_all(&self, me: usize) {
+        while let Some(i) = self.claim(me) {
+            // SAFETY: job `i` was claimed from a run of the dispatch whose stores the claim
+            // synchronized with, and its caller waits for the job to be counted done before its
+            // `Job` goes away.
+            let job = unsafe { &*self.job.0.load(Ordering::Acquire) };
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| (job.run)(i))) {
+                lock(&job.panic).get_or_insert(payload);
+            }
+            self.done.0.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Claims the next job of thread `me`'s run or, once that is empty, the last job of the
+    /// longest other run.
+    fn claim(&self, me: usize) -> Option<usize> {
+        let own = &self.runs[me].0;
+        let mut current = own.load(Ordering::Acquire);
+        while remaining(current) > 0 {
+            let (start, end) = bounds(current);
+            match own.compare_exchange_weak(
+                current,
+                span(start + 1, end),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(start),
+                Err(now) => current = now,
+            }
+        }
+        loop {
+            let (victim, current) = self
+                .runs
+                .iter()
+                .map(|run| (&run.0, run.0.load(Ordering::Acquire)))
+                .max_by_key(|&(_, v)| remaining(v))?;
+            if remaining(current) == 0 {
+                return None;
+            }
+            let (start, end) = bounds(current);
+            if victim
+                .compare_exchange_weak(
+                    current,
+                    span(start, end - 1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                return Some(end - 1);
+            }
+        }
+    }
+
+    /// Runs `a` while `b` is offered to the idle threads of the team; runs `b` too unless one
+    /// took it, and returns when both are done.
+    fn offer_while(&self, b: &(dyn Fn() + Sync), a: impl FnOnce()) {
+        let offer = Offer {
+            run: b,
+            finished: AtomicBool::new(false),
+            panic: Mutex::new(None),
+        };
+        // The pointer leaves the slot before this function returns (taken back here, or taken
+        // by a thread that then sets `finished`, which is awaited), and no thread dereferences
+        // it after setting `finished`.
+        let ptr = ptr::from_ref(&offer).cast_mut().cast::<Offer<'static>>();
+        let slot = &self.offer.0;
+        let offered = slot
+            .compare_exchange(ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        let a_result = panic::catch_unwind(AssertUnwindSafe(a));
+        let taken_back = offered
+            && slot
+                .compare_exchange(ptr, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+        if offered && !taken_back {
+            let mut idle = Idle::new();
+            while !offer.finished.load(Ordering::Acquire) {
+                idle.wait();
+            }
+        } else if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(b)) {
+            lock(&offer.panic).get_or_insert(payload);
+        }
+        if let Err(payload) = a_result {
+            panic::resume_unwind(payload);
+        }
+        if let Some(payload) = take(&offer.panic) {
+            panic::resume_unwind(payload);
+        }
+    }
+
+    /// Runs the offered half of a join, if there is one; whether it did.
+    fn take_offer(&self) -> bool {
+        let slot = &self.offer.0;
+        let ptr = slot.load(Ordering::Acquire);
+        if ptr.is_null()
+            || slot
+                .compare_exchange(ptr, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        // SAFETY: the pointer was in the slot until this exchange took it, so its offer is alive,
+        // and its thread waits for `finished`, set last.
+        let offer = unsafe { &*ptr };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(offer.run)) {
+            lock(&offer.panic).get_or_insert(payload);
+        }
+        offer.finished.store(true, Ordering::Release);
+        true
+    }
+}
+
+/// The idle rounds of a thread that waits: spinning first, then yielding its core.
+struct Idle {
+    since: Instant,
+    rounds: u32,
+    yielding: bool,
+}
+
+impl Idle {
+    fn new() -> Self {
+        Idle {
+            since: Instant::now(),
+            rounds: 0,
+            yielding: false,
+        }
+    }
+
+    /// One idle round; whether the thread has waited long enough to sleep.
+    fn wait(&mut self) -> bool {
+        self.rounds += 1;
+        if self.rounds.is_multiple_of(ROUNDS_PER_CLOCK) {
+            let waited = self.since.elapsed();
+            self.yielding = waited >= SPIN_FOR;
+            if waited >= SPIN_FOR + YIELD_FOR {
+                return true;
+            }
+        }
+        match self.yielding {
+            true => thread::yield_now(),
+            false => spin_loop(),
+        }
+        false
+    }
+}
+
+/// A run of jobs `start..end` as one word (`end` at most `u32::MAX`).
+fn span(start: usize, end: usize) -> u64 {
+    ((end as u64) << 32) | start as u64
+}
+
+/// The first unclaimed job and the end of a run.
+fn bounds(run: u64) -> (usize, usize) {
+    ((run & u64::from(u32::MAX)) as usize, (run >> 32) as usize)
+}
+
+/// Jobs of a run nobody has claimed yet.
+fn remaining(run: u64) -> usize {
+    let (start, end) = bounds(run);
+    end.saturating_sub(start)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
+    lock(m).take()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_runs_once_on_any_team_size() {
+        for threads in [1, 2, 3, 5] {
+            let team = Team::new(threads).unwrap();
+            assert_eq!(team.threads(), threads);
+            for n in [0, 1, 2, 7, 100] {
+                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                team.run(n, &|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn nested_dispatches_and_joins_run_every_part() {
+        let team = Team::new(2).unwrap();
+        let total = AtomicUsize::new(0);
+        team.run(8, &|i| {
+            let (a, b) = team.join(|| i, || 10 * i);
+            team.run(3, &|_| {
+                total.fetch_add(a + b, Ordering::Relaxed);
+            });
+        });
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            3 * 11 * (0..8).sum::<usize>()
+        );
+        assert_eq!(team.join(|| 1, || 2), (1, 2));
+    }
+
+    #[test]
+    fn a_panicking_job_reaches_the_caller_after_the_others_finish() {
+        let team = Team::new(2).unwrap();
+        let finished = AtomicUsize::new(0);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            team.run(16, &|i| {
+                if i == 3 {
+                    panic!("job 3");
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(finished.load(Ordering::Relaxed), 15);
+        let joined = panic::catch_unwind(AssertUnwindSafe(|| {
+            team.run(2, &|_| {
+                team.join(|| (), || panic!("second half"));
+            })
+        }));
+        assert!(joined.is_err());
+        team.run(4, &|_| ());
+    }
+
+    #[test]
+    fn workers_wake_from_sleep_for_the_next_dispatch() {
+        let team = Team::new(2).unwrap();
+        thread::sleep(SPIN_FOR + YIELD_FOR + Duration::from_millis(20));
+        // Job 0 holds its thread until job 1 has started, which only another thread can do.
+        let started = AtomicBool::new(false);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ran_on = [Mutex::new(None), Mutex::new(None)];
+        team.run(2, &|i| {
+            *lock(&ran_on[i]) = Some(thread::current().id());
+            match i {
+                0 => {
+                    while !started.load(Ordering::Acquire) && Instant::now() < deadline {
+                        thread::yield_now();
+                    }
+                }
+                _ => started.store(true, Ordering::Release),
+            }
+        });
+        assert!(started.load(Ordering::Acquire));
+        let [a, b] = ran_on.map(|m| take(&m));
+        assert_ne!(a.unwrap(), b.unwrap());
+    }
+}
