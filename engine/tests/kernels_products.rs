@@ -295,3 +295,37 @@ fn one_dispatch_over_several_matrices_equals_each_product_and_refuses_mismatches
         }
     ));
 }
+
+#[test]
+fn one_token_products_in_many_chunks_are_those_of_one_thread() {
+    // Large enough that each thread streams several chunks of its own run and takes some from
+    // the back of the other's.
+    let k = 256;
+    let (f16_rows, i2s_rows) = (4099, 70_001);
+    let dense: Vec<f16> = pattern(k * f16_rows, 30)
+        .iter()
+        .map(|&v| f16::from_f32(v))
+        .collect();
+    let w = DenseMatrix::new(&dense, Shape::new(k, f16_rows)).unwrap();
+    let x = pattern(k, 31);
+    let ternary: Vec<f32> = pattern(k * i2s_rows, 32)
+        .iter()
+        .map(|v| v.round())
+        .collect();
+    let packed = I2s.quantize(&ternary, Shape::new(k, i2s_rows)).unwrap();
+    let t = I2sMatrix::new(&packed, Shape::new(k, i2s_rows)).unwrap();
+    let a = I8sActivations::quantize(&x, k, FpContract::Off).unwrap();
+    let run = |kernels: &CpuKernels| {
+        let (mut dense_out, mut i2s_out) = (vec![f32::NAN; f16_rows], vec![f32::NAN; i2s_rows]);
+        kernels.f16_gemv(&w, &x, &mut dense_out).unwrap();
+        kernels.i2s_gemv(&t, &a, &mut i2s_out).unwrap();
+        (dense_out, i2s_out)
+    };
+    let serial = run(&CpuKernels::best(1).unwrap());
+    for threads in [2, 3] {
+        assert!(
+            run(&CpuKernels::best(threads).unwrap()) == serial,
+            "{threads} threads"
+        );
+    }
+}

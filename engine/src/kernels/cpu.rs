@@ -264,7 +264,7 @@ impl CpuKernels {
         expect_len("i2_s gemv outputs", ws.len(), outs.len())?;
         let mut jobs = Vec::new();
         let all_rows = ws.iter().map(|w| w.shape().ne1).sum();
-        let per_chunk = rows_per_chunk(all_rows, self.threads());
+        let per_chunk = streaming_rows_per_chunk(all_rows, self.threads(), x.k() / 4);
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
             let rows = w.shape().ne1;
             expect_len("i2_s activation width", w.shape().ne0, x.k())?;
@@ -446,6 +446,13 @@ impl CpuKernels {
                 for (t, o) in row_out.iter_mut().enumerate().skip(token) {
                     *o = dot(w_row, token_of(x, shape.ne0, t), width);
                 }
+            });
+        } else if tokens == 1 {
+            let y = round_to_f16(x);
+            let per_chunk = streaming_rows_per_chunk(shape.ne1, self.threads(), 2 * shape.ne0);
+            self.split_rows_by(out, 1, shape.ne1, per_chunk, |first_row, chunk| {
+                let rows = first_row..first_row + chunk.len();
+                self.f16_vec_rows_with(rows, w, &y, |r, v| chunk[r] = v);
             });
         } else {
             let rounded = round_to_f16(x);
@@ -720,13 +727,27 @@ impl CpuKernels {
     where
         B: Fn(usize, &mut [f32]) + Sync,
     {
+        let rows_per_chunk = rows_per_chunk(rows, self.threads());
+        self.split_rows_by(data, per_row, rows, rows_per_chunk, body);
+    }
+
+    /// [`Self::split_rows`] in chunks of `rows_per_chunk` rows.
+    fn split_rows_by<B>(
+        &self,
+        data: &mut [f32],
+        per_row: usize,
+        rows: usize,
+        rows_per_chunk: usize,
+        body: B,
+    ) where
+        B: Fn(usize, &mut [f32]) + Sync,
+    {
         if rows == 0 || per_row == 0 {
             return;
         }
         match &self.team {
             None => body(0, data),
             Some(team) => {
-                let rows_per_chunk = rows_per_chunk(rows, team.threads());
                 let chunks = data
                     .chunks_mut(rows_per_chunk * per_row)
                     .enumerate()
@@ -743,6 +764,17 @@ impl CpuKernels {
 fn rows_per_chunk(rows: usize, threads: usize) -> usize {
     (rows / (threads * 8)).max(4)
 }
+
+/// Rows per chunk of a one-token product whose rows are `row_bytes` long: chunks of about
+/// [`STREAMING_CHUNK_BYTES`], so that the threads, each streaming its own run of chunks back to
+/// back, finish within a few microseconds of each other, and at least eight per thread.
+fn streaming_rows_per_chunk(rows: usize, threads: usize, row_bytes: usize) -> usize {
+    let by_bytes = (STREAMING_CHUNK_BYTES / row_bytes.max(1)).max(4);
+    rows_per_chunk(rows, threads).min(by_bytes)
+}
+
+/// Bytes of weights per chunk of a one-token product.
+const STREAMING_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Rows (tokens) each thread needs before a row-wise step is split over the team.
 const ROWS_PER_THREAD: usize = 4;
