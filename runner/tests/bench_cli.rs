@@ -22,6 +22,7 @@ struct Run {
 fn bench(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
         .arg("bench")
+        .args(["--probe-ms", "50"])
         .args(args)
         .output()
         .unwrap();
@@ -60,9 +61,14 @@ fn check_side(side: &Value, decode: bool, what: &str) {
     let bw = &side["decode_bandwidth"];
     if decode {
         positive(&bw["bytes_per_second"], &format!("{what} bandwidth"));
-        positive(
+        let sustained = positive(
             &bw["fraction_of_probe"],
             &format!("{what} bandwidth fraction"),
+        );
+        let of_peak = positive(&bw["fraction_of_peak"], &format!("{what} fraction of peak"));
+        assert!(
+            of_peak <= sustained,
+            "{what}: the peak is the higher bandwidth"
         );
     } else {
         assert!(bw.is_null(), "{what}: prefill has no decode bandwidth");
@@ -103,7 +109,8 @@ fn side_by_side_report_has_both_engines_ratios_rss_and_bandwidth() {
     }
     let probe = &r["machine"]["memory_read_bandwidth"][0];
     assert_eq!(probe["threads"], 1);
-    positive(&probe["bytes_per_second"], "probed bandwidth");
+    let sustained = positive(&probe["bytes_per_second"], "probed bandwidth");
+    assert!(positive(&probe["peak_bytes_per_second"], "probed peak") >= sustained);
     let traffic = &r["model"]["decode_traffic"];
     positive(&traffic["block_weights"], "block bytes");
     positive(&traffic["head"], "head bytes");

@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bitnet_engine::gguf::TensorInfo;
 use bitnet_engine::kernels::prefetch_streaming;
@@ -52,58 +52,104 @@ pub fn fraction_of(achieved: f64, probed: f64) -> f64 {
     achieved / probed
 }
 
-/// The best read bandwidth a probe measured with some number of threads.
+/// What a read-bandwidth probe measured with some number of threads.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ReadBandwidth {
     /// Threads that read concurrently.
     pub threads: usize,
-    /// Bytes read per second in the fastest pass.
+    /// Bytes read per second over all the passes: the bandwidth the machine sustained.
     pub bytes_per_second: f64,
+    /// Bytes read per second in each thread's fastest pass, summed over the threads: the
+    /// bandwidth of the probe's best moments.
+    pub peak_bytes_per_second: f64,
     /// Size of the buffer read in each pass.
     pub buffer_bytes: usize,
-    /// Passes made.
+    /// Passes made (by each thread).
     pub passes: usize,
+    /// Seconds the passes took.
+    pub seconds: f64,
 }
 
 impl ReadBandwidth {
-    /// The faster of two probes, with the passes of both.
+    /// The probe of the two that sustained more, with the passes, time and peak of both.
     pub fn faster(self, other: ReadBandwidth) -> ReadBandwidth {
-        let passes = self.passes + other.passes;
         let best = match other.bytes_per_second > self.bytes_per_second {
             true => other,
             false => self,
         };
-        ReadBandwidth { passes, ..best }
+        ReadBandwidth {
+            peak_bytes_per_second: self.peak_bytes_per_second.max(other.peak_bytes_per_second),
+            passes: self.passes + other.passes,
+            seconds: self.seconds + other.seconds,
+            ..best
+        }
     }
 }
 
-/// Sums a buffer of `buffer_bytes` (which should dwarf the last-level cache) with `threads`
-/// threads, each over its own contiguous part, `passes` times; returns the fastest pass.
-pub fn probe_read_bandwidth(threads: usize, buffer_bytes: usize, passes: usize) -> ReadBandwidth {
-    let threads = threads.max(1);
-    let words = (buffer_bytes / 8).max(threads * LANES);
-    let mut memory = huge_page_words(words);
-    // Distinct non-zero words, so that every page is really backed and nothing is shared.
-    for (i, w) in memory.words().iter_mut().enumerate() {
-        *w = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+/// How long a probe reads.
+#[derive(Debug, Clone, Copy)]
+pub enum ProbeLength {
+    /// This many passes over the buffer.
+    Passes(usize),
+    /// Passes until this much time has passed (at least one).
+    Window(Duration),
+}
+
+/// A buffer (which should dwarf the last-level cache) that probes read, each of `threads`
+/// threads summing its own contiguous part over and over.
+pub struct ProbeBuffer {
+    memory: Words,
+}
+
+impl ProbeBuffer {
+    /// A buffer of `buffer_bytes`, every page backed.
+    pub fn new(buffer_bytes: usize) -> Self {
+        let mut memory = huge_page_words((buffer_bytes / 8).max(LANES));
+        // Distinct non-zero words, so that every page is really backed and nothing is shared.
+        for (i, w) in memory.words().iter_mut().enumerate() {
+            *w = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        }
+        ProbeBuffer { memory }
     }
-    let buffer: &[u64] = memory.words();
-    let part = words.div_ceil(threads);
-    let mut best = f64::INFINITY;
-    for _ in 0..passes.max(1) {
+
+    /// Reads the buffer with `threads` threads for `length`.
+    pub fn read(&self, threads: usize, length: ProbeLength) -> ReadBandwidth {
+        let buffer = self.memory.words_ref();
+        let part = buffer.len().div_ceil(threads.max(1)).max(LANES);
         let start = Instant::now();
-        thread::scope(|s| {
-            for chunk in buffer.chunks(part) {
-                s.spawn(move || black_box(sum(chunk)));
+        let read = |chunk: &[u64]| {
+            let (begin, mut passes, mut fastest) = (Instant::now(), 0, f64::INFINITY);
+            loop {
+                let pass = Instant::now();
+                black_box(sum(chunk));
+                fastest = fastest.min(pass.elapsed().as_secs_f64());
+                passes += 1;
+                let done = match length {
+                    ProbeLength::Passes(n) => passes >= n,
+                    ProbeLength::Window(window) => start.elapsed() >= window,
+                };
+                if done {
+                    let bytes = (chunk.len() * 8) as f64;
+                    let seconds = begin.elapsed().as_secs_f64();
+                    return (passes, bytes * passes as f64 / seconds, bytes / fastest);
+                }
             }
+        };
+        let per_thread: Vec<(usize, f64, f64)> = thread::scope(|s| {
+            let readers: Vec<_> = buffer
+                .chunks(part)
+                .map(|chunk| s.spawn(move || read(chunk)))
+                .collect();
+            readers.into_iter().filter_map(|r| r.join().ok()).collect()
         });
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    ReadBandwidth {
-        threads,
-        bytes_per_second: (words * 8) as f64 / best,
-        buffer_bytes: words * 8,
-        passes: passes.max(1),
+        ReadBandwidth {
+            threads: threads.max(1),
+            bytes_per_second: per_thread.iter().map(|t| t.1).sum(),
+            peak_bytes_per_second: per_thread.iter().map(|t| t.2).sum(),
+            buffer_bytes: buffer.len() * 8,
+            passes: per_thread.iter().map(|t| t.0).min().unwrap_or(0),
+            seconds: start.elapsed().as_secs_f64(),
+        }
     }
 }
 
@@ -119,6 +165,13 @@ impl Words {
     fn words(&mut self) -> &mut [u64] {
         match self {
             Words::Mapped(map) => <[u64]>::mut_from_bytes(&mut map[..]).unwrap_or(&mut []),
+            Words::Heap(words) => words,
+        }
+    }
+
+    fn words_ref(&self) -> &[u64] {
+        match self {
+            Words::Mapped(map) => <[u64]>::ref_from_bytes(&map[..]).unwrap_or(&[]),
             Words::Heap(words) => words,
         }
     }
@@ -218,21 +271,28 @@ mod tests {
     }
 
     #[test]
-    fn the_faster_probe_counts_with_the_passes_of_both() {
-        let probe = |bytes_per_second: f64, passes: usize| ReadBandwidth {
+    fn the_faster_probe_counts_with_the_passes_time_and_peak_of_both() {
+        let probe = |sustained: f64, peak: f64, passes: usize| ReadBandwidth {
             threads: 2,
-            bytes_per_second,
+            bytes_per_second: sustained,
+            peak_bytes_per_second: peak,
             buffer_bytes: 1 << 29,
             passes,
+            seconds: passes as f64,
         };
-        assert_eq!(probe(40e9, 3).faster(probe(60e9, 2)), probe(60e9, 5));
-        assert_eq!(probe(60e9, 3).faster(probe(40e9, 2)), probe(60e9, 5));
+        let both = probe(60e9, 80e9, 5);
+        assert_eq!(probe(40e9, 80e9, 3).faster(probe(60e9, 65e9, 2)), both);
+        assert_eq!(probe(60e9, 65e9, 3).faster(probe(40e9, 80e9, 2)), both);
     }
 
     #[test]
     fn a_probe_reports_what_it_read() {
-        let bw = probe_read_bandwidth(2, 1 << 20, 2);
+        let buffer = ProbeBuffer::new(1 << 20);
+        let bw = buffer.read(2, ProbeLength::Passes(2));
         assert_eq!((bw.threads, bw.buffer_bytes, bw.passes), (2, 1 << 20, 2));
         assert!(bw.bytes_per_second.is_finite() && bw.bytes_per_second > 0.0);
+        assert!(bw.peak_bytes_per_second >= bw.bytes_per_second);
+        let window = buffer.read(2, ProbeLength::Window(Duration::from_millis(30)));
+        assert!(window.seconds >= 0.03 && window.passes >= 1, "{window:?}");
     }
 }

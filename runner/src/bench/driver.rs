@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bitnet_engine::gguf::{GgufFile, ModelHparams};
@@ -12,7 +13,7 @@ use bitnet_engine::model::{DeviceStrategy, SPLIT_ATTENTION_FROM};
 use bitnet_engine::synth::Arch;
 use bitnet_ffi_cpp::reference_info;
 
-use super::bandwidth::{probe_read_bandwidth, DecodeTraffic, ReadBandwidth};
+use super::bandwidth::{DecodeTraffic, ProbeBuffer, ProbeLength, ReadBandwidth};
 use super::machine::CpuInfo;
 use super::report::{BenchReport, MachineSummary, ModelSummary, SideResult, TestResult, METHOD};
 use super::synthetic::{cache_dir, ensure_model, BenchShape};
@@ -75,6 +76,12 @@ pub struct BenchArgs {
     /// Buffer of the memory bandwidth probe, in MiB (much larger than the last-level cache).
     #[arg(long, default_value_t = 512, value_parser = positive)]
     pub probe_mib: usize,
+    /// How long the memory probe reads before and after each decode run, in milliseconds:
+    /// long enough that its rate, like a decode's, is sustained over many of a shared host's
+    /// swings rather than caught in one of its fast moments (a pass of the buffer takes
+    /// milliseconds; a decode run, seconds).
+    #[arg(long, default_value_t = 1000, value_parser = positive)]
+    pub probe_ms: usize,
     /// Where the engine runs, and how.
     #[command(flatten)]
     pub engine: EngineDevice,
@@ -144,11 +151,8 @@ pub enum BenchError {
     NoCacheDir,
 }
 
-/// Passes of the memory probe at the start of each thread count (the fastest counts).
+/// Passes of the memory probe at the start of each thread count.
 const PROBE_PASSES: usize = 10;
-
-/// Passes of the memory probe between the runs of a decode test.
-const REP_PROBE_PASSES: usize = 3;
 
 /// Runs the benchmark and prints the table, or the JSON report with `--json`.
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -210,7 +214,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut results = Vec::new();
     for &n_threads in &threads {
         eprintln!("probing the memory read bandwidth with {n_threads} thread(s)");
-        let probe = probe_read_bandwidth(n_threads, args.probe_mib << 20, PROBE_PASSES);
+        let buffer = ProbeBuffer::new(args.probe_mib << 20);
+        let probe = buffer.read(n_threads, ProbeLength::Passes(PROBE_PASSES));
+        drop(buffer);
         for &test in &tests {
             results.push(run_test(
                 &path,
@@ -220,6 +226,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     reps: args.reps,
                     engine: args.engine,
                     probe_bytes: args.probe_mib << 20,
+                    probe_window: Duration::from_millis(args.probe_ms as u64),
                 },
                 sides,
                 &model.summary.decode_traffic,
@@ -294,11 +301,12 @@ struct Setup {
     reps: usize,
     engine: EngineDevice,
     probe_bytes: usize,
+    probe_window: Duration,
 }
 
 /// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker; a
-/// decode test probes the memory read bandwidth before the first run and after every run, while
-/// the workers wait.
+/// decode test probes the memory read bandwidth for `probe_window` before the first run and
+/// after every run, while the workers wait.
 fn run_test(
     model: &Path,
     setup: &Setup,
@@ -311,6 +319,7 @@ fn run_test(
         reps,
         engine,
         probe_bytes,
+        probe_window,
     } = *setup;
     let mut workers = sides
         .iter()
@@ -319,8 +328,14 @@ fn run_test(
     let mut samples = vec![Vec::with_capacity(reps); sides.len()];
     // The host's memory may change speed between runs: each run is compared with the probes
     // right before and right after it.
-    let probe_now = || probe_read_bandwidth(threads, probe_bytes, REP_PROBE_PASSES);
-    let mut before = test.is_decode().then(probe_now);
+    let buffer = test.is_decode().then(|| ProbeBuffer::new(probe_bytes));
+    let probe_now = || {
+        let buffer = buffer
+            .as_ref()
+            .context("a decode test has a probe buffer")?;
+        anyhow::Ok(buffer.read(threads, ProbeLength::Window(probe_window)))
+    };
+    let mut before = test.is_decode().then(probe_now).transpose()?;
     let mut probe = before;
     let mut run_probes = vec![Vec::with_capacity(reps); sides.len()];
     for rep in 1..=reps {
@@ -333,7 +348,7 @@ fn run_test(
             samples.push(rate);
             line += &format!(" {} {rate:.2} t/s", worker.side.name());
             if let Some(earlier) = before {
-                let after = probe_now();
+                let after = probe_now()?;
                 run_probes.push(earlier.faster(after));
                 probe = probe.map(|p| p.faster(after));
                 before = Some(after);

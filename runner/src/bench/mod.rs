@@ -13,7 +13,7 @@ mod worker;
 mod workload;
 
 pub use bandwidth::{
-    achieved_bandwidth, fraction_of, probe_read_bandwidth, DecodeTraffic, ReadBandwidth,
+    achieved_bandwidth, fraction_of, DecodeTraffic, ProbeBuffer, ProbeLength, ReadBandwidth,
 };
 pub use driver::{run, BenchArgs, BenchError};
 pub use machine::{peak_rss_bytes, vm_hwm_bytes, CpuInfo};

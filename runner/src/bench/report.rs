@@ -35,8 +35,10 @@ pub const METHOD: &str = "ppN: one batch of N tokens in a fresh context, logits 
      in fresh worker processes (one per side, loaded and warmed up before timing), alternating \
      engine and reference each repetition. Peak RSS is the worker's VmHWM (ru_maxrss off Linux). \
      Decode bandwidth (CPU sides) is the block matrices plus the whole output head per token, \
-     times tokens/s, as a fraction of the fastest read-bandwidth probe taken between the decode \
-     test's repetitions (the machine's bandwidth drifts on shared hosts); a GPU side reports the most device memory in use while a test ran instead.";
+     times tokens/s, as a fraction of the read bandwidth that a probe sustained for one second \
+     just before or just after the run, whichever sustained more (the machine's bandwidth \
+     drifts on shared hosts), and of that probe's peak (its threads' fastest passes); a GPU side \
+     reports the most device memory in use while a test ran instead.";
 
 /// The model and its decode traffic.
 #[derive(Debug, Clone, Serialize)]
@@ -86,8 +88,8 @@ pub struct TestResult {
     pub reference: Option<SideResult>,
     /// Median tokens/s of the engine over that of the reference.
     pub ratio: Option<f64>,
-    /// The fastest of the read bandwidths probed before and after each run of a decode test
-    /// (absent for prefill tests).
+    /// The probe that sustained the most of those before and after each run of a decode test,
+    /// with the peak of all of them (absent for prefill tests).
     pub probe: Option<ReadBandwidth>,
 }
 
@@ -103,8 +105,8 @@ pub struct SideResult {
     /// Memory read bandwidth of the run whose fraction of its probe is the median (the lower
     /// of the two middle ones for an even count; decode tests on the CPU only).
     pub decode_bandwidth: Option<Bandwidth>,
-    /// Memory read bandwidth of each run, against the faster of the probes just before and
-    /// just after it (decode tests on the CPU only).
+    /// Memory read bandwidth of each run, against the probe just before or just after it that
+    /// sustained more (decode tests on the CPU only).
     pub decode_runs: Vec<Bandwidth>,
     /// Where the side ran, and why.
     pub device: String,
@@ -117,10 +119,14 @@ pub struct SideResult {
 pub struct Bandwidth {
     /// Bytes per second.
     pub bytes_per_second: f64,
-    /// The probed read bandwidth it is compared with, in bytes per second.
+    /// The read bandwidth the probe beside it sustained, in bytes per second.
     pub probe_bytes_per_second: f64,
     /// As a fraction of that probe.
     pub fraction_of_probe: f64,
+    /// That probe's peak (its threads' fastest passes), in bytes per second.
+    pub probe_peak_bytes_per_second: f64,
+    /// As a fraction of that peak.
+    pub fraction_of_peak: f64,
 }
 
 impl Bandwidth {
@@ -135,6 +141,8 @@ impl Bandwidth {
             bytes_per_second,
             probe_bytes_per_second: probe.bytes_per_second,
             fraction_of_probe: fraction_of(bytes_per_second, probe.bytes_per_second),
+            probe_peak_bytes_per_second: probe.peak_bytes_per_second,
+            fraction_of_peak: fraction_of(bytes_per_second, probe.peak_bytes_per_second),
         }
     }
 }
@@ -235,12 +243,20 @@ impl BenchReport {
             .machine
             .memory_read_bandwidth
             .iter()
-            .map(|p| format!("{} thread(s) {}/s", p.threads, bytes(p.bytes_per_second)))
+            .map(|p| {
+                format!(
+                    "{} thread(s) {}/s (peak {}/s)",
+                    p.threads,
+                    bytes(p.bytes_per_second),
+                    bytes(p.peak_bytes_per_second)
+                )
+            })
             .collect();
         out += &format!(
-            "memory read bandwidth (probe at the start): {}; decode tests probe again before and \
-             after every run, compare each run with the faster of the two probes beside it, and \
-             show the run with the median fraction\n",
+            "memory read bandwidth (probe at the start): {}; decode tests probe for a second \
+             before and after every run, compare each run with the probe beside it that \
+             sustained more (and with that probe's peak), and show the run with the median \
+             fraction\n",
             probes.join(", ")
         );
         if let Some(first) = self.results.first() {
@@ -330,10 +346,12 @@ fn bw(side: &SideResult) -> String {
     side.decode_bandwidth
         .map(|b| {
             format!(
-                "{}/s ({:.0}% of {}/s)",
+                "{}/s ({:.0}% of {}/s; {:.0}% of peak {}/s)",
                 bytes(b.bytes_per_second),
                 100.0 * b.fraction_of_probe,
-                bytes(b.probe_bytes_per_second)
+                bytes(b.probe_bytes_per_second),
+                100.0 * b.fraction_of_peak,
+                bytes(b.probe_peak_bytes_per_second)
             )
         })
         .unwrap_or_default()
@@ -397,8 +415,10 @@ mod tests {
         ReadBandwidth {
             threads: 1,
             bytes_per_second: gb_per_second * 1e9,
+            peak_bytes_per_second: gb_per_second * 1.25e9,
             buffer_bytes: 1 << 29,
             passes: 10,
+            seconds: 1.0,
         }
     }
 
@@ -435,7 +455,10 @@ mod tests {
         assert!(pp.decode_runs.is_empty());
         assert!(SideResult::new(BenchTest::Prefill(8), &[], None, 0.5, &traffic, &[]).is_none());
 
-        assert_eq!(bw(&tg), "17.67 GB/s (59% of 30.00 GB/s)");
+        assert_eq!(
+            bw(&tg),
+            "17.67 GB/s (59% of 30.00 GB/s; 47% of peak 37.50 GB/s)"
+        );
         let r = TestResult::new(BenchTest::Prefill(8), 2, pp.clone(), Some(tg), None);
         assert!((r.ratio.unwrap() - 2.0).abs() < 1e-12);
         assert_eq!(
@@ -462,7 +485,10 @@ mod tests {
         for (got, want) in fractions.iter().zip(expected) {
             assert!((got - want).abs() < 1e-12, "{fractions:?}");
         }
-        assert_eq!(bw(&tg), "38.00 GB/s (95% of 40.00 GB/s)");
+        assert_eq!(
+            bw(&tg),
+            "38.00 GB/s (95% of 40.00 GB/s; 76% of peak 50.00 GB/s)"
+        );
         let even = SideResult::new(
             BenchTest::decode(32),
             &rates[..2],
@@ -472,7 +498,10 @@ mod tests {
             &probes[..2],
         )
         .unwrap();
-        assert_eq!(bw(&even), "60.00 GB/s (91% of 66.00 GB/s)");
+        assert_eq!(
+            bw(&even),
+            "60.00 GB/s (91% of 66.00 GB/s; 73% of peak 82.50 GB/s)"
+        );
         // Without a probe per run there is no decode bandwidth.
         let unprobed = SideResult::new(
             BenchTest::decode(32),
