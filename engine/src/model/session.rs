@@ -300,11 +300,12 @@ impl<'m> Session<'m> {
         // Every layer's products have the sizes of the layer before's, so their buffers are
         // reused, not allocated (and faulted in) again per product; a spent buffer takes the
         // next step's values, so the peak stays that of the largest step.
-        let [mut h, mut q, mut k, mut v, mut cur] = [(); 5].map(|_| Vec::new());
+        let [mut h, mut q, mut v, mut cur] = [(); 4].map(|_| Vec::new());
         for (il, layer) in model.layers.iter().enumerate() {
             h.clone_from(&x);
             norm_rows(kernels, &mut h, n_embd, &layer.attn_norm, eps);
             trace(TracedOp::layer("attn_norm", il, &h));
+            let mut k = std::mem::take(&mut cur);
             let qkv = [&layer.wq, &layer.wk, &layer.wv];
             Linear::apply_each(qkv, bytes, kernels, &h, [&mut q, &mut k, &mut v])?;
             let n_rot = hp.rope_dimension_count as usize;
@@ -348,6 +349,7 @@ impl<'m> Session<'m> {
                 norm_rows(kernels, &mut attn, n_embd, w, eps);
                 trace(TracedOp::layer("attn_sub_norm", il, &attn));
             }
+            cur = k;
             layer.wo.apply(bytes, kernels, &attn, &mut cur)?;
             let projected = if layer.attn_sub_norm.is_some() {
                 "attn_o_out"
