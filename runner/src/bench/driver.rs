@@ -214,9 +214,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut results = Vec::new();
     for &n_threads in &threads {
         eprintln!("probing the memory read bandwidth with {n_threads} thread(s)");
-        let buffer = ProbeBuffer::new(args.probe_mib << 20);
-        let probe = buffer.read(n_threads, ProbeLength::Passes(PROBE_PASSES));
-        drop(buffer);
+        let probe = ProbeBuffer::new(args.probe_mib << 20)
+            .read(n_threads, ProbeLength::Passes(PROBE_PASSES));
         for &test in &tests {
             results.push(run_test(
                 &path,
@@ -329,13 +328,8 @@ fn run_test(
     // The host's memory may change speed between runs: each run is compared with the probes
     // right before and right after it.
     let buffer = test.is_decode().then(|| ProbeBuffer::new(probe_bytes));
-    let probe_now = || {
-        let buffer = buffer
-            .as_ref()
-            .context("a decode test has a probe buffer")?;
-        anyhow::Ok(buffer.read(threads, ProbeLength::Window(probe_window)))
-    };
-    let mut before = test.is_decode().then(probe_now).transpose()?;
+    let probe_now = |buffer: &ProbeBuffer| buffer.read(threads, ProbeLength::Window(probe_window));
+    let mut before = buffer.as_ref().map(probe_now);
     let mut probe = before;
     let mut run_probes = vec![Vec::with_capacity(reps); sides.len()];
     for rep in 1..=reps {
@@ -347,8 +341,8 @@ fn run_test(
             let rate = test.timed_tokens() as f64 / seconds;
             samples.push(rate);
             line += &format!(" {} {rate:.2} t/s", worker.side.name());
-            if let Some(earlier) = before {
-                let after = probe_now()?;
+            if let (Some(earlier), Some(buffer)) = (before, &buffer) {
+                let after = probe_now(buffer);
                 run_probes.push(earlier.faster(after));
                 probe = probe.map(|p| p.faster(after));
                 before = Some(after);
