@@ -262,18 +262,11 @@ impl CpuKernels {
     ) -> Result<(), KernelError> {
         expect_len("i2_s gemv tokens", 1, x.tokens())?;
         expect_len("i2_s gemv outputs", ws.len(), outs.len())?;
-        let mut jobs = Vec::new();
-        let all_rows = ws.iter().map(|w| w.shape().ne1).sum();
-        let per_chunk = streaming_rows_per_chunk(all_rows, self.threads(), x.k() / 4);
-        for (w, out) in ws.iter().zip(outs.iter_mut()) {
-            let rows = w.shape().ne1;
+        for (w, out) in ws.iter().zip(outs.iter()) {
             expect_len("i2_s activation width", w.shape().ne0, x.k())?;
-            expect_len("i2_s output length", rows, out.len())?;
-            for (i, chunk) in out.chunks_mut(per_chunk).enumerate() {
-                jobs.push((w, i * per_chunk, chunk));
-            }
+            expect_len("i2_s output length", w.shape().ne1, out.len())?;
         }
-        let run = |(w, first_row, chunk): (&I2sMatrix, usize, &mut [f32])| {
+        let run = |w: &I2sMatrix, first_row: usize, chunk: &mut [f32]| {
             for (run, run_out) in chunk.chunks_mut(I2S_RUN_ROWS).enumerate() {
                 let first = first_row + run * I2S_RUN_ROWS;
                 self.i2s_run(w, x, first..first + run_out.len(), 0..1, |r, _, v| {
@@ -283,9 +276,11 @@ impl CpuKernels {
         };
         match &self.team {
             Some(team) => {
-                team.map(jobs, run);
+                let all_rows = ws.iter().map(|w| w.shape().ne1).sum();
+                let per_chunk = streaming_rows_per_chunk(all_rows, team.threads(), x.k() / 4);
+                team.for_each_chunk(outs, per_chunk, |k, first, chunk| run(&ws[k], first, chunk));
             }
-            None => jobs.into_iter().for_each(run),
+            None => ws.iter().zip(outs).for_each(|(w, out)| run(w, 0, out)),
         }
         Ok(())
     }
@@ -748,11 +743,9 @@ impl CpuKernels {
         match &self.team {
             None => body(0, data),
             Some(team) => {
-                let chunks = data
-                    .chunks_mut(rows_per_chunk * per_row)
-                    .enumerate()
-                    .collect();
-                team.map(chunks, |(i, chunk)| body(i * rows_per_chunk, chunk));
+                team.for_each_chunk(&mut [data], rows_per_chunk * per_row, |_, first, chunk| {
+                    body(first / per_row, chunk)
+                });
             }
         }
     }

@@ -185,6 +185,46 @@ impl Team {
             .collect()
     }
 
+    /// `f(part, first, chunk)` for every chunk of `chunk_len` values of each of `parts` (the last
+    /// chunk of a part may be shorter), `first` the chunk's offset in its part, each on one
+    /// thread of the team. The jobs follow the parts and their chunks in order, so a thread's
+    /// run covers consecutive chunks; no job needs an allocation or a lock of its own.
+    pub fn for_each_chunk<T: Send>(
+        &self,
+        parts: &mut [&mut [T]],
+        chunk_len: usize,
+        f: impl Fn(usize, usize, &mut [T]) + Sync,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        let mut first_job = Vec::with_capacity(parts.len());
+        let mut jobs = 0;
+        for part in parts.iter() {
+            first_job.push(jobs);
+            jobs += part.len().div_ceil(chunk_len);
+        }
+        let bases: Vec<(AtomicPtr<T>, usize)> = parts
+            .iter_mut()
+            .map(|part| (AtomicPtr::new(part.as_mut_ptr()), part.len()))
+            .collect();
+        self.run(jobs, &|i| {
+            // The last part whose jobs start at or before `i` (parts without chunks share
+            // their start with the next part).
+            let part = first_job.partition_point(|&j| j <= i) - 1;
+            let (base, len) = &bases[part];
+            let first = (i - first_job[part]) * chunk_len;
+            // SAFETY: `run` calls this once per job, jobs map to disjoint chunks within the
+            // parts' bounds (`first < len`, as the part has job `i`), and the parts stay
+            // mutably borrowed, by nothing else, until `run` returns.
+            let chunk = unsafe {
+                std::slice::from_raw_parts_mut(
+                    base.load(Ordering::Relaxed).add(first),
+                    chunk_len.min(len - first),
+                )
+            };
+            f(part, first, chunk);
+        });
+    }
+
     /// `a()` and `b()`, `b` free to run on another thread of the team while `a` runs.
     pub fn join<A: Send, B: Send>(
         &self,
@@ -462,6 +502,20 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
             }
         }
+    }
+
+    #[test]
+    fn every_chunk_of_every_part_is_visited_once_with_its_offset() {
+        let team = Team::new(3).unwrap();
+        let (mut a, mut b, mut c) = (vec![0usize; 10], Vec::new(), vec![0usize; 7]);
+        team.for_each_chunk(&mut [&mut a, &mut b, &mut c], 4, |part, first, chunk| {
+            for (i, v) in chunk.iter_mut().enumerate() {
+                *v += 100 * (part + 1) + first + i;
+            }
+        });
+        assert_eq!(a, (100..110).collect::<Vec<_>>());
+        assert!(b.is_empty());
+        assert_eq!(c, (300..307).collect::<Vec<_>>());
     }
 
     #[test]

@@ -478,8 +478,10 @@ mod tests {
         };
         let rates = [60.0, 38.0, 39.0];
         let probes = [probe(66.0), probe(40.0), probe(41.0)];
-        let tg =
-            SideResult::new(BenchTest::decode(32), &rates, None, 0.5, &traffic, &probes).unwrap();
+        let decode = |rates: &[f64], probes: &[ReadBandwidth]| {
+            SideResult::new(BenchTest::decode(32), rates, None, 0.5, &traffic, probes).unwrap()
+        };
+        let tg = decode(&rates, &probes);
         let fractions: Vec<f64> = tg.decode_runs.iter().map(|b| b.fraction_of_probe).collect();
         let expected = [60.0 / 66.0, 38.0 / 40.0, 39.0 / 41.0];
         for (got, want) in fractions.iter().zip(expected) {
@@ -489,29 +491,13 @@ mod tests {
             bw(&tg),
             "38.00 GB/s (95% of 40.00 GB/s; 76% of peak 50.00 GB/s)"
         );
-        let even = SideResult::new(
-            BenchTest::decode(32),
-            &rates[..2],
-            None,
-            0.5,
-            &traffic,
-            &probes[..2],
-        )
-        .unwrap();
+        let even = decode(&rates[..2], &probes[..2]);
         assert_eq!(
             bw(&even),
             "60.00 GB/s (91% of 66.00 GB/s; 73% of peak 82.50 GB/s)"
         );
         // Without a probe per run there is no decode bandwidth.
-        let unprobed = SideResult::new(
-            BenchTest::decode(32),
-            &rates,
-            None,
-            0.5,
-            &traffic,
-            &probes[..2],
-        )
-        .unwrap();
+        let unprobed = decode(&rates, &probes[..2]);
         assert_eq!(unprobed.decode_bandwidth, None);
     }
 
