@@ -81,15 +81,22 @@ fn ordinary_inputs_agree_with_the_reference_model() {
 #[test]
 fn a_row_of_millions_of_extreme_products_stays_exact() {
     // Codes of 3 against activations of −128 in every position: the largest product magnitude a
-    // lane can collect, over more blocks than any kernel sums before widening or shifting.
-    let blocks = 24_000;
-    let codes = vec![0xFF; blocks * 32];
+    // lane can collect, over more blocks than any kernel sums before widening or shifting. Five
+    // rows, so that kernels which take rows in groups see a whole group and a row left over.
+    let (blocks, rows) = (24_000, 5);
+    let codes = vec![0xFF; rows * blocks * 32];
     let act = vec![-128i8; blocks * 128];
     let exact = -3 * 128 * (blocks as i64 * 128);
-    assert_eq!(i64::from(scalar::i2s_dot_ref(&codes, &act)), exact);
+    assert_eq!(
+        i64::from(scalar::i2s_dot_ref(&codes[..blocks * 32], &act)),
+        exact
+    );
     for isa in Isa::supported() {
-        let mut dot = [0];
-        (isa.dots().unwrap().i2s_rows)(&codes, &act, &mut dot);
-        assert_eq!(i64::from(dot[0]), exact, "{isa}");
+        let mut dots = [0; 5];
+        (isa.dots().unwrap().i2s_rows)(&codes, &act, &mut dots);
+        assert!(
+            dots.iter().all(|&d| i64::from(d) == exact),
+            "{isa}: {dots:?}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The I2_S core decodes each block's 32 code bytes into two 512-bit registers that line up with
 //! its activations (`vpmaddubsw`, or `vpdpbusd` with VNNI, whose four-token form decodes a block
-//! once for four tokens; its one-token form masks the codes in place and shifts the sums instead);
+//! once for four tokens; its one-token form masks the codes in place and shifts the sums instead,
+//! four rows at a time against each block's activations);
 //! the f16 and f32 products use 512-bit registers for the 16-lane reduction and the AVX2 code for
 //! 8 lanes.
 //! TQ1_0/TQ2_0 keep the AVX2 code: their float result is defined by eight i32 lanes per block.
@@ -73,12 +74,103 @@ i2s_rows_kernel!(
     i2s_dot_avx512,
     "avx512f,avx512bw,avx2"
 );
-i2s_rows_kernel!(
-    i2s_rows_vnni,
-    i2s_rows_avx512_vnni,
-    i2s_dot_avx512_vnni,
-    "avx512f,avx512bw,avx512vnni,avx2"
-);
+fn i2s_rows_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
+    crate::kernels::rows::check_rows(codes, &[act], out.len());
+    // SAFETY: only `KERNELS_VNNI` holds this function, and it is handed out only on CPUs with
+    // the features `i2s_rows_avx512_vnni` is compiled for.
+    unsafe { i2s_rows_avx512_vnni(codes, act, out) }
+}
+
+/// The one-token rows four at a time ([`i2s_dot_x4_rows_avx512_vnni`]), the last rows of a run
+/// that is not a multiple of four one at a time.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn i2s_rows_avx512_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
+    let width = act.len() / 4;
+    if width == 0 {
+        out.fill(0);
+        return;
+    }
+    let mut quads = out.chunks_exact_mut(4);
+    let quad_codes = codes.chunks_exact(4 * width);
+    let rest = quad_codes.remainder();
+    for (o, quad) in (&mut quads).zip(quad_codes) {
+        o.copy_from_slice(&i2s_dot_x4_rows_avx512_vnni(quad, act));
+    }
+    for (o, row) in quads
+        .into_remainder()
+        .iter_mut()
+        .zip(rest.chunks_exact(width))
+    {
+        *o = i2s_dot_avx512_vnni(row, act);
+    }
+}
+
+/// [`i2s_dot_avx512_vnni`] of the four consecutive rows `quad` against one token: each block's
+/// activations are loaded once for the four rows, and the four rows' lanes are folded into one
+/// register before the last horizontal adds. The four rows are read side by side, which the
+/// hardware prefetchers do not follow; the prefetch runs over `quad` as one stream, a block's
+/// share of it per block.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn i2s_dot_x4_rows_avx512_vnni(quad: &[u8], act: &[i8]) -> [i32; 4] {
+    let (act_blocks, _) = act.as_chunks::<128>();
+    let (rows, _) = quad.as_chunks::<32>();
+    let n = act_blocks.len();
+    let (r0, r1, r2, r3) = (
+        &rows[..n],
+        &rows[n..2 * n],
+        &rows[2 * n..3 * n],
+        &rows[3 * n..],
+    );
+    let masks = i2s_code_masks();
+    let [first_shift, second_shift] = i2s_code_shifts();
+    let mut total = [_mm512_setzero_si512(); 4];
+    for start in (0..act_blocks.len()).step_by(MASKED_SAFE_BLOCKS) {
+        let end = (start + MASKED_SAFE_BLOCKS).min(act_blocks.len());
+        let mut sums = [[_mm512_setzero_si512(); 2]; 4];
+        for b in start..end {
+            let a = &act_blocks[b];
+            prefetch_ahead(quad.as_ptr().wrapping_add(4 * 32 * b), 4 * 32);
+            add_masked_block(&mut sums[0], &r0[b], a, masks);
+            add_masked_block(&mut sums[1], &r1[b], a, masks);
+            add_masked_block(&mut sums[2], &r2[b], a, masks);
+            add_masked_block(&mut sums[3], &r3[b], a, masks);
+        }
+        for (total, pair) in total.iter_mut().zip(sums) {
+            let first = _mm512_srav_epi32(pair[0], first_shift);
+            let second = _mm512_srav_epi32(pair[1], second_shift);
+            *total = _mm512_add_epi32(*total, _mm512_add_epi32(first, second));
+        }
+    }
+    fold_x4_epi32(total)
+}
+
+/// The lane sums of four i32 accumulators, folded pairwise into one register first.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fold_x4_epi32(t: [__m512i; 4]) -> [i32; 4] {
+    let ab = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(t[0], t[1]),
+        _mm512_unpackhi_epi32(t[0], t[1]),
+    );
+    let cd = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(t[2], t[3]),
+        _mm512_unpackhi_epi32(t[2], t[3]),
+    );
+    let abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    let half = _mm256_add_epi32(
+        _mm512_castsi512_si256(abcd),
+        _mm512_extracti64x4_epi64::<1>(abcd),
+    );
+    let quarter = _mm_add_epi32(
+        _mm256_castsi256_si128(half),
+        _mm256_extracti128_si256::<1>(half),
+    );
+    let mut out = [0i32; 4];
+    // SAFETY: `out` is 16 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), quarter) };
+    out
+}
 
 i2s_rows_x4_in_pairs!(
     i2s_rows_x4_vnni,
