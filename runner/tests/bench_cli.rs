@@ -166,6 +166,50 @@ fn engine_only_runs_an_architecture_the_reference_lacks() {
 }
 
 #[test]
+fn steps_split_the_engine_decode_by_op() {
+    let run = bench(&[
+        "--model",
+        &model("tiny-bitnet-b1.58-i2_s.gguf"),
+        "-p",
+        "4",
+        "-n",
+        "3",
+        "-t",
+        "1",
+        "-r",
+        "2",
+        "--engine-only",
+        "--steps",
+        "--json",
+    ]);
+    let r = report(&run);
+    let results = r["results"].as_array().unwrap();
+    assert!(results[0]["engine"]["decode_steps"].is_null(), "prefill");
+    let steps = results[1]["engine"]["decode_steps"].as_array().unwrap();
+    let ops: Vec<&str> = steps.iter().map(|s| s["op"].as_str().unwrap()).collect();
+    for op in [
+        "attn_norm",
+        "Qcur",
+        "kqv_out",
+        "ffn_down",
+        "l_out",
+        "result_output",
+        "argmax",
+    ] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
+    }
+    // Seconds per token: together about a token's time (the tracing adds a little).
+    let total: f64 = steps.iter().map(|s| s["seconds"].as_f64().unwrap()).sum();
+    let rate = results[1]["engine"]["tokens_per_second"]["median"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        total > 0.0 && total <= 2.0 / rate,
+        "{total} s per token at {rate} t/s"
+    );
+}
+
+#[test]
 fn the_table_names_every_test_and_the_engine_kernels() {
     let run = bench(&[
         "--model",

@@ -16,6 +16,7 @@ use bitnet_ffi_cpp::reference_info;
 use super::bandwidth::{DecodeTraffic, ProbeBuffer, ProbeLength, ReadBandwidth};
 use super::machine::CpuInfo;
 use super::report::{BenchReport, MachineSummary, ModelSummary, SideResult, TestResult, METHOD};
+use super::steps::{per_token, StepTime};
 use super::synthetic::{cache_dir, ensure_model, BenchShape};
 use super::worker::Side;
 use super::workload::{BenchTest, Reply, Request, REPLY_PREFIX};
@@ -82,6 +83,10 @@ pub struct BenchArgs {
     /// milliseconds; a decode run, seconds).
     #[arg(long, default_value_t = 1000, value_parser = positive)]
     pub probe_ms: usize,
+    /// Also split the engine's decode time by step of its graph (CPU only): where a token's
+    /// time goes, ms per token for each op and its share.
+    #[arg(long)]
+    pub steps: bool,
     /// Where the engine runs, and how.
     #[command(flatten)]
     pub engine: EngineDevice,
@@ -226,6 +231,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     engine: args.engine,
                     probe_bytes: args.probe_mib << 20,
                     probe_window: Duration::from_millis(args.probe_ms as u64),
+                    steps: args.steps,
                 },
                 sides,
                 &model.summary.decode_traffic,
@@ -301,6 +307,7 @@ struct Setup {
     engine: EngineDevice,
     probe_bytes: usize,
     probe_window: Duration,
+    steps: bool,
 }
 
 /// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker; a
@@ -319,11 +326,15 @@ fn run_test(
         engine,
         probe_bytes,
         probe_window,
+        steps,
     } = *setup;
+    // Only the engine's decode is split by step.
+    let steps = steps && test.is_decode();
     let mut workers = sides
         .iter()
-        .map(|&side| Worker::spawn(side, model, threads, engine))
+        .map(|&side| Worker::spawn(side, model, threads, engine, steps && side == Side::Engine))
         .collect::<Result<Vec<_>>>()?;
+    let mut step_runs = vec![Vec::with_capacity(reps); sides.len()];
     let mut samples = vec![Vec::with_capacity(reps); sides.len()];
     // The host's memory may change speed between runs: each run is compared with the probes
     // right before and right after it.
@@ -334,10 +345,14 @@ fn run_test(
     let mut run_probes = vec![Vec::with_capacity(reps); sides.len()];
     for rep in 1..=reps {
         let mut line = format!("{} t={threads} rep {rep}/{reps}:", test.name());
-        for ((worker, samples), run_probes) in
-            workers.iter_mut().zip(&mut samples).zip(&mut run_probes)
+        for (((worker, samples), run_probes), step_runs) in workers
+            .iter_mut()
+            .zip(&mut samples)
+            .zip(&mut run_probes)
+            .zip(&mut step_runs)
         {
-            let seconds = worker.run(test)?;
+            let (seconds, steps) = worker.run(test)?;
+            step_runs.push(steps);
             let rate = test.timed_tokens() as f64 / seconds;
             samples.push(rate);
             line += &format!(" {} {rate:.2} t/s", worker.side.name());
@@ -351,7 +366,12 @@ fn run_test(
         eprintln!("{line}");
     }
     let mut results = Vec::new();
-    for ((worker, samples), run_probes) in workers.into_iter().zip(&samples).zip(&run_probes) {
+    for (((worker, samples), run_probes), step_runs) in workers
+        .into_iter()
+        .zip(&samples)
+        .zip(&run_probes)
+        .zip(&step_runs)
+    {
         let (load_seconds, device) = (worker.load_seconds, worker.device.clone());
         let (peak_rss, peak_gpu) = worker.finish()?;
         // The CPU's bandwidth probe says nothing of a GPU's decode.
@@ -361,6 +381,7 @@ fn run_test(
                 .context("no repetitions")?;
         result.device = device;
         result.peak_gpu_bytes = peak_gpu;
+        result.decode_steps = per_token(step_runs, reps * test.timed_tokens());
         results.push(result);
     }
     let mut results = results.into_iter();
@@ -387,7 +408,13 @@ struct Worker {
 
 impl Worker {
     /// Starts a worker and waits until it has loaded the model and warmed up.
-    fn spawn(side: Side, model: &Path, threads: usize, engine: EngineDevice) -> Result<Worker> {
+    fn spawn(
+        side: Side,
+        model: &Path,
+        threads: usize,
+        engine: EngineDevice,
+        steps: bool,
+    ) -> Result<Worker> {
         let exe = std::env::current_exe().context("locating the bitnet executable")?;
         let device = match side {
             Side::Engine => engine.device,
@@ -403,6 +430,7 @@ impl Worker {
             .arg("--gpu-split-attention-from")
             .arg(engine.gpu_split_attention_from.to_string())
             .args(engine.mapped.then_some("--mapped"))
+            .args(steps.then_some("--steps"))
             .args(engine.isa.iter().flat_map(|isa| ["--isa", isa.name()]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -433,12 +461,13 @@ impl Worker {
         Ok(worker)
     }
 
-    /// Runs one repetition; returns the seconds of its timed part.
-    fn run(&mut self, test: BenchTest) -> Result<f64> {
+    /// Runs one repetition; returns the seconds of its timed part and their split by step,
+    /// when the worker times steps.
+    fn run(&mut self, test: BenchTest) -> Result<(f64, Vec<StepTime>)> {
         let what = test.name();
         self.send(Request::Run(test), &what)?;
         match self.read_reply(&what)? {
-            Reply::Timed { seconds } if seconds > 0.0 => Ok(seconds),
+            Reply::Timed { seconds, steps } if seconds > 0.0 => Ok((seconds, steps)),
             other => bail!(self.unexpected(&other, &what)),
         }
     }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::bandwidth::{achieved_bandwidth, fraction_of, DecodeTraffic, ReadBandwidth};
 use super::machine::CpuInfo;
 use super::stats::Spread;
+use super::steps::StepTime;
 use super::workload::BenchTest;
 
 /// Everything one `bitnet bench` run measured.
@@ -112,6 +113,10 @@ pub struct SideResult {
     pub device: String,
     /// Most device memory in use while the test ran (a side on a GPU).
     pub peak_gpu_bytes: Option<u64>,
+    /// Seconds per decoded token by step of the graph (`--steps`; the engine's decode on the
+    /// CPU only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decode_steps: Vec<StepTime>,
 }
 
 /// Achieved read bandwidth.
@@ -181,6 +186,7 @@ impl SideResult {
             decode_runs,
             device: "cpu".into(),
             peak_gpu_bytes: None,
+            decode_steps: Vec::new(),
         })
     }
 }
@@ -275,6 +281,9 @@ impl BenchReport {
             }
         );
         out += &self.table();
+        for result in &self.results {
+            out += &steps_table(result);
+        }
         out
     }
 
@@ -329,6 +338,34 @@ impl BenchReport {
             .collect();
         markdown_table(&header, &rows)
     }
+}
+
+/// The engine's decode time of `result` by step, when it was timed so: each step from the op
+/// before it to the op named, over every layer.
+fn steps_table(result: &TestResult) -> String {
+    let steps = &result.engine.decode_steps;
+    let total: f64 = steps.iter().map(|s| s.seconds).sum();
+    if steps.is_empty() || total <= 0.0 {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.op.clone(),
+                format!("{:.3}", s.seconds * 1e3),
+                format!("{:.1}%", 100.0 * s.seconds / total),
+            ]
+        })
+        .collect();
+    format!(
+        "\nengine {} at {} thread(s), by step (from the op before to the op named, every \
+         layer; {:.3} ms per token):\n\n{}",
+        result.test,
+        result.threads,
+        total * 1e3,
+        markdown_table(&["step", "ms/token", "share"], &rows)
+    )
 }
 
 fn rate(side: &SideResult) -> String {
@@ -464,6 +501,35 @@ mod tests {
         assert_eq!(
             TestResult::new(BenchTest::Prefill(8), 2, pp, None, None).ratio,
             None
+        );
+    }
+
+    #[test]
+    fn a_decode_split_by_step_is_a_table_of_its_shares() {
+        let traffic = DecodeTraffic {
+            block_weights: 1,
+            head: 1,
+        };
+        let mut tg =
+            SideResult::new(BenchTest::decode(4), &[10.0], None, 0.5, &traffic, &[]).unwrap();
+        let result =
+            |side: &SideResult| TestResult::new(BenchTest::decode(4), 2, side.clone(), None, None);
+        assert_eq!(steps_table(&result(&tg)), "");
+        tg.decode_steps = [("Qcur", 0.025), ("result_output", 0.075)]
+            .map(|(op, seconds)| StepTime {
+                op: op.into(),
+                seconds,
+            })
+            .to_vec();
+        let table = steps_table(&result(&tg));
+        assert!(table.contains("tg4 at 2 thread(s)") && table.contains("100.000 ms per token"));
+        assert!(
+            table.contains("| Qcur          |   25.000 | 25.0% |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| result_output |   75.000 | 75.0% |"),
+            "{table}"
         );
     }
 

@@ -15,6 +15,7 @@ use bitnet_ffi_cpp::{Backend, ContextParams, ModelParams};
 
 use super::driver::EngineDevice;
 use super::machine::peak_rss_bytes;
+use super::steps::{StepClock, StepTime};
 use super::workload::{prompt_tokens, BenchTest, Reply, Request, DECODE_PROMPT, REPLY_PREFIX};
 
 /// Which implementation a worker runs.
@@ -52,6 +53,9 @@ pub struct WorkerArgs {
     /// Where the engine runs, and how.
     #[command(flatten)]
     pub engine: EngineDevice,
+    /// Split the engine's decode time by step of its graph (CPU only).
+    #[arg(long)]
+    pub steps: bool,
 }
 
 /// Serves the driver on stdin/stdout until it asks to finish; a failure is reported to the
@@ -81,6 +85,7 @@ fn serve(args: &WorkerArgs, input: impl BufRead, out: &mut impl Write) -> Result
     side.time(BenchTest::Prefill(DECODE_PROMPT.min(side.n_ctx_train())))
         .context("warm-up prefill")?;
     side.time(BenchTest::decode(1)).context("warm-up decode")?;
+    side.take_steps();
     reply(
         out,
         &Reply::Ready {
@@ -97,7 +102,8 @@ fn serve(args: &WorkerArgs, input: impl BufRead, out: &mut impl Write) -> Result
                 let seconds = side
                     .time(test)
                     .with_context(|| format!("{} on the {}", test.name(), args.side.name()))?;
-                reply(out, &Reply::Timed { seconds })?;
+                let steps = side.take_steps();
+                reply(out, &Reply::Timed { seconds, steps })?;
             }
             Request::Finish => {
                 return reply(
@@ -132,12 +138,18 @@ trait Timer {
     fn peak_gpu_bytes(&self) -> Option<u64> {
         None
     }
+    /// The decode steps timed since the last call, for a side that times them.
+    fn take_steps(&mut self) -> Vec<StepTime> {
+        Vec::new()
+    }
 }
 
 struct EngineTimer {
     model: Model,
     /// Free device memory before the model was loaded, and the least seen since.
     gpu_free: Option<(u64, u64)>,
+    /// Times the steps of each decode, when asked to.
+    steps: Option<StepClock>,
 }
 
 impl EngineTimer {
@@ -163,7 +175,18 @@ impl EngineTimer {
             Device::Cuda(_) => before.map(|b| (b, b)),
             _ => None,
         };
-        Ok(EngineTimer { model, gpu_free })
+        if args.steps && model.device().device != Device::Cpu {
+            bail!(
+                "--steps times the steps of the CPU graph; the engine runs on {}",
+                model.device()
+            );
+        }
+        let steps = args.steps.then(StepClock::default);
+        Ok(EngineTimer {
+            model,
+            gpu_free,
+            steps,
+        })
     }
 }
 
@@ -182,7 +205,10 @@ impl Timer for EngineTimer {
                 let mut token = session.eval_greedy(&prompt_tokens(depth, n_vocab))?;
                 let start = Instant::now();
                 for _ in 0..n {
-                    token = session.eval_greedy(&[token])?;
+                    token = match &mut self.steps {
+                        Some(clock) => clock.decode(&mut session, token)?,
+                        None => session.eval_greedy(&[token])?,
+                    };
                 }
                 start.elapsed().as_secs_f64()
             }
@@ -214,6 +240,10 @@ impl Timer for EngineTimer {
     fn peak_gpu_bytes(&self) -> Option<u64> {
         self.gpu_free
             .map(|(before, least)| before.saturating_sub(least))
+    }
+
+    fn take_steps(&mut self) -> Vec<StepTime> {
+        self.steps.as_mut().map(StepClock::take).unwrap_or_default()
     }
 }
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::steps::StepTime;
+
 /// Tokens evaluated, untimed, before the decodes of a `tgN` test unless a depth is asked for.
 pub const DECODE_PROMPT: usize = 8;
 
@@ -105,6 +107,9 @@ pub enum Reply {
     Timed {
         /// Seconds of the timed part.
         seconds: f64,
+        /// Its time by step of the graph, when the worker was asked to time them.
+        #[serde(default)]
+        steps: Vec<StepTime>,
     },
     /// The worker's peak resident set, just before it exits.
     Finished {
