@@ -12,7 +12,6 @@
 use std::arch::x86_64::*;
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 
 use super::{avx2, f16_tail_sums, prefetch_ahead, MASKED_SAFE_BLOCKS};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
@@ -269,7 +268,7 @@ fn f16_rows_x4(
                 *o = [a, b, c, d];
             }
         }
-        // SAFETY: this table requires AVX-512 F, AVX2 and F16C (`is_supported`).
+        // SAFETY: this table requires AVX-512 F and BW, AVX2 and F16C (`is_supported`).
         ReduceWidth::Lanes16 => unsafe { f16_rows_x4_avx512(w, vectors, out) },
     }
 }
@@ -556,37 +555,77 @@ fn f16_vec_dot_x2_avx512(rows: [&[f16]; 2], y: &[f16]) -> [f32; 2] {
 /// kernel's bits. The vectors are widened once; each row is widened once for all four (sixteen
 /// accumulator chains), whose four sums are reduced together; the f64 tails of four rows run side
 /// by side, each row's four sums in one register.
-#[target_feature(enable = "avx512f,avx2,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
 fn f16_rows_x4_avx512(w: &DenseMatrix<'_, f16>, vectors: [&[f16]; 4], out: &mut [[f32; 4]]) {
     let n = w.shape().ne0;
     let whole = n - n % 64;
     let mut widened = vec![0f32; 4 * whole];
     for (v, wide) in vectors.iter().zip(widened.chunks_exact_mut(whole.max(1))) {
-        v[..whole].convert_to_f32_slice(wide);
+        for (v, wide) in v[..whole].chunks_exact(16).zip(wide.chunks_exact_mut(16)) {
+            // SAFETY: both chunks hold 16 values; `loadu`/`storeu` have no alignment
+            // requirement.
+            unsafe {
+                let x = _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().cast()));
+                _mm512_storeu_ps(wide.as_mut_ptr(), x);
+            }
+        }
     }
     let wide: [&[f32]; 4] = std::array::from_fn(|k| &widened[k * whole..(k + 1) * whole]);
-    // The vectors' tail elements, the four vectors' values of each element side by side.
+    // The vectors' tail elements, the four vectors' values of each element side by side, and
+    // how many of them reach the last non-zero one.
+    let tails = vectors.map(|v| widen_short(&v[whole..]));
     let mut tail = [[0f32; 4]; 64];
     for (j, t) in tail[..n - whole].iter_mut().enumerate() {
-        *t = vectors.map(|v| v[whole + j].to_f32());
+        *t = [tails[0][j], tails[1][j], tails[2][j], tails[3][j]];
     }
     let tail = &tail[..n - whole];
+    let live = tail
+        .iter()
+        .rposition(|t| t.iter().any(|&v| v != 0.0))
+        .map_or(0, |j| j + 1);
     for (quad, quad_out) in out.chunks_mut(4).enumerate() {
-        let rows: [&[f16]; 4] =
-            std::array::from_fn(|k| w.row(4 * quad + k.min(quad_out.len() - 1)));
-        let sums = rows.map(|row| f16_row_x4_sums(&row[..whole], wide));
-        let quad_sums = if tail.is_empty() {
-            sums.map(|s| {
-                let mut values = [0f32; 4];
+        let last = quad_out.len() - 1;
+        let rows: [&[f16]; 4] = [0, 1, 2, 3].map(|k| w.row(4 * quad + k.min(last)));
+        let sums = [
+            f16_row_x4_sums(&rows[0][..whole], wide),
+            f16_row_x4_sums(&rows[1][..whole], wide),
+            f16_row_x4_sums(&rows[2][..whole], wide),
+            f16_row_x4_sums(&rows[3][..whole], wide),
+        ];
+        let mut quad_sums = [[0f32; 4]; 4];
+        if tail.is_empty() {
+            for (values, s) in quad_sums.iter_mut().zip(sums) {
                 // SAFETY: `values` has room for 4 f32; `storeu` has no alignment requirement.
                 unsafe { _mm_storeu_ps(values.as_mut_ptr(), s) };
-                values
-            })
+            }
         } else {
-            f16_quad_tails(rows.map(|row| &row[whole..]), sums, tail)
-        };
+            let row_tails = [0, 1, 2, 3].map(|k| &rows[k][whole..]);
+            quad_sums = f16_quad_tails(row_tails, sums, tail, live);
+        }
         quad_out.copy_from_slice(&quad_sums[..quad_out.len()]);
     }
+}
+
+/// Up to 64 f16 values widened to f32, zeros past them.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,f16c")]
+fn widen_short(values: &[f16]) -> [f32; 64] {
+    assert!(values.len() <= 64);
+    let mut out = [0f32; 64];
+    for (values, out) in values.chunks(32).zip(out.chunks_exact_mut(32)) {
+        let mask = u32::MAX >> (32 - values.len());
+        // SAFETY: the mask selects the `values.len()` (at most 32) readable halves of `values`,
+        // and a masked load does not touch the others; `out` holds 32 f32; `storeu` has no
+        // alignment requirement.
+        unsafe {
+            let halves = _mm512_maskz_loadu_epi16(mask, values.as_ptr().cast());
+            let low = _mm512_cvtph_ps(_mm512_castsi512_si256(halves));
+            let high = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(halves));
+            _mm512_storeu_ps(out.as_mut_ptr(), low);
+            _mm512_storeu_ps(out.as_mut_ptr().add(16), high);
+        }
+    }
+    out
 }
 
 /// The f32 sums of `row` (whole vectors of 64) against four widened vectors, as
@@ -642,23 +681,31 @@ fn reduce_x4_ps_x4(acc: [[__m512; 4]; 4]) -> __m128 {
 
 /// Four rows' results from the f32 sums of their vector parts and their tail elements against
 /// `tail` (the four vectors' values of each tail element side by side): `sum += (double)(x · y)`
-/// in order, the rows' chains side by side. Past the vectors' last non-zero tail element every
-/// product with a finite row value is a signed zero, which leaves the sum as it is (no sum here
-/// is −0: they start at +0, and only −0 + −0 is −0); only a row with a value that is not finite
-/// there adds the rest.
+/// in order, the rows' chains side by side. Past the vectors' last non-zero tail element (the
+/// first `live` elements reach it) every product with a finite row value is a signed zero, which
+/// leaves the sum as it is (no sum here is −0: they start at +0, and only −0 + −0 is −0); only a
+/// row with a value that is not finite there adds the rest.
 #[inline]
-#[target_feature(enable = "avx512f,avx2,f16c")]
-fn f16_quad_tails(rows: [&[f16]; 4], sums: [__m128; 4], tail: &[[f32; 4]]) -> [[f32; 4]; 4] {
+#[target_feature(enable = "avx512f,avx512bw,avx2,f16c")]
+fn f16_quad_tails(
+    rows: [&[f16]; 4],
+    sums: [__m128; 4],
+    tail: &[[f32; 4]],
+    live: usize,
+) -> [[f32; 4]; 4] {
     let n = tail.len();
-    let live = tail
-        .iter()
-        .rposition(|t| t.iter().any(|&v| v != 0.0))
-        .map_or(0, |j| j + 1);
-    let mut x = [[0f32; 64]; 4];
-    for (row, x) in rows.iter().zip(&mut x) {
-        row[..n].convert_to_f32_slice(&mut x[..n]);
-    }
-    let mut sums = sums.map(|s| _mm256_cvtps_pd(s));
+    let x = [
+        widen_short(&rows[0][..n]),
+        widen_short(&rows[1][..n]),
+        widen_short(&rows[2][..n]),
+        widen_short(&rows[3][..n]),
+    ];
+    let mut sums = [
+        _mm256_cvtps_pd(sums[0]),
+        _mm256_cvtps_pd(sums[1]),
+        _mm256_cvtps_pd(sums[2]),
+        _mm256_cvtps_pd(sums[3]),
+    ];
     let add = |sum: &mut __m256d, x: f32, t: &[f32; 4]| {
         // SAFETY: `t` is 4 readable f32; `loadu` has no alignment requirement.
         let t = unsafe { _mm_loadu_ps(t.as_ptr()) };
@@ -676,12 +723,12 @@ fn f16_quad_tails(rows: [&[f16]; 4], sums: [__m128; 4], tail: &[[f32; 4]]) -> [[
             }
         }
     }
-    sums.map(|s| {
-        let mut values = [0f32; 4];
+    let mut out = [[0f32; 4]; 4];
+    for (values, s) in out.iter_mut().zip(sums) {
         // SAFETY: `values` has room for 4 f32; `storeu` has no alignment requirement.
         unsafe { _mm_storeu_ps(values.as_mut_ptr(), _mm256_cvtpd_ps(s)) };
-        values
-    })
+    }
+    out
 }
 
 #[target_feature(enable = "avx512f,avx2")]
