@@ -198,6 +198,20 @@ fn steps_split_the_engine_decode_by_op() {
     ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
+    // The weights the steps read are the model's, once per token.
+    let read: f64 = steps
+        .iter()
+        .map(|s| s["weight_bytes"].as_f64().unwrap())
+        .sum();
+    let traffic = &r["model"]["decode_traffic"];
+    let per_token = traffic["block_weights"].as_f64().unwrap() + traffic["head"].as_f64().unwrap();
+    assert!(
+        (read - per_token).abs() <= 1e-9 * per_token,
+        "{read} vs {per_token}"
+    );
+    let reads = |op: &str| steps.iter().find(|s| s["op"] == op).unwrap()["weight_bytes"].as_f64();
+    assert!(reads("Qcur").unwrap() > 0.0 && reads("result_output").unwrap() > 0.0);
+    assert_eq!(reads("attn_norm"), Some(0.0));
     // Seconds per token: together about a token's time (the tracing adds a little).
     let total: f64 = steps.iter().map(|s| s["seconds"].as_f64().unwrap()).sum();
     let rate = results[1]["engine"]["tokens_per_second"]["median"]

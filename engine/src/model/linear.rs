@@ -107,6 +107,11 @@ impl Linear {
         self.scale
     }
 
+    /// Bytes of the matrix in the file: what one token's product reads.
+    pub fn weight_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     #[cfg(feature = "cuda")]
     /// The tensor's bytes within the model file's bytes.
     pub(crate) fn data<'a>(&self, file_bytes: &'a [u8]) -> &'a [u8] {

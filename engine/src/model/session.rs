@@ -51,22 +51,29 @@ pub struct TracedOp<'a> {
     pub layer: Option<usize>,
     /// Its values for every token of the batch.
     pub values: &'a [f32],
+    /// Bytes of weight matrices the products since the op traced before it read (the
+    /// matrices' bytes in the file), so that a tracer timing the ops gets their bandwidth.
+    pub weight_bytes: usize,
 }
 
 impl<'a> TracedOp<'a> {
-    fn layer(op: &'static str, layer: usize, values: &'a [f32]) -> Self {
+    /// Op `op` of block `layer`, taking the weight bytes read since the last op from `read`.
+    fn layer(op: &'static str, layer: usize, values: &'a [f32], read: &mut usize) -> Self {
         TracedOp {
             op,
             layer: Some(layer),
             values,
+            weight_bytes: std::mem::take(read),
         }
     }
 
-    fn last(op: &'static str, values: &'a [f32]) -> Self {
+    /// Op `op` after the blocks, taking the weight bytes read since the last op from `read`.
+    fn last(op: &'static str, values: &'a [f32], read: &mut usize) -> Self {
         TracedOp {
             op,
             layer: None,
             values,
+            weight_bytes: std::mem::take(read),
         }
     }
 
@@ -301,13 +308,16 @@ impl<'m> Session<'m> {
         // reused, not allocated (and faulted in) again per product; a spent buffer takes the
         // next step's values, so the peak stays that of the largest step.
         let [mut h, mut q, mut v, mut cur] = [(); 4].map(|_| Vec::new());
+        // Weight bytes read since the last traced op.
+        let mut read = 0;
         for (il, layer) in model.layers.iter().enumerate() {
             h.clone_from(&x);
             norm_rows(kernels, &mut h, n_embd, &layer.attn_norm, eps);
-            trace(TracedOp::layer("attn_norm", il, &h));
+            trace(TracedOp::layer("attn_norm", il, &h, &mut read));
             let mut k = std::mem::take(&mut cur);
             let qkv = [&layer.wq, &layer.wk, &layer.wv];
             Linear::apply_each(qkv, bytes, kernels, &h, [&mut q, &mut k, &mut v])?;
+            read += qkv.iter().map(|l| l.weight_bytes()).sum::<usize>();
             let n_rot = hp.rope_dimension_count as usize;
             let kind = model.rope_kind();
             let contract = kernels.numerics().contract;
@@ -337,40 +347,42 @@ impl<'m> Session<'m> {
                     contract,
                 );
             }
-            trace(TracedOp::layer("Qcur", il, &q));
-            trace(TracedOp::layer("Kcur", il, &k));
-            trace(TracedOp::layer("Vcur", il, &v));
+            trace(TracedOp::layer("Qcur", il, &q, &mut read));
+            trace(TracedOp::layer("Kcur", il, &k, &mut read));
+            trace(TracedOp::layer("Vcur", il, &v, &mut read));
             let mut attn = std::mem::take(&mut h);
             cache.attend(kernels, il, self.n_past, [&q, &k, &v], &mut attn)?;
             // The reference's `kqv_out` is the attention output where a sub-norm follows it,
             // and the output projection's result in the plain llama graph.
             if let Some(w) = &layer.attn_sub_norm {
-                trace(TracedOp::layer("kqv_out", il, &attn));
+                trace(TracedOp::layer("kqv_out", il, &attn, &mut read));
                 norm_rows(kernels, &mut attn, n_embd, w, eps);
-                trace(TracedOp::layer("attn_sub_norm", il, &attn));
+                trace(TracedOp::layer("attn_sub_norm", il, &attn, &mut read));
             }
             cur = k;
             layer.wo.apply(bytes, kernels, &attn, &mut cur)?;
+            read += layer.wo.weight_bytes();
             let projected = if layer.attn_sub_norm.is_some() {
                 "attn_o_out"
             } else {
                 "kqv_out"
             };
-            trace(TracedOp::layer(projected, il, &cur));
+            trace(TracedOp::layer(projected, il, &cur, &mut read));
             if il + 1 == model.layers.len() && !all_logits {
                 cur.drain(..(tokens.len() - 1) * n_embd);
                 x.drain(..(tokens.len() - 1) * n_embd);
             }
             add_assign(&mut cur, &x);
             let ffn_inp = &cur;
-            trace(TracedOp::layer("ffn_inp", il, ffn_inp));
+            trace(TracedOp::layer("ffn_inp", il, ffn_inp, &mut read));
             h = attn;
             h.clone_from(ffn_inp);
             norm_rows(kernels, &mut h, n_embd, &layer.ffn_norm, eps);
-            trace(TracedOp::layer("ffn_norm", il, &h));
+            trace(TracedOp::layer("ffn_norm", il, &h, &mut read));
             let (mut up, mut act) = (std::mem::take(&mut x), std::mem::take(&mut q));
             let up_gate = [&layer.ffn_up, &layer.ffn_gate];
             Linear::apply_each(up_gate, bytes, kernels, &h, [&mut up, &mut act])?;
+            read += up_gate.iter().map(|l| l.weight_bytes()).sum::<usize>();
             let width = kernels.numerics().width;
             kernels.map_row_chunks(&mut act, n_ff, |first, gate| {
                 let up = &up[first * n_ff..first * n_ff + gate.len()];
@@ -380,26 +392,28 @@ impl<'m> Session<'m> {
                 }
             });
             if let Some(w) = &layer.ffn_sub_norm {
-                trace(TracedOp::layer("ffn_sub_out", il, &act));
+                trace(TracedOp::layer("ffn_sub_out", il, &act, &mut read));
                 norm_rows(kernels, &mut act, n_ff, w, eps);
-                trace(TracedOp::layer("ffn_sub_norm", il, &act));
+                trace(TracedOp::layer("ffn_sub_norm", il, &act, &mut read));
             }
             x = up;
             layer.ffn_down.apply(bytes, kernels, &act, &mut x)?;
+            read += layer.ffn_down.weight_bytes();
             q = act;
-            trace(TracedOp::layer("ffn_down", il, &x));
+            trace(TracedOp::layer("ffn_down", il, &x, &mut read));
             if layer.ffn_sub_norm.is_none() {
-                trace(TracedOp::layer("ffn_out", il, &x));
+                trace(TracedOp::layer("ffn_out", il, &x, &mut read));
             }
             add_assign(&mut x, ffn_inp);
-            trace(TracedOp::layer("l_out", il, &x));
+            trace(TracedOp::layer("l_out", il, &x, &mut read));
         }
         self.n_past += tokens.len();
         norm_rows(kernels, &mut x, n_embd, &model.output_norm, eps);
-        trace(TracedOp::last("result_norm", &x));
+        trace(TracedOp::last("result_norm", &x, &mut read));
         let mut values = Vec::new();
         model.output.apply(bytes, kernels, &x, &mut values)?;
-        trace(TracedOp::last("result_output", &values));
+        read += model.output.weight_bytes();
+        trace(TracedOp::last("result_output", &values, &mut read));
         Ok(Logits {
             n_vocab: model.n_vocab,
             values,

@@ -381,7 +381,15 @@ fn run_test(
                 .context("no repetitions")?;
         result.device = device;
         result.peak_gpu_bytes = peak_gpu;
-        result.decode_steps = per_token(step_runs, reps * test.timed_tokens());
+        // The steps of the run whose bandwidth the table shows, else of every run.
+        let shown = result
+            .decode_runs
+            .iter()
+            .position(|b| Some(*b) == result.decode_bandwidth);
+        result.decode_steps = match shown {
+            Some(run) => per_token(&step_runs[run..=run], test.timed_tokens()),
+            None => per_token(step_runs, reps * test.timed_tokens()),
+        };
         results.push(result);
     }
     let mut results = results.into_iter();

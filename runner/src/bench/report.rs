@@ -113,8 +113,9 @@ pub struct SideResult {
     pub device: String,
     /// Most device memory in use while the test ran (a side on a GPU).
     pub peak_gpu_bytes: Option<u64>,
-    /// Seconds per decoded token by step of the graph (`--steps`; the engine's decode on the
-    /// CPU only).
+    /// Seconds per decoded token by step of the graph, and the weight bytes each read, in the
+    /// run whose bandwidth `decode_bandwidth` gives (`--steps`; the engine's decode on the CPU
+    /// only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub decode_steps: Vec<StepTime>,
 }
@@ -340,31 +341,43 @@ impl BenchReport {
     }
 }
 
-/// The engine's decode time of `result` by step, when it was timed so: each step from the op
-/// before it to the op named, over every layer.
+/// The engine's decode time of `result` by step, when it was timed so, in the run the main
+/// table shows: each step from the op before it to the op named, over every layer, with the
+/// bandwidth of the weights its products read, against that run's probe.
 fn steps_table(result: &TestResult) -> String {
     let steps = &result.engine.decode_steps;
     let total: f64 = steps.iter().map(|s| s.seconds).sum();
     if steps.is_empty() || total <= 0.0 {
         return String::new();
     }
+    let probe = result
+        .engine
+        .decode_bandwidth
+        .map(|b| b.probe_bytes_per_second);
     let rows: Vec<Vec<String>> = steps
         .iter()
         .map(|s| {
+            let rate =
+                (s.weight_bytes > 0.0 && s.seconds > 0.0).then(|| s.weight_bytes / s.seconds);
             vec![
                 s.op.clone(),
                 format!("{:.3}", s.seconds * 1e3),
                 format!("{:.1}%", 100.0 * s.seconds / total),
+                rate.map(|r| format!("{}/s", bytes(r))).unwrap_or_default(),
+                rate.zip(probe)
+                    .map(|(r, p)| format!("{:.0}%", 100.0 * r / p))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
     format!(
-        "\nengine {} at {} thread(s), by step (from the op before to the op named, every \
-         layer; {:.3} ms per token):\n\n{}",
+        "\nengine {} at {} thread(s), the run shown above by step (from the op before to the op \
+         named, every layer; {:.3} ms per token; weights read per second, and that against the \
+         run's probe):\n\n{}",
         result.test,
         result.threads,
         total * 1e3,
-        markdown_table(&["step", "ms/token", "share"], &rows)
+        markdown_table(&["step", "ms/token", "share", "weights", "of probe"], &rows)
     )
 }
 
@@ -515,10 +528,11 @@ mod tests {
         let result =
             |side: &SideResult| TestResult::new(BenchTest::decode(4), 2, side.clone(), None, None);
         assert_eq!(steps_table(&result(&tg)), "");
-        tg.decode_steps = [("Qcur", 0.025), ("result_output", 0.075)]
-            .map(|(op, seconds)| StepTime {
+        tg.decode_steps = [("Qcur", 0.025, 0.0), ("result_output", 0.075, 1.5e9)]
+            .map(|(op, seconds, weight_bytes)| StepTime {
                 op: op.into(),
                 seconds,
+                weight_bytes,
             })
             .to_vec();
         let table = steps_table(&result(&tg));
@@ -528,9 +542,23 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("| result_output |   75.000 | 75.0% |"),
+            table.contains("| result_output |   75.000 | 75.0% | 20.00 GB/s |"),
             "{table}"
         );
+        // Against the probe of the run shown, where the run had one.
+        let steps = tg.decode_steps.clone();
+        tg = SideResult::new(
+            BenchTest::decode(4),
+            &[10.0],
+            None,
+            0.5,
+            &traffic,
+            &[probe(40.0)],
+        )
+        .unwrap();
+        tg.decode_steps = steps;
+        let table = steps_table(&result(&tg));
+        assert!(table.contains("| 20.00 GB/s |      50% |"), "{table}");
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub struct StepTime {
     pub op: String,
     /// Seconds.
     pub seconds: f64,
+    /// Bytes of weights its products read.
+    #[serde(default)]
+    pub weight_bytes: f64,
 }
 
 /// Sums the time of each step over the decode steps it times, in the order the ops first come.
@@ -29,11 +32,16 @@ impl StepClock {
         let mut last = Instant::now();
         let logits = session.eval_traced(&[token], &mut |traced| {
             let now = Instant::now();
-            add(steps, traced.op, now - last);
+            add(
+                steps,
+                traced.op,
+                (now - last).as_secs_f64(),
+                traced.weight_bytes as f64,
+            );
             last = now;
         })?;
         let next = argmax(logits.as_slice());
-        add(steps, "argmax", last.elapsed());
+        add(steps, "argmax", last.elapsed().as_secs_f64(), 0.0);
         Ok(next)
     }
 
@@ -43,13 +51,16 @@ impl StepClock {
     }
 }
 
-fn add(steps: &mut Vec<StepTime>, op: &str, time: std::time::Duration) {
-    let seconds = time.as_secs_f64();
+fn add(steps: &mut Vec<StepTime>, op: &str, seconds: f64, weight_bytes: f64) {
     match steps.iter_mut().find(|s| s.op == op) {
-        Some(step) => step.seconds += seconds,
+        Some(step) => {
+            step.seconds += seconds;
+            step.weight_bytes += weight_bytes;
+        }
         None => steps.push(StepTime {
             op: op.to_string(),
             seconds,
+            weight_bytes,
         }),
     }
 }
@@ -58,14 +69,11 @@ fn add(steps: &mut Vec<StepTime>, op: &str, time: std::time::Duration) {
 pub fn per_token(runs: &[Vec<StepTime>], tokens: usize) -> Vec<StepTime> {
     let mut total = Vec::new();
     for step in runs.iter().flatten() {
-        add(
-            &mut total,
-            &step.op,
-            std::time::Duration::from_secs_f64(step.seconds),
-        );
+        add(&mut total, &step.op, step.seconds, step.weight_bytes);
     }
     for step in &mut total {
         step.seconds /= tokens.max(1) as f64;
+        step.weight_bytes /= tokens.max(1) as f64;
     }
     total
 }
@@ -74,30 +82,31 @@ pub fn per_token(runs: &[Vec<StepTime>], tokens: usize) -> Vec<StepTime> {
 mod tests {
     use super::*;
 
-    fn step(op: &str, seconds: f64) -> StepTime {
+    fn step(op: &str, seconds: f64, weight_bytes: f64) -> StepTime {
         StepTime {
             op: op.into(),
             seconds,
+            weight_bytes,
         }
     }
 
     #[test]
     fn runs_add_up_op_by_op_in_first_order() {
         let runs = [
-            vec![step("attn_norm", 1.0), step("Qcur", 3.0)],
+            vec![step("attn_norm", 1.0, 0.0), step("Qcur", 3.0, 10.0)],
             vec![
-                step("Qcur", 5.0),
-                step("attn_norm", 1.0),
-                step("argmax", 2.0),
+                step("Qcur", 5.0, 10.0),
+                step("attn_norm", 1.0, 0.0),
+                step("argmax", 2.0, 0.0),
             ],
         ];
         let total = per_token(&runs, 2);
         assert_eq!(
             total,
             [
-                step("attn_norm", 1.0),
-                step("Qcur", 4.0),
-                step("argmax", 1.0)
+                step("attn_norm", 1.0, 0.0),
+                step("Qcur", 4.0, 10.0),
+                step("argmax", 1.0, 0.0)
             ]
         );
     }
