@@ -84,7 +84,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000, value_parser = positive)]
     pub probe_ms: usize,
     /// Also split the engine's decode time by step of its graph (CPU only): where a token's
-    /// time goes, ms per token for each op and its share.
+    /// time goes, ms per token for each op, its share, and the rate at which its products read
+    /// their weights against the run's probe.
     #[arg(long)]
     pub steps: bool,
     /// Where the engine runs, and how.

@@ -15,7 +15,6 @@ pub struct StepTime {
     /// Seconds.
     pub seconds: f64,
     /// Bytes of weights its products read.
-    #[serde(default)]
     pub weight_bytes: f64,
 }
 
@@ -65,7 +64,8 @@ fn add(steps: &mut Vec<StepTime>, op: &str, seconds: f64, weight_bytes: f64) {
     }
 }
 
-/// The steps of several runs added up op by op, divided by `tokens`: seconds per token.
+/// The steps of several runs added up op by op, divided by `tokens`: seconds and weight bytes
+/// per token.
 pub fn per_token(runs: &[Vec<StepTime>], tokens: usize) -> Vec<StepTime> {
     let mut total = Vec::new();
     for step in runs.iter().flatten() {

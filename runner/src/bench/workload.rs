@@ -108,7 +108,6 @@ pub enum Reply {
         /// Seconds of the timed part.
         seconds: f64,
         /// Its time by step of the graph, when the worker was asked to time them.
-        #[serde(default)]
         steps: Vec<StepTime>,
     },
     /// The worker's peak resident set, just before it exits.
