@@ -38,11 +38,11 @@ fn extreme_input_wraps_in_the_reference_but_not_here() {
     assert!(x.codes().iter().all(|&q| q == 127));
 
     let exact = 2 * 127 * k as i32;
-    assert_eq!(reference_i16_dot(w.row(0), x.codes()), 16 * -512);
-    assert_eq!(scalar::i2s_dot_ref(w.row(0), x.codes()), exact);
+    assert_eq!(reference_i16_dot(&w.row(0), x.codes()), 16 * -512);
+    assert_eq!(scalar::i2s_dot_ref(&w.row(0), x.codes()), exact);
     for isa in Isa::supported() {
         let mut dot = [0];
-        (isa.dots().unwrap().i2s_rows)(w.row(0), x.codes(), &mut dot);
+        (isa.dots().unwrap().i2s_rows)(&w.row(0), x.codes(), &mut dot);
         assert_eq!(dot[0], exact, "{isa}");
         let mut out = [0f32];
         CpuKernels::new(isa, 1)
@@ -73,8 +73,8 @@ fn ordinary_inputs_agree_with_the_reference_model() {
     let w = I2sMatrix::new(&packed, shape).unwrap();
     let x = I8sActivations::quantize(&x, k, FpContract::Off).unwrap();
     assert_eq!(
-        scalar::i2s_dot_ref(w.row(0), x.codes()),
-        reference_i16_dot(w.row(0), x.codes())
+        scalar::i2s_dot_ref(&w.row(0), x.codes()),
+        reference_i16_dot(&w.row(0), x.codes())
     );
 }
 

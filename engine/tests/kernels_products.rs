@@ -39,7 +39,7 @@ fn i2s_gemv_applies_the_reference_epilogue() {
     let mut out = vec![0f32; 8];
     kernels().i2s_gemv(&w, &x, &mut out).unwrap();
     for (row, &y) in out.iter().enumerate() {
-        let dot = scalar::i2s_dot_ref(w.row(row), x.codes());
+        let dot = scalar::i2s_dot_ref(&w.row(row), x.codes());
         let expected = (dot as f32 - x.sums()[0] as f32) / x.scales()[0] * w.scale();
         assert_eq!(y.to_bits(), expected.to_bits());
         assert_eq!(y, i2s_epilogue(dot, x.sums()[0], x.scales()[0], w.scale()));

@@ -3,10 +3,13 @@
 //! ISAs this CPU lacks are skipped, and each test says which.
 
 use bitnet_engine::formats::{
-    BlockQ8K, FpContract, I2s, I2sMatrix, I8sActivations, Q8kActivations, Shape, TernaryFormat,
-    TqKind, TqMatrix, QK_K, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
+    interleave_quads, BlockQ8K, FpContract, I2s, I2sLayout, I2sMatrix, I8sActivations,
+    Q8kActivations, Shape, TernaryFormat, TqKind, TqMatrix, QK_K, TQ1_0_BLOCK_BYTES,
+    TQ2_0_BLOCK_BYTES,
 };
-use bitnet_engine::kernels::{scalar, CpuKernels, DenseMatrix, Isa, Numerics, ReduceWidth};
+use bitnet_engine::kernels::{
+    scalar, CpuKernels, DenseMatrix, Isa, Numerics, ReduceWidth, SCALAR_QUADS,
+};
 use half::f16;
 use proptest::prelude::*;
 use std::io::Write;
@@ -141,6 +144,36 @@ proptest! {
                 rows_x4(&codes, acts, &mut out);
                 prop_assert_eq!(&out, &reference, "{}", isa);
             }
+        }
+    }
+
+    #[test]
+    fn i2s_runs_grouped_in_fours_match_the_rows_in_order(seed: u64, blocks in 0usize..42, rows in 0usize..11) {
+        let mut rng = Rng::new(seed);
+        let width = blocks * 32;
+        let shape = Shape::new(blocks * 128, rows);
+        let mut packed = rng.bytes(rows * width);
+        packed.extend([0; 32]);
+        let mut grouped = packed.clone();
+        interleave_quads(&mut grouped, shape).unwrap();
+        let (codes, grouped) = (&packed[..rows * width], &grouped[..rows * width]);
+        let act = rng.i8s(blocks * 128);
+        let acts: Vec<Vec<i8>> = (0..4).map(|_| rng.i8s(blocks * 128)).collect();
+        let acts: [&[i8]; 4] = std::array::from_fn(|t| acts[t].as_slice());
+        let mut one = vec![0; rows];
+        scalar::i2s_rows_ref(codes, &act, &mut one);
+        let mut four = vec![[0; 4]; rows];
+        scalar::i2s_rows_x4_ref(codes, acts, &mut four);
+        let tables = std::iter::once(("scalar".to_string(), SCALAR_QUADS)).chain(
+            simd_isas().into_iter().filter_map(|isa| Some((isa.to_string(), isa.dots().unwrap().i2s_quads?))),
+        );
+        for (name, quads) in tables {
+            let mut out = vec![7; rows];
+            (quads.rows)(grouped, &act, &mut out);
+            prop_assert_eq!(&out, &one, "{}", name);
+            let mut out = vec![[7; 4]; rows];
+            (quads.rows_x4)(grouped, acts, &mut out);
+            prop_assert_eq!(&out, &four, "{}", name);
         }
     }
 
@@ -306,7 +339,10 @@ proptest! {
         let weights = rng.floats(k * rows);
         let x = rng.floats(k * tokens);
         let i2s = I2s.quantize(&weights, shape).unwrap();
+        let mut grouped = i2s.clone();
+        interleave_quads(&mut grouped, shape).unwrap();
         let i2s = I2sMatrix::new(&i2s, shape).unwrap();
+        let grouped = I2sMatrix::with_layout(&grouped, shape, I2sLayout::Quads).unwrap();
         let tq1 = TqKind::Tq1_0.format().quantize(&weights, shape).unwrap();
         let tq2 = TqKind::Tq2_0.format().quantize(&weights, shape).unwrap();
         let tq1 = TqMatrix::new(TqKind::Tq1_0, &tq1, shape).unwrap();
@@ -320,8 +356,9 @@ proptest! {
                 let i8s = I8sActivations::quantize(&x, k, contract).unwrap();
                 let q8k = Q8kActivations::quantize(&x, k, contract).unwrap();
                 let run = |kernels: &CpuKernels| {
-                    let mut outs = vec![vec![0f32; rows * tokens]; 5];
+                    let mut outs = vec![vec![0f32; rows * tokens]; 6];
                     kernels.i2s_gemm(&i2s, &i8s, &mut outs[0]).unwrap();
+                    kernels.i2s_gemm(&grouped, &i8s, &mut outs[5]).unwrap();
                     kernels.tq_gemm(&tq1, &q8k, &mut outs[1]).unwrap();
                     kernels.tq_gemm(&tq2, &q8k, &mut outs[2]).unwrap();
                     kernels.f16_gemm(&dense_h, &x, &mut outs[3]).unwrap();
@@ -329,6 +366,8 @@ proptest! {
                     outs.concat().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                 };
                 let reference = run(&CpuKernels::new(Isa::Scalar, 1).unwrap().with_numerics(numerics));
+                let n = rows * tokens;
+                prop_assert_eq!(&reference[5 * n..], &reference[..n], "rows grouped in fours");
                 for isa in std::iter::once(Isa::Scalar).chain(simd_isas()) {
                     for threads in [1, 2] {
                         let kernels = CpuKernels::new(isa, threads).unwrap().with_numerics(numerics);

@@ -3,7 +3,8 @@
 use bitnet_engine::formats::{FpContract, I8sActivations, Q8kActivations, QK_K};
 use bitnet_engine::kernels::ReduceWidth;
 use bitnet_engine::model::ops::{
-    lane_sum, masked_softmax, relu_sqr_mul, rms_norm, rope, silu_mul, vec_expf, RopeKind,
+    lane_sum, masked_softmax, relu_sqr_mul, rms_norm, rope, rope_angles, silu_mul, vec_expf,
+    RopeKind,
 };
 use bitnet_engine::synth::SplitMix64;
 
@@ -74,7 +75,8 @@ fn rope_matches_the_f64_rotation_for_both_pairings() {
             let expected = rope_f64(&x, head_dim, n_rot, pos, 10000.0, kind);
             for contract in [FpContract::Off, FpContract::Fused] {
                 let mut actual = x.clone();
-                rope(&mut actual, head_dim, n_rot, pos, 10000.0, kind, contract);
+                let angles = rope_angles(pos, n_rot, 10000.0);
+                rope(&mut actual, head_dim, &angles, kind, contract);
                 // The angle advances by repeated f32 multiplication: its error grows with the
                 // position.
                 assert_close(&actual, &expected, 2e-5 * (1 + pos) as f64);
@@ -87,15 +89,8 @@ fn rope_matches_the_f64_rotation_for_both_pairings() {
 fn rope_at_position_zero_is_the_identity() {
     let x = values(4, 64, 1.0);
     let mut y = x.clone();
-    rope(
-        &mut y,
-        64,
-        64,
-        0,
-        500000.0,
-        RopeKind::Neox,
-        FpContract::Fused,
-    );
+    let angles = rope_angles(0, 64, 500000.0);
+    rope(&mut y, 64, &angles, RopeKind::Neox, FpContract::Fused);
     assert_eq!(x, y);
 }
 

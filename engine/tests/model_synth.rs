@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use bitnet_engine::gguf::GgufFile;
-use bitnet_engine::kernels::{Isa, KernelError};
+use bitnet_engine::formats::I2sLayout;
+use bitnet_engine::gguf::{GgufFile, Residency};
+use bitnet_engine::kernels::{CpuKernels, Isa, KernelError};
 use bitnet_engine::model::{perplexity, Model, ModelError, ModelOptions, Session};
 use bitnet_engine::synth::{build_model, write_model, Arch, SynthSpec, VocabSource, WeightFormat};
 
@@ -311,6 +312,36 @@ fn several_threads_give_the_same_logits() {
             let many = Model::load(&path, &options).unwrap();
             let logits = Session::new(&many, 64).eval(&prompt, true).unwrap();
             assert_eq!(logits, expected, "{arch:?} on {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn rows_grouped_in_fours_give_the_logits_of_the_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt: Vec<u32> = (0..40).map(|i| 32 + (i * 37) % 90).collect();
+    for arch in [Arch::BitnetB158, Arch::Llama] {
+        let path = write(dir.path(), &SynthSpec::tiny(arch, WeightFormat::I2_S));
+        let mapped = ModelOptions {
+            residency: Residency::Mapped,
+            ..ModelOptions::default()
+        };
+        let in_order = Model::load(&path, &mapped).unwrap();
+        assert_eq!(in_order.i2s_layout(), I2sLayout::Rows);
+        let mut session = Session::new(&in_order, 48);
+        let expected = session.eval(&prompt, true).unwrap();
+        let next = session.eval(&[7], true).unwrap();
+        for threads in [1, 2] {
+            let options = ModelOptions {
+                threads,
+                ..ModelOptions::default()
+            };
+            let resident = Model::load(&path, &options).unwrap();
+            let kernels = CpuKernels::new(resident.isa(), 1).unwrap();
+            assert_eq!(resident.i2s_layout(), kernels.preferred_i2s_layout());
+            let mut session = Session::new(&resident, 48);
+            assert_eq!(session.eval(&prompt, true).unwrap(), expected, "{arch:?}");
+            assert_eq!(session.eval(&[7], true).unwrap(), next, "{arch:?}");
         }
     }
 }

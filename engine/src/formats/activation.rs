@@ -1,7 +1,7 @@
 //! Activation quantization: I8_S (per-token int8 for I2_S) and Q8_K (per-256 blocks for TQ1_0/TQ2_0).
 
 use super::{FormatError, FpContract};
-use crate::kernels::with_fma;
+use crate::kernels::with_simd;
 
 /// Values per Q8_K block (ggml's `QK_K`).
 pub const QK_K: usize = 256;
@@ -117,7 +117,7 @@ impl I8sActivations {
     }
 }
 
-with_fma! {
+with_simd! {
     /// Quantizes one token; returns its scale and code sum.
     fn quantize_row_i8_s(x: &[f32], out: &mut [i8], contract: FpContract) -> (f32, i32) {
         let amax = row_amax(x);
@@ -182,7 +182,7 @@ impl BlockQ8K {
     }
 }
 
-with_fma! {
+with_simd! {
     /// [`BlockQ8K::quantize`].
     fn quantize_block_q8k(x: &[f32; QK_K], contract: FpContract) -> BlockQ8K {
         let mut amax = 0f32;

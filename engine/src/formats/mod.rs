@@ -40,7 +40,8 @@ mod tq_matrix;
 
 pub use activation::{BlockQ8K, I8sActivations, Q8kActivations, RowQuantizer, QK_K};
 pub use error::FormatError;
-pub use i2s::{I2s, I2sMatrix, I2S_BLOCK};
+pub(crate) use i2s::rows_of_quads;
+pub use i2s::{deinterleave_quads, interleave_quads, I2s, I2sLayout, I2sMatrix, I2S_BLOCK};
 pub use lut_table::{lut_entry, LutTable};
 pub use q6_k::{q6k_code, q6k_d, q6k_scale, Q6KMatrix, Q6_K, Q6_K_BLOCK_BYTES};
 pub use q8_0::{BlockQ8_0, Q8_0Activations, Q8_0Matrix, Q8_0, Q8_0_BLOCK_BYTES, QK8_0};

@@ -9,7 +9,7 @@
 
 use super::lut_table::{lut_table, LutTable};
 use super::FormatError;
-use crate::kernels::with_fma;
+use crate::kernels::with_simd;
 
 /// Tokens of TL2 lookup tables with one scale per token.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +86,7 @@ impl Tl2Activations {
     }
 }
 
-with_fma! {
+with_simd! {
     /// Appends one token's tables and returns its scale; `q` is scratch for the token's codes.
     /// Plain loops, without closures, so that the FMA build (which implies SSE4.1's rounding
     /// instruction) covers every step.

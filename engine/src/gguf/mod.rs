@@ -48,6 +48,7 @@ pub enum Residency {
 pub struct GgufFile {
     path: PathBuf,
     map: Option<Mmap>,
+    residency: Residency,
     layout: Layout,
 }
 
@@ -95,7 +96,13 @@ impl GgufFile {
         };
         let layout = Layout::parse(map.as_deref().unwrap_or(&[]))?;
         let issues = layout.validate();
-        Ok((Self { path, map, layout }, issues))
+        let file = Self {
+            path,
+            map,
+            residency,
+            layout,
+        };
+        Ok((file, issues))
     }
 
     /// The file's path.
@@ -116,6 +123,29 @@ impl GgufFile {
     /// The whole file's bytes.
     pub fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// Calls `edit` on the whole file's bytes, writable, where they are resident (the memory is
+    /// made writable for the call and read-only again after it); `None` where they are mapped
+    /// from the file, whose pages are the system's cache of it.
+    pub fn edit_resident<R>(
+        &mut self,
+        edit: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<Option<R>, GgufError> {
+        if self.residency != Residency::HugePages {
+            return Ok(None);
+        }
+        let Some(map) = self.map.take() else {
+            return Ok(Some(edit(&mut [])));
+        };
+        let io = |error| GgufError::Io {
+            path: self.path.clone(),
+            error,
+        };
+        let mut writable = map.make_mut().map_err(io)?;
+        let result = edit(&mut writable);
+        self.map = Some(writable.make_read_only().map_err(io)?);
+        Ok(Some(result))
     }
 
     /// A tensor's info by name.

@@ -10,11 +10,11 @@ use half::f16;
 use super::dense::{round_to_f16, DenseMatrix};
 use super::error::{expect_len, KernelError};
 use super::reduce::ReduceWidth;
-use super::table::DotKernels;
+use super::table::{DotKernels, SCALAR_QUADS};
 use super::team::Team;
 use super::Isa;
 use crate::formats::{
-    FpContract, I2sMatrix, I8sActivations, Q8kActivations, Tl1Activations, Tl1Matrix,
+    FpContract, I2sLayout, I2sMatrix, I8sActivations, Q8kActivations, Tl1Activations, Tl1Matrix,
     Tl2Activations, Tl2Matrix, TqKind, TqMatrix,
 };
 
@@ -180,6 +180,15 @@ impl CpuKernels {
         self.dots
     }
 
+    /// The layout of I2_S rows these kernels read fastest: [`I2sLayout::Quads`] where the table
+    /// has kernels for it.
+    pub fn preferred_i2s_layout(&self) -> I2sLayout {
+        match self.dots.i2s_quads {
+            Some(_) => I2sLayout::Quads,
+            None => I2sLayout::Rows,
+        }
+    }
+
     /// I2_S × I8_S for one token: `out[row]` as the reference's `mul_mat` computes it.
     pub fn i2s_gemv(
         &self,
@@ -287,7 +296,9 @@ impl CpuKernels {
 
     /// The products of the I2_S rows `rows` (at most [`I2S_RUN_ROWS`]) with the tokens of
     /// `span`, four tokens per kernel call where the ISA has such a kernel, each handed to
-    /// `store(row − rows.start, token, value)`.
+    /// `store(row − rows.start, token, value)`. Rows grouped in fours are read by the table's
+    /// kernels for that layout (the scalar ones where it has none); every run starts at a group,
+    /// as every chunk of rows starts at a multiple of four.
     fn i2s_run(
         &self,
         w: &I2sMatrix,
@@ -300,8 +311,19 @@ impl CpuKernels {
         let epilogue = |d: i32, token: usize| i2s_epilogue(d, sums[token], scales[token], w_scale);
         let (width, n) = (w.shape().ne0 / 4, rows.len());
         let codes = &w.codes()[rows.start * width..rows.end * width];
+        let (one, four) = match w.layout() {
+            I2sLayout::Rows => (self.dots.i2s_rows, self.dots.i2s_rows_x4),
+            I2sLayout::Quads => {
+                assert!(
+                    rows.start.is_multiple_of(4),
+                    "a run of grouped i2_s rows starts inside a group"
+                );
+                let quads = self.dots.i2s_quads.unwrap_or(SCALAR_QUADS);
+                (quads.rows, Some(quads.rows_x4))
+            }
+        };
         let mut t = span.start;
-        if let Some(rows_x4) = self.dots.i2s_rows_x4 {
+        if let Some(rows_x4) = four {
             let mut dots = [[0i32; 4]; I2S_RUN_ROWS];
             while t + 4 <= span.end {
                 let acts = std::array::from_fn(|j| x.token_codes(t + j));
@@ -316,7 +338,7 @@ impl CpuKernels {
         }
         let mut dots = [0i32; I2S_RUN_ROWS];
         for t in t..span.end {
-            (self.dots.i2s_rows)(codes, x.token_codes(t), &mut dots[..n]);
+            one(codes, x.token_codes(t), &mut dots[..n]);
             for (r, &d) in dots[..n].iter().enumerate() {
                 store(r, t, epilogue(d, t));
             }
@@ -752,17 +774,18 @@ impl CpuKernels {
 }
 
 /// Rows per chunk when a product's `rows` are split over `threads` threads: eight chunks per
-/// thread, claimed one at a time so that the threads finish close together, and at least four
-/// rows.
+/// thread, claimed one at a time so that the threads finish close together, and a multiple of
+/// four rows, so that every chunk of I2_S rows grouped in fours starts at a group.
 fn rows_per_chunk(rows: usize, threads: usize) -> usize {
-    (rows / (threads * 8)).max(4)
+    (rows / (threads * 8)).max(4) / 4 * 4
 }
 
 /// Rows per chunk of a one-token product whose rows are `row_bytes` long: chunks of about
 /// [`STREAMING_CHUNK_BYTES`], so that the threads, each streaming its own run of chunks back to
-/// back, finish within a few microseconds of each other, and at least eight per thread.
+/// back, finish within a few microseconds of each other, at least eight per thread, and a
+/// multiple of four rows.
 fn streaming_rows_per_chunk(rows: usize, threads: usize, row_bytes: usize) -> usize {
-    let by_bytes = (STREAMING_CHUNK_BYTES / row_bytes.max(1)).max(4);
+    let by_bytes = (STREAMING_CHUNK_BYTES / row_bytes.max(1)).max(4) / 4 * 4;
     rows_per_chunk(rows, threads).min(by_bytes)
 }
 

@@ -56,13 +56,13 @@ pub mod block_dots;
 mod cpu;
 mod dense;
 mod error;
-mod fma;
 mod isa;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod reduce;
 pub(crate) mod rows;
 pub mod scalar;
+mod simd_versions;
 mod table;
 mod team;
 #[cfg(target_arch = "x86_64")]
@@ -71,12 +71,14 @@ mod x86;
 pub use cpu::{i2s_epilogue, CpuKernels, Numerics};
 pub use dense::{round_to_f16, DenseMatrix};
 pub use error::KernelError;
-pub(crate) use fma::with_fma;
 pub use isa::Isa;
 pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use rows::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
-pub use table::{DotKernels, I2sRows, I2sRowsX4};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use simd_versions::has_avx512;
+pub(crate) use simd_versions::with_simd;
+pub use table::{DotKernels, I2sQuadKernels, I2sRows, I2sRowsX4, SCALAR_QUADS};
 pub use team::Team;
 
 /// Asks the CPU to bring the cache line holding `value` into its caches, as the one-token

@@ -19,6 +19,7 @@ use crate::formats::{
 static KERNELS: DotKernels = DotKernels {
     i2s_rows,
     i2s_rows_x4: None,
+    i2s_quads: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: tl1_block_dot,

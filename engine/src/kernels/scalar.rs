@@ -8,6 +8,7 @@ use half::f16;
 use super::reduce::{hsum8_pairs, reduce_tiled, reduce_vec_dot, ReduceWidth};
 use super::rows::check_rows;
 use crate::formats::{lut_entry, swapped_row, tq1_element, trit, trits_in};
+use crate::formats::{rows_of_quads, I2S_BLOCK};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::formats::{LutTable, Tl1Block, Tl2Block};
 
@@ -64,6 +65,28 @@ pub fn i2s_rows_x4_ref(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
             }
         }
     }
+}
+
+/// [`i2s_rows_ref`] of a run of rows in the [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout that starts at a group
+/// of four: the run's rows put back in order first.
+///
+/// # Panics
+/// As [`i2s_rows_ref`].
+pub fn i2s_quad_rows_ref(codes: &[u8], act: &[i8], out: &mut [i32]) {
+    check_rows(codes, &[act], out.len());
+    let rows = rows_of_quads(codes, act.len() / I2S_BLOCK, out.len());
+    i2s_rows_ref(&rows, act, out);
+}
+
+/// [`i2s_rows_x4_ref`] of a run of rows in the [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout that starts at a
+/// group of four.
+///
+/// # Panics
+/// As [`i2s_rows_ref`], for any of the tokens.
+pub fn i2s_quad_rows_x4_ref(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    check_rows(codes, &acts, out.len());
+    let rows = rows_of_quads(codes, acts[0].len() / I2S_BLOCK, out.len());
+    i2s_rows_x4_ref(&rows, acts, out);
 }
 
 /// [`i2s_dot_ref`] of one row against four tokens' activations.

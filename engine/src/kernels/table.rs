@@ -29,6 +29,23 @@ pub type F16RowsX4 = fn(&DenseMatrix<'_, f16>, [&[f16]; 4], &mut [[f32; 4]], Red
 /// One row's multi-token f16 × f32 dot products against four tokens.
 pub type F16TiledX4 = fn(&[f16], [&[f32]; 4], ReduceWidth) -> [f32; 4];
 
+/// The I2_S kernels over runs of rows in the
+/// [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout, each run starting at a group
+/// of four rows.
+#[derive(Debug, Clone, Copy)]
+pub struct I2sQuadKernels {
+    /// One token ([`scalar::i2s_quad_rows_ref`]).
+    pub rows: I2sRows,
+    /// Four tokens ([`scalar::i2s_quad_rows_x4_ref`]).
+    pub rows_x4: I2sRowsX4,
+}
+
+/// The scalar reference kernels over rows in the quads layout.
+pub const SCALAR_QUADS: I2sQuadKernels = I2sQuadKernels {
+    rows: scalar::i2s_quad_rows_ref,
+    rows_x4: scalar::i2s_quad_rows_x4_ref,
+};
+
 /// The dot products of one ISA. Every entry computes exactly what its scalar `*_ref` counterpart in
 /// [`scalar`](super::scalar) computes, with the same panics on mismatched lengths.
 #[derive(Debug)]
@@ -39,6 +56,10 @@ pub struct DotKernels {
     /// The same for four tokens at once, decoding each weight block once
     /// ([`scalar::i2s_rows_x4_ref`]); `None` where the ISA takes tokens one at a time.
     pub i2s_rows_x4: Option<I2sRowsX4>,
+    /// The same products over rows grouped in fours, where this ISA reads those faster than
+    /// rows one after another (a model on these kernels then groups its I2_S matrices so at
+    /// load); `None` where it does not.
+    pub i2s_quads: Option<I2sQuadKernels>,
     /// TQ1_0 × Q8_K over one row ([`scalar::tq1_dot_ref`]).
     pub tq1: fn(&[u8], &[BlockQ8K], FpContract) -> f32,
     /// TQ2_0 × Q8_K over one row ([`scalar::tq2_dot_ref`]).
@@ -71,6 +92,7 @@ pub struct DotKernels {
 pub(crate) static SCALAR: DotKernels = DotKernels {
     i2s_rows: scalar::i2s_rows_ref,
     i2s_rows_x4: Some(scalar::i2s_rows_x4_ref),
+    i2s_quads: None,
     tq1: scalar::tq1_dot_ref,
     tq2: scalar::tq2_dot_ref,
     tl1: scalar::tl1_block_dot_ref,

@@ -7,9 +7,9 @@ use zerocopy::FromBytes;
 
 use super::{LutTiling, LutTilings, ModelError, ModelTilings};
 use crate::formats::{
-    FormatError, I2sMatrix, I8sActivations, Q6KMatrix, Q8_0Activations, Q8_0Matrix, Q8kActivations,
-    Shape, Tl1Activations, Tl1Matrix, Tl1Tiling, Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind,
-    TqMatrix,
+    interleave_quads, FormatError, I2sLayout, I2sMatrix, I8sActivations, Q6KMatrix,
+    Q8_0Activations, Q8_0Matrix, Q8kActivations, Shape, Tl1Activations, Tl1Matrix, Tl1Tiling,
+    Tl2Activations, Tl2Matrix, Tl2Tiling, TqKind, TqMatrix,
 };
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::{CpuKernels, DenseMatrix};
@@ -26,6 +26,7 @@ pub struct Linear {
     scale: Option<f32>,
     tl1: Option<Tl1Tiling>,
     tl2: Option<Tl2Tiling>,
+    i2s_layout: I2sLayout,
 }
 
 impl Linear {
@@ -81,6 +82,7 @@ impl Linear {
             scale: None,
             tl1,
             tl2,
+            i2s_layout: I2sLayout::Rows,
         };
         linear.check(file.bytes())?;
         Ok(linear)
@@ -225,7 +227,8 @@ impl Linear {
             .map(|l| l.i2s_matrix(file_bytes))
             .collect::<Result<Vec<_>, _>>()?;
         for (out, linear) in outs.iter_mut().zip(linears) {
-            reset(out, linear.shape.ne1);
+            // Every row is written below, so what the buffer holds is not cleared first.
+            out.resize(linear.shape.ne1, 0.0);
         }
         kernels.i2s_gemv_each(&ws, &a, &mut outs.each_mut().map(|o| o.as_mut_slice()))?;
         for (out, linear) in outs.into_iter().zip(linears) {
@@ -236,8 +239,25 @@ impl Linear {
 
     /// The I2_S view of this matrix's bytes.
     fn i2s_matrix<'a>(&self, file_bytes: &'a [u8]) -> Result<I2sMatrix<'a>, ModelError> {
-        I2sMatrix::new(&file_bytes[self.bytes.clone()], self.shape)
+        I2sMatrix::with_layout(&file_bytes[self.bytes.clone()], self.shape, self.i2s_layout)
             .map_err(|e| self.format_error(e))
+    }
+
+    /// How the rows lie in memory, for an I2_S matrix.
+    pub fn i2s_layout(&self) -> I2sLayout {
+        self.i2s_layout
+    }
+
+    /// Groups the rows of this I2_S matrix in fours ([`I2sLayout::Quads`]) within `file_bytes`,
+    /// the writable bytes of its resident file; other types stay as they are.
+    pub(crate) fn group_i2s_rows(&mut self, file_bytes: &mut [u8]) -> Result<(), ModelError> {
+        if self.ty != GgmlType::I2_S || self.i2s_layout == I2sLayout::Quads {
+            return Ok(());
+        }
+        interleave_quads(&mut file_bytes[self.bytes.clone()], self.shape)
+            .map_err(|e| self.format_error(e))?;
+        self.i2s_layout = I2sLayout::Quads;
+        Ok(())
     }
 
     /// This I2_S matrix times quantized activations, into `out`.
@@ -249,7 +269,8 @@ impl Linear {
         out: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
         let w = self.i2s_matrix(file_bytes)?;
-        reset(out, a.tokens() * self.shape.ne1);
+        // The product writes every value, so what the buffer holds is not cleared first.
+        out.resize(a.tokens() * self.shape.ne1, 0.0);
         kernels.i2s_gemm(&w, a, out)?;
         self.apply_scale(out);
         Ok(())

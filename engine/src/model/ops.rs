@@ -2,7 +2,7 @@
 
 pub use super::vec_math::{lane_sum, vec_expf};
 use crate::formats::FpContract;
-use crate::kernels::with_fma;
+use crate::kernels::with_simd;
 use crate::kernels::ReduceWidth;
 
 /// How RoPE pairs the dimensions of a head.
@@ -14,17 +14,19 @@ pub enum RopeKind {
     Neox,
 }
 
-/// RMSNorm of each row of `x` (`width` values), multiplied by `weight`: squares in f32 summed in
-/// f64 in order, the mean rounded to f32, `x · (1 / sqrt(mean + eps))`, then `· weight`.
-pub fn rms_norm(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
-    if width == 0 {
-        return;
-    }
-    for row in x.chunks_exact_mut(width) {
-        let mean = mean_of_squares(row);
-        let scale = 1.0 / (mean + eps).sqrt();
-        for (v, &w) in row.iter_mut().zip(weight) {
-            *v = (*v * scale) * w;
+with_simd! {
+    /// RMSNorm of each row of `x` (`width` values), multiplied by `weight`: squares in f32 summed
+    /// in f64 in order, the mean rounded to f32, `x · (1 / sqrt(mean + eps))`, then `· weight`.
+    pub fn rms_norm(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
+        if width == 0 {
+            return;
+        }
+        for row in x.chunks_exact_mut(width) {
+            let mean = mean_of_squares(row);
+            let scale = 1.0 / (mean + eps).sqrt();
+            for (v, &w) in row.iter_mut().zip(weight) {
+                *v = (*v * scale) * w;
+            }
         }
     }
 }
@@ -36,6 +38,7 @@ pub fn rms_norm(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
 /// non-negative; when every f64 in that interval around the lane sum gives the same f32 mean, so
 /// does the ordered sum, and the lane sum stands. Otherwise (about one row in 10⁴) the ordered
 /// chain runs.
+#[inline]
 fn mean_of_squares(row: &[f32]) -> f32 {
     let n = row.len() as f64;
     let mean = |sum: f64| (sum / n) as f32;
@@ -48,6 +51,7 @@ fn mean_of_squares(row: &[f32]) -> f32 {
 }
 
 /// The f64 sum of the f32 squares of `row`, eight lanes at a time, the lanes added as a tree.
+#[inline]
 fn lane_sum_of_squares(row: &[f32]) -> f64 {
     let (chunks, rest) = row.as_chunks::<8>();
     let mut lanes = [0f64; 8];
@@ -63,21 +67,19 @@ fn lane_sum_of_squares(row: &[f32]) -> f64 {
     ((a + b) + (c + d)) + ((e + f) + (g + h))
 }
 
-with_fma! {
-    /// Rotates the first `n_rot` dimensions of each head (`head_dim` wide) of one token at position
-    /// `pos`. Angles are `pos · base^(−2i/n_rot)`, the power advanced by repeated f32 multiplication as
-    /// ggml does; under [`FpContract::Fused`] each rotated value is one FMA over the rounded other
-    /// product, as GCC contracts the reference's expression.
+with_simd! {
+    /// Rotates the first `2 · cos_sin.len()` dimensions of each head (`head_dim` wide) of one
+    /// token by the angles of its position ([`rope_angles`]); under [`FpContract::Fused`] each
+    /// rotated value is one FMA over the rounded other product, as GCC contracts the reference's
+    /// expression.
     pub fn rope(
         x: &mut [f32],
         head_dim: usize,
-        n_rot: usize,
-        pos: usize,
-        base: f32,
+        cos_sin: &[(f32, f32)],
         kind: RopeKind,
         contract: FpContract,
     ) {
-        let cos_sin = rope_angles(pos, n_rot, base);
+        let n_rot = 2 * cos_sin.len();
         for head in x.chunks_exact_mut(head_dim) {
             for (i, &(cos, sin)) in cos_sin.iter().enumerate() {
                 let (a, b) = match kind {
@@ -107,7 +109,7 @@ pub fn rope_angles(pos: usize, n_rot: usize, base: f32) -> Vec<(f32, f32)> {
     cos_sin
 }
 
-with_fma! {
+with_simd! {
     /// `softmax(row · scale)` with entries from `valid` on masked (`−inf`), as `ggml_soft_max_ext`:
     /// exponentials by [`vec_expf`] on whole vectors of `simd` lanes and by `expf` on the tail, their
     /// sum accumulated in f64 vector by vector, and every value scaled by the f32 inverse of the sum.
@@ -138,7 +140,7 @@ with_fma! {
     }
 }
 
-with_fma! {
+with_simd! {
     /// `silu(gate) · up` for rows of `width` values, into `gate`: SiLU as `x / (1 + exp(−x))` with
     /// [`vec_expf`] on whole vectors of `simd` lanes and `expf` on the tail of each row.
     pub fn silu_mul(gate: &mut [f32], up: &[f32], width: usize, simd: ReduceWidth) {
@@ -156,17 +158,21 @@ with_fma! {
     }
 }
 
-/// `relu(gate)² · up`, element-wise, into `gate`.
-pub fn relu_sqr_mul(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let r = g.max(0.0);
-        *g = r * r * u;
+with_simd! {
+    /// `relu(gate)² · up`, element-wise, into `gate`.
+    pub fn relu_sqr_mul(gate: &mut [f32], up: &[f32]) {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            let r = g.max(0.0);
+            *g = r * r * u;
+        }
     }
 }
 
-/// `a += b`, element-wise.
-pub fn add_assign(a: &mut [f32], b: &[f32]) {
-    a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
+with_simd! {
+    /// `a += b`, element-wise.
+    pub fn add_assign(a: &mut [f32], b: &[f32]) {
+        a.iter_mut().zip(b).for_each(|(x, &y)| *x += y);
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 
 use super::attention::KvCache;
 use super::linear::Linear;
-use super::ops::{add_assign, relu_sqr_mul, rms_norm, rope, silu_mul};
+use super::ops::{add_assign, relu_sqr_mul, rms_norm, rope, rope_angles, silu_mul};
 use super::{Model, ModelError, PickRequest, Picked};
 use crate::cuda::{CudaModel, CudaSession};
-use crate::kernels::CpuKernels;
+use crate::kernels::{prefetch_all, with_simd, CpuKernels};
 use crate::synth::Arch;
 
 /// Logits of consecutive positions, `n_vocab` values each.
@@ -86,16 +86,42 @@ impl<'a> TracedOp<'a> {
     }
 }
 
-/// The index of the largest value (the first on ties).
-pub fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
+with_simd! {
+    /// The index of the largest value (the first on ties): the index a scan keeps that moves on
+    /// only to a strictly larger value, so NaNs never win, and a NaN first wins alone.
+    pub fn argmax(row: &[f32]) -> u32 {
+        let Some(&first) = row.first() else {
+            return 0;
+        };
+        if first.is_nan() {
+            return 0;
         }
+        // Each block's largest value is found lane by lane (a comparison that vectorizes); a
+        // block that beats the best so far gives its first index of that value.
+        let (mut best, mut best_value) = (0, first);
+        for (b, block) in row.chunks(ARGMAX_BLOCK).enumerate() {
+            let mut lanes = [f32::NEG_INFINITY; 16];
+            let (vectors, rest) = block.as_chunks::<16>();
+            for vector in vectors {
+                for (lane, &v) in lanes.iter_mut().zip(vector) {
+                    *lane = if v > *lane { v } else { *lane };
+                }
+            }
+            for (lane, &v) in lanes.iter_mut().zip(rest) {
+                *lane = if v > *lane { v } else { *lane };
+            }
+            let top = lanes.into_iter().fold(f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+            if top > best_value {
+                let at = block.iter().position(|&v| v == top).unwrap_or(0);
+                (best, best_value) = (b * ARGMAX_BLOCK + at, top);
+            }
+        }
+        best as u32
     }
-    best as u32
 }
+
+/// Values per block of [`argmax`]'s scan.
+const ARGMAX_BLOCK: usize = 1024;
 
 /// Where a session keeps its context.
 enum State {
@@ -304,6 +330,12 @@ impl<'m> Session<'m> {
         for &token in tokens {
             x.extend(model.token_embd.row_f32(bytes, token as usize)?);
         }
+        // Every layer rotates by the same angles of each position.
+        let n_rot = hp.rope_dimension_count as usize;
+        let angles: Vec<_> = (self.n_past..self.n_past + tokens.len())
+            .map(|pos| rope_angles(pos, n_rot, hp.rope_freq_base))
+            .collect();
+        let (kind, contract) = (model.rope_kind(), kernels.numerics().contract);
         // Every layer's products have the sizes of the layer before's, so their buffers are
         // reused, not allocated (and faulted in) again per product; a spent buffer takes the
         // next step's values, so the peak stays that of the largest step.
@@ -316,36 +348,19 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("attn_norm", il, &h, &mut read));
             let mut k = std::mem::take(&mut cur);
             let qkv = [&layer.wq, &layer.wk, &layer.wv];
+            // The weights of the vector step after each product are asked for as the product
+            // starts: the product's stream has pushed them out of the caches since the last
+            // token, and waiting for them one miss at a time would idle the memory.
+            prefetch_norm(layer.attn_sub_norm.as_deref());
             Linear::apply_each(qkv, bytes, kernels, &h, [&mut q, &mut k, &mut v])?;
             read += qkv.iter().map(|l| l.weight_bytes()).sum::<usize>();
-            let n_rot = hp.rope_dimension_count as usize;
-            let kind = model.rope_kind();
-            let contract = kernels.numerics().contract;
             let n_embd_kv = heads.n_head_kv * heads.head_dim;
-            for (t, (qt, kt)) in q
+            let rows = q
                 .chunks_exact_mut(n_embd)
-                .zip(k.chunks_exact_mut(n_embd_kv))
-                .enumerate()
-            {
-                let pos = self.n_past + t;
-                rope(
-                    qt,
-                    heads.head_dim,
-                    n_rot,
-                    pos,
-                    hp.rope_freq_base,
-                    kind,
-                    contract,
-                );
-                rope(
-                    kt,
-                    heads.head_dim,
-                    n_rot,
-                    pos,
-                    hp.rope_freq_base,
-                    kind,
-                    contract,
-                );
+                .zip(k.chunks_exact_mut(n_embd_kv));
+            for ((qt, kt), cos_sin) in rows.zip(&angles) {
+                rope(qt, heads.head_dim, cos_sin, kind, contract);
+                rope(kt, heads.head_dim, cos_sin, kind, contract);
             }
             trace(TracedOp::layer("Qcur", il, &q, &mut read));
             trace(TracedOp::layer("Kcur", il, &k, &mut read));
@@ -360,6 +375,7 @@ impl<'m> Session<'m> {
                 trace(TracedOp::layer("attn_sub_norm", il, &attn, &mut read));
             }
             cur = k;
+            prefetch_norm(Some(&layer.ffn_norm));
             layer.wo.apply(bytes, kernels, &attn, &mut cur)?;
             read += layer.wo.weight_bytes();
             let projected = if layer.attn_sub_norm.is_some() {
@@ -381,6 +397,7 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("ffn_norm", il, &h, &mut read));
             let (mut up, mut act) = (std::mem::take(&mut x), std::mem::take(&mut q));
             let up_gate = [&layer.ffn_up, &layer.ffn_gate];
+            prefetch_norm(layer.ffn_sub_norm.as_deref());
             Linear::apply_each(up_gate, bytes, kernels, &h, [&mut up, &mut act])?;
             read += up_gate.iter().map(|l| l.weight_bytes()).sum::<usize>();
             let width = kernels.numerics().width;
@@ -397,6 +414,8 @@ impl<'m> Session<'m> {
                 trace(TracedOp::layer("ffn_sub_norm", il, &act, &mut read));
             }
             x = up;
+            let next_norm = model.layers.get(il + 1).map(|next| &next.attn_norm);
+            prefetch_norm(Some(next_norm.unwrap_or(&model.output_norm)));
             layer.ffn_down.apply(bytes, kernels, &act, &mut x)?;
             read += layer.ffn_down.weight_bytes();
             q = act;
@@ -437,8 +456,66 @@ impl<'m> Session<'m> {
     }
 }
 
+/// Asks for the cache lines of a norm's weights, if there is the norm.
+fn prefetch_norm(weights: Option<&[f32]>) {
+    if let Some(weights) = weights {
+        prefetch_all(weights);
+    }
+}
+
 /// [`rms_norm`] of each `width`-value row, rows split over the kernels' threads when there are
 /// many.
 fn norm_rows(kernels: &CpuKernels, x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
     kernels.map_row_chunks(x, width, |_, rows| rms_norm(rows, width, weight, eps));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The scan [`argmax`] matches: move on only to a strictly larger value.
+    fn scan(row: &[f32]) -> u32 {
+        let mut best = 0;
+        for (i, &v) in row.iter().enumerate() {
+            if v > row[best] {
+                best = i;
+            }
+        }
+        best as u32
+    }
+
+    /// Values drawn from a few, so that ties, signed zeros, infinities and NaNs meet often.
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            prop::sample::select(vec![
+                0.0,
+                -0.0,
+                1.0,
+                -1.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+                f32::MAX,
+            ]),
+            -4.0f32..4.0,
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn argmax_keeps_the_index_of_the_strictly_increasing_scan(
+            row in prop::collection::vec(value(), 0..3000),
+            at in any::<prop::sample::Index>(),
+            big in any::<bool>(),
+        ) {
+            let mut row = row;
+            if big && !row.is_empty() {
+                // One large value anywhere, in any block.
+                let i = at.index(row.len());
+                row[i] = 1e30;
+            }
+            prop_assert_eq!(argmax(&row), scan(&row));
+        }
+    }
 }

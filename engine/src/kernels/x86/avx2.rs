@@ -31,6 +31,7 @@ pub(crate) fn is_supported() -> bool {
 pub(crate) const TABLE: DotKernels = DotKernels {
     i2s_rows,
     i2s_rows_x4: Some(i2s_rows_x4),
+    i2s_quads: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: tl1_block_dot,

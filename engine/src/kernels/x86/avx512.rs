@@ -16,7 +16,7 @@ use half::f16;
 use super::{avx2, f16_tail_sums, prefetch_ahead, MASKED_SAFE_BLOCKS};
 use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES};
 use crate::kernels::reduce::ReduceWidth;
-use crate::kernels::table::DotKernels;
+use crate::kernels::table::{DotKernels, I2sQuadKernels};
 use crate::kernels::DenseMatrix;
 use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
 
@@ -35,6 +35,7 @@ pub(crate) fn is_supported_vnni() -> bool {
 static KERNELS: DotKernels = DotKernels {
     i2s_rows,
     i2s_rows_x4: Some(avx2::i2s_rows_x4),
+    i2s_quads: None,
     tq1: tq1_dot,
     tq2: tq2_dot,
     tl1: avx2::tl1_block_dot,
@@ -51,6 +52,10 @@ static KERNELS: DotKernels = DotKernels {
 static KERNELS_VNNI: DotKernels = DotKernels {
     i2s_rows: i2s_rows_vnni,
     i2s_rows_x4: Some(i2s_rows_x4_vnni),
+    i2s_quads: Some(I2sQuadKernels {
+        rows: i2s_quad_rows_vnni,
+        rows_x4: i2s_quad_rows_x4_vnni,
+    }),
     ..KERNELS
 };
 
@@ -77,13 +82,21 @@ fn i2s_rows_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
     crate::kernels::rows::check_rows(codes, &[act], out.len());
     // SAFETY: only `KERNELS_VNNI` holds this function, and it is handed out only on CPUs with
     // the features `i2s_rows_avx512_vnni` is compiled for.
-    unsafe { i2s_rows_avx512_vnni(codes, act, out) }
+    unsafe { i2s_rows_avx512_vnni::<false>(codes, act, out) }
 }
 
-/// The one-token rows four at a time ([`i2s_dot_x4_rows_avx512_vnni`]), the last rows of a run
-/// that is not a multiple of four one at a time.
+/// [`i2s_rows_vnni`] over rows in the quads layout.
+fn i2s_quad_rows_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
+    crate::kernels::rows::check_rows(codes, &[act], out.len());
+    // SAFETY: as in `i2s_rows_vnni`, through `KERNELS_VNNI` only.
+    unsafe { i2s_rows_avx512_vnni::<true>(codes, act, out) }
+}
+
+/// The one-token rows four at a time ([`i2s_dot_x4_rows_avx512_vnni`]), each four one after
+/// another or grouped (`GROUPED`, the quads layout), the last rows of a run that is not a
+/// multiple of four one at a time.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-fn i2s_rows_avx512_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
+fn i2s_rows_avx512_vnni<const GROUPED: bool>(codes: &[u8], act: &[i8], out: &mut [i32]) {
     let width = act.len() / 4;
     if width == 0 {
         out.fill(0);
@@ -93,7 +106,7 @@ fn i2s_rows_avx512_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
     let quad_codes = codes.chunks_exact(4 * width);
     let rest = quad_codes.remainder();
     for (o, quad) in (&mut quads).zip(quad_codes) {
-        o.copy_from_slice(&i2s_dot_x4_rows_avx512_vnni(quad, act));
+        o.copy_from_slice(&i2s_dot_x4_rows_avx512_vnni::<GROUPED>(quad, act));
     }
     for (o, row) in quads
         .into_remainder()
@@ -104,22 +117,28 @@ fn i2s_rows_avx512_vnni(codes: &[u8], act: &[i8], out: &mut [i32]) {
     }
 }
 
-/// [`i2s_dot_avx512_vnni`] of the four consecutive rows `quad` against one token: each block's
-/// activations are loaded once for the four rows, and the four rows' lanes are folded into one
-/// register before the last horizontal adds. The four rows are read side by side, which the
-/// hardware prefetchers do not follow; the prefetch runs over `quad` as one stream, a block's
-/// share of it per block.
+/// [`i2s_dot_avx512_vnni`] of the four rows `quad` against one token: each block's activations
+/// are loaded once for the four rows, and the four rows' lanes are folded into one register
+/// before the last horizontal adds. The rows lie one after another, read side by side (which
+/// the hardware prefetchers do not follow), or grouped (`GROUPED`: block `b` of row `i` is the
+/// group's block `4b + i`), read as one linear stream; either way the prefetch runs over `quad`
+/// as one stream, a block's share of it per block.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-fn i2s_dot_x4_rows_avx512_vnni(quad: &[u8], act: &[i8]) -> [i32; 4] {
+fn i2s_dot_x4_rows_avx512_vnni<const GROUPED: bool>(quad: &[u8], act: &[i8]) -> [i32; 4] {
     let (act_blocks, _) = act.as_chunks::<128>();
-    let (rows, _) = quad.as_chunks::<32>();
+    let (blocks, _) = quad.as_chunks::<32>();
     let n = act_blocks.len();
+    // Row `i`'s blocks start at block `i · first` and lie `step` blocks apart.
+    let (first, step) = match GROUPED {
+        true => (1, 4),
+        false => (n, 1),
+    };
     let (r0, r1, r2, r3) = (
-        &rows[..n],
-        &rows[n..2 * n],
-        &rows[2 * n..3 * n],
-        &rows[3 * n..],
+        blocks,
+        &blocks[first..],
+        &blocks[2 * first..],
+        &blocks[3 * first..],
     );
     let masks = i2s_code_masks();
     let [first_shift, second_shift] = i2s_code_shifts();
@@ -130,10 +149,10 @@ fn i2s_dot_x4_rows_avx512_vnni(quad: &[u8], act: &[i8]) -> [i32; 4] {
         for b in start..end {
             let a = &act_blocks[b];
             prefetch_ahead(quad.as_ptr().wrapping_add(4 * 32 * b), 4 * 32);
-            add_masked_block(&mut sums[0], &r0[b], a, masks);
-            add_masked_block(&mut sums[1], &r1[b], a, masks);
-            add_masked_block(&mut sums[2], &r2[b], a, masks);
-            add_masked_block(&mut sums[3], &r3[b], a, masks);
+            add_masked_block(&mut sums[0], &r0[step * b], a, masks);
+            add_masked_block(&mut sums[1], &r1[step * b], a, masks);
+            add_masked_block(&mut sums[2], &r2[step * b], a, masks);
+            add_masked_block(&mut sums[3], &r3[step * b], a, masks);
         }
         for (total, pair) in total.iter_mut().zip(sums) {
             let first = _mm512_srav_epi32(pair[0], first_shift);
@@ -177,6 +196,37 @@ i2s_rows_x4_in_pairs!(
     i2s_dot_2x4_avx512_vnni,
     "avx512f,avx512bw,avx512vnni,avx2"
 );
+
+/// [`i2s_rows_x4_vnni`] over rows in the quads layout.
+fn i2s_quad_rows_x4_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    crate::kernels::rows::check_rows(codes, &acts, out.len());
+    // SAFETY: only `KERNELS_VNNI` holds this function, and it is handed out only on CPUs with
+    // the features `i2s_quad_rows_x4_avx512_vnni` is compiled for.
+    unsafe { i2s_quad_rows_x4_avx512_vnni(codes, acts, out) }
+}
+
+/// Each group of four rows as two pairs ([`i2s_dot_2x4_blocks`], block `b` of row `i` the
+/// group's block `4b + i`), the rows after the last group as [`i2s_rows_x4_avx512_vnni`] takes
+/// them.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn i2s_quad_rows_x4_avx512_vnni(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
+    let Some((width, blocks)) = crate::kernels::rows::token_blocks(acts, out) else {
+        return;
+    };
+    let grouped = out.len() / 4 * 4;
+    let (group_codes, rest) = codes.split_at(grouped * width);
+    let (group_out, rest_out) = out.split_at_mut(grouped);
+    for (group, o) in group_codes
+        .chunks_exact(4 * width)
+        .zip(group_out.chunks_exact_mut(4))
+    {
+        let (b, _) = group.as_chunks::<32>();
+        let [r0, r1] = i2s_dot_2x4_blocks::<4>([b, &b[1..]], blocks);
+        let [r2, r3] = i2s_dot_2x4_blocks::<4>([&b[2..], &b[3..]], blocks);
+        o.copy_from_slice(&[r0, r1, r2, r3]);
+    }
+    i2s_rows_x4_avx512_vnni(rest, acts, rest_out);
+}
 
 fn tq1_dot(row: &[u8], act: &[BlockQ8K], contract: FpContract) -> f32 {
     assert_eq!(
@@ -453,12 +503,20 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_dot_2x4_avx512_vnni(rows: [&[u8]; 2], acts: [&[[i8; 128]]; 4]) -> [[i32; 4]; 2] {
-    let (first, _) = rows[0].as_chunks::<32>();
-    let (second, _) = rows[1].as_chunks::<32>();
+    i2s_dot_2x4_blocks::<1>(rows.map(|row| row.as_chunks::<32>().0), acts)
+}
+
+/// [`i2s_dot_2x4_avx512_vnni`] of two rows whose block `b` is `rows[j][STEP · b]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+fn i2s_dot_2x4_blocks<const STEP: usize>(
+    rows: [&[[u8; 32]]; 2],
+    acts: [&[[i8; 128]]; 4],
+) -> [[i32; 4]; 2] {
     let mut total = [[_mm512_setzero_si512(); 4]; 2];
-    for (b, (c0, c1)) in first.iter().zip(second).enumerate() {
-        let [c00, c01] = i2s_block_codes(c0);
-        let [c10, c11] = i2s_block_codes(c1);
+    for b in 0..acts[0].len() {
+        let [c00, c01] = i2s_block_codes(&rows[0][STEP * b]);
+        let [c10, c11] = i2s_block_codes(&rows[1][STEP * b]);
         for t in 0..4 {
             let [x0, x1] = load_block_acts(&acts[t][b]);
             total[0][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(total[0][t], c00, x0), c01, x1);
