@@ -8,7 +8,7 @@ use half::slice::HalfFloatSliceExt;
 use super::ops::masked_softmax;
 use super::ModelError;
 use crate::formats::Shape;
-use crate::kernels::{prefetch_all, round_to_f16, CpuKernels, DenseMatrix};
+use crate::kernels::{prefetch, prefetch_all, round_to_f16, CpuKernels, DenseMatrix};
 
 /// Tokens per block of a batch's attention while the cached values are finite.
 const ATTENTION_BLOCK: usize = 32;
@@ -334,6 +334,31 @@ impl KvCache {
         match (&self.k[layer], &self.v[layer]) {
             (Cells::F16(k), Cells::F16(v)) => rows_then_run(&v[values], capacity, n_kv, &k[keys]),
             (Cells::F32(k), Cells::F32(v)) => rows_then_run(&v[values], capacity, n_kv, &k[keys]),
+            _ => {}
+        }
+    }
+
+    /// Asks for the cache lines that storing one token at cell `cell` of layer `layer` writes:
+    /// a value row's cell lies on a line of its own for each of the `head_dim` rows of every KV
+    /// head, and the layer's products have pushed them out since the last token wrote beside
+    /// them, so their misses are taken while the products stream instead of one by one after.
+    pub fn prefetch_cell(&self, layer: usize, cell: usize) {
+        let (h, capacity) = (self.heads, self.capacity);
+        if cell >= capacity {
+            return;
+        }
+        fn lines<T>(k: &[T], v: &[T], h: HeadLayout, capacity: usize, cell: usize) {
+            for kv_head in 0..h.n_head_kv {
+                let at = (kv_head * capacity + cell) * h.head_dim;
+                prefetch_all(&k[at..at + h.head_dim]);
+            }
+            for row in v[cell..].iter().step_by(capacity) {
+                prefetch(row);
+            }
+        }
+        match (&self.k[layer], &self.v[layer]) {
+            (Cells::F16(k), Cells::F16(v)) => lines(k, v, h, capacity, cell),
+            (Cells::F32(k), Cells::F32(v)) => lines(k, v, h, capacity, cell),
             _ => {}
         }
     }

@@ -352,6 +352,9 @@ impl<'m> Session<'m> {
             // starts: the product's stream has pushed them out of the caches since the last
             // token, and waiting for them one miss at a time would idle the memory.
             prefetch_norm(layer.attn_sub_norm.as_deref());
+            if tokens.len() == 1 {
+                cache.prefetch_cell(il, self.n_past);
+            }
             Linear::apply_each(qkv, bytes, kernels, &h, [&mut q, &mut k, &mut v])?;
             read += qkv.iter().map(|l| l.weight_bytes()).sum::<usize>();
             let n_embd_kv = heads.n_head_kv * heads.head_dim;
