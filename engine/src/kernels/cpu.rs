@@ -285,9 +285,13 @@ impl CpuKernels {
         };
         match &self.team {
             Some(team) => {
-                let all_rows = ws.iter().map(|w| w.shape().ne1).sum();
-                let per_chunk = streaming_rows_per_chunk(all_rows, team.threads(), x.k() / 4);
-                team.for_each_chunk(outs, per_chunk, |k, first, chunk| run(&ws[k], first, chunk));
+                let rows: Vec<usize> = ws.iter().map(|w| w.shape().ne1).collect();
+                let threads = team.threads();
+                let per_chunk = streaming_rows_per_chunk(rows.iter().sum(), threads, x.k() / 4);
+                let (spans, runs) = streaming_spans(&rows, threads, per_chunk);
+                team.for_each_span(outs, &spans, &runs, |k, first, chunk| {
+                    run(&ws[k], first, chunk)
+                });
             }
             None => ws.iter().zip(outs).for_each(|(w, out)| run(w, 0, out)),
         }
@@ -789,6 +793,51 @@ fn streaming_rows_per_chunk(rows: usize, threads: usize, row_bytes: usize) -> us
     rows_per_chunk(rows, threads).min(by_bytes)
 }
 
+/// The spans of rows `(part, rows)` of a one-token product over `parts` (their row counts, the
+/// parts' rows one after another) for a team of `threads`, and where each thread's run of
+/// spans starts (`threads + 1` values, the last the number of spans): each thread an equal share
+/// of the rows, cut into chunks of `per_chunk` rows, the last ones of each share halving down to
+/// [`I2S_RUN_ROWS`] so that the threads finish close together. No span crosses into the next
+/// part, and every one starts at a multiple of four rows of its part.
+fn streaming_spans(
+    parts: &[usize],
+    threads: usize,
+    per_chunk: usize,
+) -> (Vec<(usize, Range<usize>)>, Vec<usize>) {
+    let total: usize = parts.iter().sum();
+    let per_chunk = per_chunk.max(I2S_RUN_ROWS);
+    let mut spans = Vec::new();
+    let mut runs = vec![0];
+    // Where in its part each row of the product is, and where each thread's share ends.
+    let (mut part, mut at) = (0, 0);
+    for t in 1..=threads {
+        let share_end = t * total / threads;
+        let done = parts[..part].iter().sum::<usize>() + at;
+        let mut left = share_end.saturating_sub(done);
+        while left > 0 {
+            // Skip the ends of parts.
+            while at == parts[part] {
+                (part, at) = (part + 1, 0);
+            }
+            let chunk = match left > 2 * per_chunk {
+                true => per_chunk,
+                false => left.div_ceil(2).next_multiple_of(4).max(I2S_RUN_ROWS),
+            };
+            let len = chunk.min(left).min(parts[part] - at);
+            // Every span but the last of a part ends on a multiple of four rows.
+            let len = match at + len == parts[part] {
+                true => len,
+                false => (len / 4 * 4).max(4).min(parts[part] - at),
+            };
+            spans.push((part, at..at + len));
+            at += len;
+            left = left.saturating_sub(len);
+        }
+        runs.push(spans.len());
+    }
+    (spans, runs)
+}
+
 /// Bytes of weights per chunk of a one-token product.
 const STREAMING_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -821,4 +870,51 @@ fn i2s_token_block(k: usize) -> usize {
 /// Token `token` of row-major activations `k` wide.
 fn token_of<T>(x: &[T], k: usize, token: usize) -> &[T] {
     &x[token * k..(token + 1) * k]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_spans_cover_every_part_in_groups_and_shrink_at_each_run_end() {
+        let cases: [&[usize]; 7] = [
+            &[2560, 640, 640],
+            &[13824],
+            &[6, 6],
+            &[0, 5, 0, 9],
+            &[1],
+            &[2560],
+            &[70, 3, 130],
+        ];
+        for parts in cases {
+            for threads in 1..=4 {
+                let total: usize = parts.iter().sum();
+                let per_chunk = streaming_rows_per_chunk(total, threads, 640);
+                let (spans, runs) = streaming_spans(parts, threads, per_chunk);
+                let case = format!("{parts:?} on {threads}");
+                assert_eq!(runs.len(), threads + 1, "{case}");
+                assert_eq!((runs[0], runs[threads]), (0, spans.len()), "{case}");
+                assert!(runs.windows(2).all(|w| w[0] <= w[1]), "{case}");
+                // Every row once, in order, each span inside its part and starting on a group.
+                let mut next = vec![0; parts.len()];
+                for (part, rows) in &spans {
+                    assert_eq!(rows.start, next[*part], "{case}");
+                    assert!(rows.start.is_multiple_of(4) && !rows.is_empty(), "{case}");
+                    next[*part] = rows.end;
+                }
+                assert_eq!(next, parts, "{case}");
+                // Each run of a large product ends on a chunk of a single run of rows.
+                if total >= 1024 * threads {
+                    for t in 0..threads {
+                        let last = &spans[runs[t + 1] - 1].1;
+                        assert!(
+                            last.len() <= I2S_RUN_ROWS,
+                            "{case}: run {t} ends on {last:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

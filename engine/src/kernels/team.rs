@@ -16,6 +16,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::hint::spin_loop;
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -118,6 +119,13 @@ impl Team {
 
     /// `f(i)` for every `i` in `0..n`, each on one thread of the team; returns when all are done.
     pub fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        let threads = self.threads();
+        self.run_in_runs(n, &|t| t * n / threads, f);
+    }
+
+    /// [`Team::run`] with thread `t` starting on the run of jobs `first(t)..first(t + 1)`
+    /// (`first(0) = 0`, `first(threads) = n`, never decreasing).
+    fn run_in_runs(&self, n: usize, first: &dyn Fn(usize) -> usize, f: &(dyn Fn(usize) + Sync)) {
         let parallel = n >= 2 && u32::try_from(n).is_ok() && !IN_JOB.get();
         let guard = match parallel && !self.workers.is_empty() {
             true => self.dispatch_lock(),
@@ -137,12 +145,8 @@ impl Team {
         // function returns only once `done` counts every job.
         let erased = ptr::from_ref(&job).cast_mut().cast::<Job<'static>>();
         shared.job.0.store(erased, Ordering::Relaxed);
-        let threads = shared.runs.len();
         for (t, run) in shared.runs.iter().enumerate() {
-            run.0.store(
-                span(t * n / threads, (t + 1) * n / threads),
-                Ordering::SeqCst,
-            );
+            run.0.store(span(first(t), first(t + 1)), Ordering::SeqCst);
         }
         for (worker, asleep) in self.workers.iter().zip(&shared.asleep) {
             if asleep.0.load(Ordering::SeqCst) {
@@ -223,6 +227,59 @@ impl Team {
             };
             f(part, first, chunk);
         });
+    }
+
+    /// `f(part, first, chunk)` for each span `(part, first..end)` of `spans`, `chunk` being
+    /// `parts[part][first..end]`, each on one thread of the team, thread `t` starting on the
+    /// spans `runs[t]..runs[t + 1]` (`runs` holds `threads() + 1` starts, the last
+    /// `spans.len()`; without them, an even split). The spans must lie within their parts and
+    /// follow each other in order, parts first, without overlapping.
+    ///
+    /// # Panics
+    /// If they do not.
+    pub fn for_each_span<T: Send>(
+        &self,
+        parts: &mut [&mut [T]],
+        spans: &[(usize, Range<usize>)],
+        runs: &[usize],
+        f: impl Fn(usize, usize, &mut [T]) + Sync,
+    ) {
+        let mut end = (0, 0);
+        for (part, range) in spans {
+            assert!(
+                (*part, range.start) >= end
+                    && range.start <= range.end
+                    && parts.get(*part).is_some_and(|p| range.end <= p.len()),
+                "span {part}:{range:?} out of order or out of bounds"
+            );
+            end = (*part, range.end);
+        }
+        let bases: Vec<AtomicPtr<T>> = parts
+            .iter_mut()
+            .map(|part| AtomicPtr::new(part.as_mut_ptr()))
+            .collect();
+        let job = |i: usize| {
+            let (part, range) = &spans[i];
+            // SAFETY: `run` calls this once per job, the spans are disjoint ranges within their
+            // parts (checked above), and the parts stay mutably borrowed, by nothing else,
+            // until `run` returns.
+            let chunk = unsafe {
+                std::slice::from_raw_parts_mut(
+                    bases[*part].load(Ordering::Relaxed).add(range.start),
+                    range.len(),
+                )
+            };
+            f(*part, range.start, chunk);
+        };
+        let threads = self.threads();
+        let split = runs.len() == threads + 1
+            && runs.first() == Some(&0)
+            && runs.last() == Some(&spans.len())
+            && runs.windows(2).all(|w| w[0] <= w[1]);
+        match split {
+            true => self.run_in_runs(spans.len(), &|t| runs[t], &job),
+            false => self.run(spans.len(), &job),
+        }
     }
 
     /// `a()` and `b()`, `b` free to run on another thread of the team while `a` runs.
@@ -516,6 +573,41 @@ mod tests {
         assert_eq!(a, (100..110).collect::<Vec<_>>());
         assert!(b.is_empty());
         assert_eq!(c, (300..307).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_span_is_visited_once_with_its_offset_whatever_the_runs() {
+        let team = Team::new(2).unwrap();
+        let spans = [(0, 0..3), (0, 3..4), (2, 0..5), (2, 5..7)];
+        for runs in [vec![0, 1, 4], vec![0, 4, 4], vec![0, 2], vec![0, 3, 1]] {
+            let (mut a, mut b, mut c) = (vec![0usize; 4], Vec::new(), vec![0usize; 7]);
+            team.for_each_span(
+                &mut [&mut a, &mut b, &mut c],
+                &spans,
+                &runs,
+                |part, first, chunk| {
+                    for (i, v) in chunk.iter_mut().enumerate() {
+                        *v += 100 * (part + 1) + first + i;
+                    }
+                },
+            );
+            assert_eq!(a, (100..104).collect::<Vec<_>>(), "{runs:?}");
+            assert!(b.is_empty());
+            assert_eq!(c, (300..307).collect::<Vec<_>>(), "{runs:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order or out of bounds")]
+    fn overlapping_spans_are_refused() {
+        let team = Team::new(2).unwrap();
+        let mut a = vec![0u8; 8];
+        team.for_each_span(
+            &mut [&mut a],
+            &[(0, 0..4), (0, 3..8)],
+            &[0, 1, 2],
+            |_, _, _| (),
+        );
     }
 
     #[test]

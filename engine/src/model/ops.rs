@@ -33,7 +33,7 @@ with_simd! {
 
 /// `(Σ (f64)(x·x)) / n` rounded to f32, the sum added in order as ggml adds it.
 ///
-/// One ordered f64 chain waits on every add, so the squares are first summed eight lanes at a
+/// One ordered f64 chain waits on every add, so the squares are first summed 32 lanes at a
 /// time. Both sums are within `2(n + 16)·ε` (relative) of each other, as every term is
 /// non-negative; when every f64 in that interval around the lane sum gives the same f32 mean, so
 /// does the ordered sum, and the lane sum stands. Otherwise (about one row in 10⁴) the ordered
@@ -50,11 +50,12 @@ fn mean_of_squares(row: &[f32]) -> f32 {
     mean(row.iter().fold(0.0, |sum, &v| sum + f64::from(v * v)))
 }
 
-/// The f64 sum of the f32 squares of `row`, eight lanes at a time, the lanes added as a tree.
+/// The f64 sum of the f32 squares of `row`, 32 lanes at a time (four chains of eight, so that
+/// no add waits on the one before), the lanes added as a tree.
 #[inline]
 fn lane_sum_of_squares(row: &[f32]) -> f64 {
-    let (chunks, rest) = row.as_chunks::<8>();
-    let mut lanes = [0f64; 8];
+    let (chunks, rest) = row.as_chunks::<32>();
+    let mut lanes = [0f64; 32];
     for chunk in chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
             *lane += f64::from(v * v);
@@ -63,7 +64,8 @@ fn lane_sum_of_squares(row: &[f32]) -> f64 {
     for (lane, &v) in lanes.iter_mut().zip(rest) {
         *lane += f64::from(v * v);
     }
-    let [a, b, c, d, e, f, g, h] = lanes;
+    let [a, b, c, d, e, f, g, h]: [f64; 8] =
+        std::array::from_fn(|j| (lanes[j] + lanes[j + 8]) + (lanes[j + 16] + lanes[j + 24]));
     ((a + b) + (c + d)) + ((e + f) + (g + h))
 }
 
@@ -72,6 +74,9 @@ with_simd! {
     /// token by the angles of its position ([`rope_angles`]); under [`FpContract::Fused`] each
     /// rotated value is one FMA over the rounded other product, as GCC contracts the reference's
     /// expression.
+    ///
+    /// # Panics
+    /// If the angles rotate more dimensions than a head has.
     pub fn rope(
         x: &mut [f32],
         head_dim: usize,
@@ -79,18 +84,48 @@ with_simd! {
         kind: RopeKind,
         contract: FpContract,
     ) {
-        let n_rot = 2 * cos_sin.len();
-        for head in x.chunks_exact_mut(head_dim) {
-            for (i, &(cos, sin)) in cos_sin.iter().enumerate() {
-                let (a, b) = match kind {
-                    RopeKind::Normal => (2 * i, 2 * i + 1),
-                    RopeKind::Neox => (i, i + n_rot / 2),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                (head[a], head[b]) = match contract {
-                    FpContract::Off => (x0 * cos - x1 * sin, x0 * sin + x1 * cos),
-                    FpContract::Fused => (x0.mul_add(cos, -(x1 * sin)), x0.mul_add(sin, x1 * cos)),
-                };
+        match contract {
+            FpContract::Off => rotate_heads(x, head_dim, cos_sin, kind, |x0, x1, cos, sin| {
+                (x0 * cos - x1 * sin, x0 * sin + x1 * cos)
+            }),
+            FpContract::Fused => rotate_heads(x, head_dim, cos_sin, kind, |x0, x1, cos, sin| {
+                (x0.mul_add(cos, -(x1 * sin)), x0.mul_add(sin, x1 * cos))
+            }),
+        }
+    }
+}
+
+/// Applies `rotate(x0, x1, cos, sin)` to every pair of rotated dimensions of each head, pairs
+/// as `kind` makes them, in loops without branches or index checks, which vectorize.
+///
+/// # Panics
+/// If the angles rotate more dimensions than a head has (the loader refuses such a model).
+#[inline(always)]
+fn rotate_heads(
+    x: &mut [f32],
+    head_dim: usize,
+    cos_sin: &[(f32, f32)],
+    kind: RopeKind,
+    rotate: impl Fn(f32, f32, f32, f32) -> (f32, f32),
+) {
+    let n_rot = 2 * cos_sin.len();
+    assert!(
+        n_rot <= head_dim,
+        "{n_rot} rotated dimensions in heads of {head_dim}"
+    );
+    for head in x.chunks_exact_mut(head_dim) {
+        let rotated = &mut head[..n_rot];
+        match kind {
+            RopeKind::Normal => {
+                for (pair, &(cos, sin)) in rotated.chunks_exact_mut(2).zip(cos_sin) {
+                    (pair[0], pair[1]) = rotate(pair[0], pair[1], cos, sin);
+                }
+            }
+            RopeKind::Neox => {
+                let (first, second) = rotated.split_at_mut(n_rot / 2);
+                for ((x0, x1), &(cos, sin)) in first.iter_mut().zip(second).zip(cos_sin) {
+                    (*x0, *x1) = rotate(*x0, *x1, cos, sin);
+                }
             }
         }
     }
@@ -125,10 +160,11 @@ with_simd! {
         let lanes = simd.lanes();
         let full = row.len() / lanes * lanes;
         let mut sum = 0f64;
-        for vector in row[..full].chunks_exact_mut(lanes) {
-            vector
-                .iter_mut()
-                .for_each(|v| *v = vec_expf(*v - max, simd));
+        match simd {
+            ReduceWidth::Lanes8 => exps(&mut row[..full], max, ReduceWidth::Lanes8),
+            ReduceWidth::Lanes16 => exps(&mut row[..full], max, ReduceWidth::Lanes16),
+        }
+        for vector in row[..full].chunks_exact(lanes) {
             sum += f64::from(lane_sum(vector, simd));
         }
         for v in &mut row[full..] {
@@ -138,6 +174,14 @@ with_simd! {
         let inv = (1.0 / sum) as f32;
         row.iter_mut().for_each(|v| *v *= inv);
     }
+}
+
+/// `vec_expf(v − max)` of every value (one loop per width, so that each vectorizes).
+#[inline(always)]
+fn exps(values: &mut [f32], max: f32, simd: ReduceWidth) {
+    values
+        .iter_mut()
+        .for_each(|v| *v = vec_expf(*v - max, simd));
 }
 
 with_simd! {

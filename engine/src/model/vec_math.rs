@@ -17,6 +17,9 @@ const P2: f32 = f32::from_bits(0x3eff_fedb); // 0x1.fffdb6p-2
 const P1: f32 = f32::from_bits(0x3f7f_fff6); // 0x1.ffffecp-1
 
 /// `exp(x)` as one lane of the reference's `ggml_v_expf` for the build of `width`.
+///
+/// Every case is computed and the lane's one selected, without branches, so that a loop of
+/// them vectorizes.
 #[inline(always)]
 pub fn vec_expf(x: f32, width: ReduceWidth) -> f32 {
     let z = x.mul_add(LOG2_E, ROUND);
@@ -24,30 +27,38 @@ pub fn vec_expf(x: f32, width: ReduceWidth) -> f32 {
     let b = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
     let u = b * b;
     let poly = P5.mul_add(b, P4).mul_add(u, P3.mul_add(b, P2));
+    let (huge, tiny) = (n.abs() > 192.0, n <= 0.0);
     match width {
         ReduceWidth::Lanes16 => {
             let j = poly.mul_add(u, P1.mul_add(b, 1.0));
-            if n.abs() > 192.0 {
-                return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-            }
             // `scalef`: one rounding of j · 2^n (2^n exact in f64 for |n| ≤ 192).
-            let scale = f64::from_bits(((n as i64 + 1023) as u64) << 52);
-            (f64::from(j) * scale) as f32
+            let n_in_range = if huge { 0.0 } else { n };
+            let scale = f64::from_bits(((n_in_range as i64 + 1023) as u64) << 52);
+            let scaled = (f64::from(j) * scale) as f32;
+            let saturated = if tiny { 0.0 } else { f32::INFINITY };
+            if huge {
+                saturated
+            } else {
+                scaled
+            }
         }
         ReduceWidth::Lanes8 => {
             let j = poly.mul_add(u, P1 * b);
             let e = z.to_bits() << 23;
             let k = f32::from_bits(e.wrapping_add(1f32.to_bits()));
-            if n.abs() <= 126.0 {
-                return j.mul_add(k, k);
-            }
-            let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+            let normal = j.mul_add(k, k);
+            let g: u32 = if tiny { 0x8200_0000 } else { 0 };
             let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
             let s2 = f32::from_bits(e.wrapping_sub(g));
-            if n.abs() > 192.0 {
+            let extreme = if huge {
                 s1 * s1
             } else {
                 s2.mul_add(j, s2) * s1
+            };
+            if n.abs() <= 126.0 {
+                normal
+            } else {
+                extreme
             }
         }
     }
