@@ -192,7 +192,7 @@ impl Team {
     /// `f(part, first, chunk)` for every chunk of `chunk_len` values of each of `parts` (the last
     /// chunk of a part may be shorter), `first` the chunk's offset in its part, each on one
     /// thread of the team. The jobs follow the parts and their chunks in order, so a thread's
-    /// run covers consecutive chunks; no job needs an allocation or a lock of its own.
+    /// run covers consecutive chunks ([`Team::for_each_span`] over an even split).
     pub fn for_each_chunk<T: Send>(
         &self,
         parts: &mut [&mut [T]],
@@ -200,39 +200,23 @@ impl Team {
         f: impl Fn(usize, usize, &mut [T]) + Sync,
     ) {
         let chunk_len = chunk_len.max(1);
-        let mut first_job = Vec::with_capacity(parts.len());
-        let mut jobs = 0;
-        for part in parts.iter() {
-            first_job.push(jobs);
-            jobs += part.len().div_ceil(chunk_len);
-        }
-        let bases: Vec<(AtomicPtr<T>, usize)> = parts
-            .iter_mut()
-            .map(|part| (AtomicPtr::new(part.as_mut_ptr()), part.len()))
+        let spans: Vec<(usize, Range<usize>)> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(part, values)| {
+                let len = values.len();
+                (0..len)
+                    .step_by(chunk_len)
+                    .map(move |first| (part, first..(first + chunk_len).min(len)))
+            })
             .collect();
-        self.run(jobs, &|i| {
-            // The last part whose jobs start at or before `i` (parts without chunks share
-            // their start with the next part).
-            let part = first_job.partition_point(|&j| j <= i) - 1;
-            let (base, len) = &bases[part];
-            let first = (i - first_job[part]) * chunk_len;
-            // SAFETY: `run` calls this once per job, jobs map to disjoint chunks within the
-            // parts' bounds (`first < len`, as the part has job `i`), and the parts stay
-            // mutably borrowed, by nothing else, until `run` returns.
-            let chunk = unsafe {
-                std::slice::from_raw_parts_mut(
-                    base.load(Ordering::Relaxed).add(first),
-                    chunk_len.min(len - first),
-                )
-            };
-            f(part, first, chunk);
-        });
+        self.for_each_span(parts, &spans, &[], f);
     }
 
     /// `f(part, first, chunk)` for each span `(part, first..end)` of `spans`, `chunk` being
     /// `parts[part][first..end]`, each on one thread of the team, thread `t` starting on the
     /// spans `runs[t]..runs[t + 1]` (`runs` holds `threads() + 1` starts, the last
-    /// `spans.len()`; without them, an even split). The spans must lie within their parts and
+    /// `spans.len()`; without them, an even split of the spans' count). The spans must lie within their parts and
     /// follow each other in order, parts first, without overlapping.
     ///
     /// # Panics
