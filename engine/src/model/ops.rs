@@ -190,15 +190,26 @@ with_simd! {
     pub fn silu_mul(gate: &mut [f32], up: &[f32], width: usize, simd: ReduceWidth) {
         let full = width / simd.lanes() * simd.lanes();
         for (row, up_row) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
-            for (i, (g, &u)) in row.iter_mut().zip(up_row).enumerate() {
-                let e = if i < full {
-                    vec_expf(-*g, simd)
-                } else {
-                    (-*g).exp()
-                };
+            let (vectors, tail) = row.split_at_mut(full);
+            let (up_vectors, up_tail) = up_row.split_at(full);
+            match simd {
+                ReduceWidth::Lanes8 => silu_vectors(vectors, up_vectors, ReduceWidth::Lanes8),
+                ReduceWidth::Lanes16 => silu_vectors(vectors, up_vectors, ReduceWidth::Lanes16),
+            }
+            for (g, &u) in tail.iter_mut().zip(up_tail) {
+                let e = (-*g).exp();
                 *g = *g / (1.0 + e) * u;
             }
         }
+    }
+}
+
+/// `silu(gate) · up` by [`vec_expf`], one loop per width, so that each vectorizes.
+#[inline(always)]
+fn silu_vectors(gate: &mut [f32], up: &[f32], simd: ReduceWidth) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let e = vec_expf(-*g, simd);
+        *g = *g / (1.0 + e) * u;
     }
 }
 
