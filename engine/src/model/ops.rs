@@ -38,7 +38,7 @@ with_simd! {
 /// non-negative; when every f64 in that interval around the lane sum gives the same f32 mean, so
 /// does the ordered sum, and the lane sum stands. Otherwise (about one row in 10⁴) the ordered
 /// chain runs.
-#[inline]
+#[inline(always)]
 fn mean_of_squares(row: &[f32]) -> f32 {
     let n = row.len() as f64;
     let mean = |sum: f64| (sum / n) as f32;
@@ -52,7 +52,7 @@ fn mean_of_squares(row: &[f32]) -> f32 {
 
 /// The f64 sum of the f32 squares of `row`, 32 lanes at a time (four chains of eight, so that
 /// no add waits on the one before), the lanes added as a tree.
-#[inline]
+#[inline(always)]
 fn lane_sum_of_squares(row: &[f32]) -> f64 {
     let (chunks, rest) = row.as_chunks::<32>();
     let mut lanes = [0f64; 32];
