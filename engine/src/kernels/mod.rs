@@ -74,7 +74,9 @@ pub use error::KernelError;
 pub use isa::Isa;
 pub use reduce::ReduceWidth;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) use rows::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
+pub(crate) use rows::i2s_rows_kernel;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use rows::i2s_rows_x4_in_pairs;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use simd_versions::has_avx512;
 pub(crate) use simd_versions::with_simd;

@@ -18,6 +18,7 @@ pub(crate) fn check_rows(codes: &[u8], acts: &[&[i8]], rows: usize) {
 
 /// The row width in code bytes and the four tokens' 128-activation blocks of a four-token run;
 /// `None`, with `out` zeroed, for empty rows.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn token_blocks<'a>(
     acts: [&'a [i8]; 4],
     out: &mut [[i32; 4]],
@@ -63,6 +64,7 @@ pub(crate) use i2s_rows_kernel;
 /// `$inner`, compiled with `$features`: each block's activations are loaded once for both rows
 /// and each block's codes once for all four tokens. Only the dot tables of the ISA that has those
 /// features may hold `$name`.
+#[cfg(target_arch = "x86_64")]
 macro_rules! i2s_rows_x4_in_pairs {
     ($name:ident, $inner:ident, $pair_dot:path, $features:literal) => {
         fn $name(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
@@ -94,4 +96,5 @@ macro_rules! i2s_rows_x4_in_pairs {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
 pub(crate) use i2s_rows_x4_in_pairs;
