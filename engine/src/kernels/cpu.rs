@@ -183,10 +183,9 @@ impl CpuKernels {
     /// The layout of I2_S rows these kernels read fastest: [`I2sLayout::Quads`] where the table
     /// has kernels for it.
     pub fn preferred_i2s_layout(&self) -> I2sLayout {
-        match self.dots.i2s_quads {
-            Some(_) => I2sLayout::Quads,
-            None => I2sLayout::Rows,
-        }
+        self.dots
+            .i2s_quads
+            .map_or(I2sLayout::Rows, |_| I2sLayout::Quads)
     }
 
     /// I2_S × I8_S for one token: `out[row]` as the reference's `mul_mat` computes it.
@@ -809,11 +808,9 @@ fn streaming_spans(
     let mut spans = Vec::new();
     let mut runs = vec![0];
     // Where in its part each row of the product is, and where each thread's share ends.
-    let (mut part, mut at) = (0, 0);
+    let (mut part, mut at, mut done) = (0, 0, 0);
     for t in 1..=threads {
-        let share_end = t * total / threads;
-        let done = parts[..part].iter().sum::<usize>() + at;
-        let mut left = share_end.saturating_sub(done);
+        let mut left = (t * total / threads).saturating_sub(done);
         while left > 0 {
             // Skip the ends of parts.
             while at == parts[part] {
@@ -831,6 +828,7 @@ fn streaming_spans(
             };
             spans.push((part, at..at + len));
             at += len;
+            done += len;
             left = left.saturating_sub(len);
         }
         runs.push(spans.len());

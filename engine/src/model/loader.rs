@@ -42,6 +42,34 @@ pub struct Layer {
     pub ffn_sub_norm: Option<Vec<f32>>,
 }
 
+impl Layer {
+    /// The block's weight matrices.
+    pub fn matrices(&self) -> [&Linear; 7] {
+        [
+            &self.wq,
+            &self.wk,
+            &self.wv,
+            &self.wo,
+            &self.ffn_gate,
+            &self.ffn_up,
+            &self.ffn_down,
+        ]
+    }
+
+    /// [`Layer::matrices`], mutable.
+    fn matrices_mut(&mut self) -> [&mut Linear; 7] {
+        [
+            &mut self.wq,
+            &mut self.wk,
+            &mut self.wv,
+            &mut self.wo,
+            &mut self.ffn_gate,
+            &mut self.ffn_up,
+            &mut self.ffn_down,
+        ]
+    }
+}
+
 /// Where the weights live: bytes of tensor data mapped from the file, and bytes copied to the heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WeightMemory {
@@ -183,18 +211,8 @@ impl Model {
             output,
             ..
         } = self;
-        let mut linears = vec![output];
-        for l in layers {
-            linears.extend([
-                &mut l.wq,
-                &mut l.wk,
-                &mut l.wv,
-                &mut l.wo,
-                &mut l.ffn_gate,
-                &mut l.ffn_up,
-                &mut l.ffn_down,
-            ]);
-        }
+        let linears =
+            std::iter::once(output).chain(layers.iter_mut().flat_map(Layer::matrices_mut));
         file.edit_resident(|bytes| {
             linears
                 .into_iter()
@@ -211,17 +229,7 @@ impl Model {
         if self.output.name() != self.token_embd.name() {
             all.push(&self.output);
         }
-        for l in &self.layers {
-            all.extend([
-                &l.wq,
-                &l.wk,
-                &l.wv,
-                &l.wo,
-                &l.ffn_gate,
-                &l.ffn_up,
-                &l.ffn_down,
-            ]);
-        }
+        all.extend(self.layers.iter().flat_map(Layer::matrices));
         all
     }
 
@@ -230,7 +238,7 @@ impl Model {
     pub fn i2s_layout(&self) -> I2sLayout {
         self.layers
             .iter()
-            .flat_map(|l| [&l.wq, &l.ffn_down])
+            .flat_map(Layer::matrices)
             .find(|linear| linear.ty() == GgmlType::I2_S)
             .map_or(I2sLayout::Rows, Linear::i2s_layout)
     }

@@ -160,10 +160,11 @@ with_simd! {
         let lanes = simd.lanes();
         let full = row.len() / lanes * lanes;
         let mut sum = 0f64;
-        match simd {
-            ReduceWidth::Lanes8 => exps(&mut row[..full], max, ReduceWidth::Lanes8),
-            ReduceWidth::Lanes16 => exps(&mut row[..full], max, ReduceWidth::Lanes16),
-        }
+        in_each_width(simd, |simd| {
+            for v in &mut row[..full] {
+                *v = vec_expf(*v - max, simd);
+            }
+        });
         for vector in row[..full].chunks_exact(lanes) {
             sum += f64::from(lane_sum(vector, simd));
         }
@@ -176,12 +177,14 @@ with_simd! {
     }
 }
 
-/// `vec_expf(v − max)` of every value (one loop per width, so that each vectorizes).
+/// `body(simd)` with `simd` a constant in each of its copies, so that the loops of
+/// [`vec_expf`] in `body` compile for one width each and vectorize.
 #[inline(always)]
-fn exps(values: &mut [f32], max: f32, simd: ReduceWidth) {
-    values
-        .iter_mut()
-        .for_each(|v| *v = vec_expf(*v - max, simd));
+fn in_each_width(simd: ReduceWidth, mut body: impl FnMut(ReduceWidth)) {
+    match simd {
+        ReduceWidth::Lanes8 => body(ReduceWidth::Lanes8),
+        ReduceWidth::Lanes16 => body(ReduceWidth::Lanes16),
+    }
 }
 
 with_simd! {
@@ -192,24 +195,17 @@ with_simd! {
         for (row, up_row) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
             let (vectors, tail) = row.split_at_mut(full);
             let (up_vectors, up_tail) = up_row.split_at(full);
-            match simd {
-                ReduceWidth::Lanes8 => silu_vectors(vectors, up_vectors, ReduceWidth::Lanes8),
-                ReduceWidth::Lanes16 => silu_vectors(vectors, up_vectors, ReduceWidth::Lanes16),
-            }
-            for (g, &u) in tail.iter_mut().zip(up_tail) {
-                let e = (-*g).exp();
-                *g = *g / (1.0 + e) * u;
-            }
+            in_each_width(simd, |simd| silu_with(vectors, up_vectors, |x| vec_expf(x, simd)));
+            silu_with(tail, up_tail, f32::exp);
         }
     }
 }
 
-/// `silu(gate) · up` by [`vec_expf`], one loop per width, so that each vectorizes.
+/// `gate / (1 + exp(−gate)) · up`, element-wise, into `gate`.
 #[inline(always)]
-fn silu_vectors(gate: &mut [f32], up: &[f32], simd: ReduceWidth) {
+fn silu_with(gate: &mut [f32], up: &[f32], exp: impl Fn(f32) -> f32) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        let e = vec_expf(-*g, simd);
-        *g = *g / (1.0 + e) * u;
+        *g = *g / (1.0 + exp(-*g)) * u;
     }
 }
 

@@ -351,7 +351,7 @@ impl<'m> Session<'m> {
             // The weights of the vector step after each product are asked for as the product
             // starts: the product's stream has pushed them out of the caches since the last
             // token, and waiting for them one miss at a time would idle the memory.
-            prefetch_norm(layer.attn_sub_norm.as_deref());
+            prefetch_all(layer.attn_sub_norm.as_deref().unwrap_or_default());
             if tokens.len() == 1 {
                 cache.prefetch_cell(il, self.n_past);
             }
@@ -378,7 +378,7 @@ impl<'m> Session<'m> {
                 trace(TracedOp::layer("attn_sub_norm", il, &attn, &mut read));
             }
             cur = k;
-            prefetch_norm(Some(&layer.ffn_norm));
+            prefetch_all(&layer.ffn_norm);
             layer.wo.apply(bytes, kernels, &attn, &mut cur)?;
             read += layer.wo.weight_bytes();
             let projected = if layer.attn_sub_norm.is_some() {
@@ -400,7 +400,7 @@ impl<'m> Session<'m> {
             trace(TracedOp::layer("ffn_norm", il, &h, &mut read));
             let (mut up, mut act) = (std::mem::take(&mut x), std::mem::take(&mut q));
             let up_gate = [&layer.ffn_up, &layer.ffn_gate];
-            prefetch_norm(layer.ffn_sub_norm.as_deref());
+            prefetch_all(layer.ffn_sub_norm.as_deref().unwrap_or_default());
             Linear::apply_each(up_gate, bytes, kernels, &h, [&mut up, &mut act])?;
             read += up_gate.iter().map(|l| l.weight_bytes()).sum::<usize>();
             let width = kernels.numerics().width;
@@ -418,7 +418,7 @@ impl<'m> Session<'m> {
             }
             x = up;
             let next_norm = model.layers.get(il + 1).map(|next| &next.attn_norm);
-            prefetch_norm(Some(next_norm.unwrap_or(&model.output_norm)));
+            prefetch_all(next_norm.unwrap_or(&model.output_norm));
             layer.ffn_down.apply(bytes, kernels, &act, &mut x)?;
             read += layer.ffn_down.weight_bytes();
             q = act;
@@ -456,13 +456,6 @@ impl<'m> Session<'m> {
             out.push(next);
         }
         Ok(out)
-    }
-}
-
-/// Asks for the cache lines of a norm's weights, if there is the norm.
-fn prefetch_norm(weights: Option<&[f32]>) {
-    if let Some(weights) = weights {
-        prefetch_all(weights);
     }
 }
 
