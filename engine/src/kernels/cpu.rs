@@ -167,11 +167,26 @@ impl CpuKernels {
     ) -> Vec<R> {
         let per_chunk = per_chunk.max(1);
         match &self.team {
-            Some(team) if width > 0 => {
-                let chunks = data.chunks_mut(per_chunk * width).enumerate().collect();
-                team.map(chunks, |(i, chunk)| f(i * per_chunk, chunk))
+            Some(_) if width > 0 => {
+                self.map_chunks(data, per_chunk * width, |i, chunk| f(i * per_chunk, chunk))
             }
             _ => vec![f(0, data)],
+        }
+    }
+
+    /// `f(i, chunk)` for the chunks of `chunk_len` values of `data` (the last may be shorter), `i`
+    /// counting them, in parallel on the team (in order on the calling thread without one); the
+    /// results in chunk order.
+    pub fn map_chunks<T: Send, R: Send>(
+        &self,
+        data: &mut [T],
+        chunk_len: usize,
+        f: impl Fn(usize, &mut [T]) -> R + Sync,
+    ) -> Vec<R> {
+        let chunks = data.chunks_mut(chunk_len.max(1)).enumerate();
+        match &self.team {
+            Some(team) => team.map(chunks.collect(), |(i, chunk)| f(i, chunk)),
+            None => chunks.map(|(i, chunk)| f(i, chunk)).collect(),
         }
     }
 
@@ -519,13 +534,16 @@ impl CpuKernels {
                     &mut quad_out,
                     width,
                 );
-                for (r, values) in quad_out.iter().enumerate() {
-                    for (i, &value) in values.iter().enumerate() {
-                        outs[v + i][r] = value;
+                for (i, out) in outs[v..v + 4].iter_mut().enumerate() {
+                    for (o, values) in out.iter_mut().zip(&quad_out) {
+                        *o = values[i];
                     }
                 }
                 v += 4;
             }
+        }
+        if v == ys.len() {
+            return Ok(());
         }
         // The dot product is symmetric, so the two-row kernel takes two vectors as its rows and
         // the matrix row as its vector.

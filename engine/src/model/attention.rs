@@ -151,6 +151,10 @@ impl KvCache {
         let n_kv = (n_past + tokens)
             .next_multiple_of(KV_PAD)
             .min(self.capacity);
+        if let (1, Cells::F16(keys), Cells::F16(values)) = (tokens, &self.k[layer], &self.v[layer])
+        {
+            return self.attend_one_f16(kernels, (layer, [keys, values]), (n_past, n_kv), q, out);
+        }
         // The query heads that share a KV head go together, so each key (and, for one token,
         // value) row is read once for all of them; the groups and the blocks of the batch's
         // tokens are independent, and run in parallel, each on one thread, so a product per head
@@ -169,9 +173,10 @@ impl KvCache {
         let jobs: Vec<(usize, Range<usize>)> = (0..h.n_head_kv)
             .flat_map(|kv_head| blocks.iter().map(move |block| (kv_head, block.clone())))
             .collect();
+        let serial = kernels.serial();
         let outputs = kernels.map_parallel(jobs.len(), |i| {
             let (kv_head, block) = jobs[i].clone();
-            self.group_output(kernels, layer, kv_head, (n_past, n_kv), block, q)
+            self.group_output(&serial, layer, kv_head, (n_past, n_kv), block, q)
         });
         let group = h.n_head / h.n_head_kv;
         out.clear();
@@ -189,20 +194,77 @@ impl KvCache {
         Ok(())
     }
 
+    /// One token's attention over an F16 cache (at position `n_past`, over the first `n_kv`
+    /// cells), written to `out`: the KV heads' groups of query heads run in parallel, each on one
+    /// thread but the second half of its value rows, which a thread that runs out of groups may
+    /// take over. The queries and the probabilities are rounded to f16, as `ggml_mul_mat`
+    /// converts them for `ggml_vec_dot_f16`.
+    fn attend_one_f16(
+        &self,
+        kernels: &CpuKernels,
+        (layer, [keys, values]): (usize, [&[f16]; 2]),
+        (n_past, n_kv): (usize, usize),
+        q: &[f32],
+        out: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        let (h, capacity) = (self.heads, self.capacity);
+        let (hd, group, seen) = (h.head_dim, h.n_head / h.n_head_kv, n_past + 1);
+        let (serial, width) = (kernels.serial(), kernels.numerics().width);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let queries = round_to_f16(q);
+        out.clear();
+        out.resize(h.n_embd(), 0.0);
+        let results = kernels.map_chunks(out, group * hd, |kv_head, out| {
+            self.prefetch(layer, kv_head, n_kv);
+            let ys: Vec<&[f16]> = queries[kv_head * group * hd..][..group * hd]
+                .chunks_exact(hd)
+                .collect();
+            let mut scores = vec![0f32; group * n_kv];
+            let mut rows: Vec<&mut [f32]> = scores
+                .chunks_exact_mut(n_kv)
+                .map(|row| &mut row[..seen])
+                .collect();
+            let keys = visible_keys(keys, kv_head * capacity * hd, seen, hd)?;
+            serial.f16_vec_rows_each(&keys, &ys, &mut rows)?;
+            for row in scores.chunks_exact_mut(n_kv) {
+                masked_softmax(row, scale, seen, width);
+            }
+            let probs = round_to_f16(&scores);
+            let ps: Vec<&[f16]> = probs.chunks_exact(n_kv).collect();
+            // `V · p` reads each value row once for every head; it is most of a group's work.
+            let half = hd / 2;
+            let (mut first, mut second): (Vec<_>, Vec<_>) = out
+                .chunks_exact_mut(hd)
+                .map(|o| o.split_at_mut(half))
+                .unzip();
+            let product = |rows: Range<usize>, outs: &mut [&mut [f32]]| {
+                let (span, shape) = self.value_rows(kv_head, n_kv, rows);
+                let values = DenseMatrix::strided(&values[span], shape, capacity)?;
+                serial.f16_vec_rows_each(&values, &ps, outs)
+            };
+            let (a, b) = kernels.join(
+                || product(0..half, &mut first),
+                || product(half..hd, &mut second),
+            );
+            a?;
+            b?;
+            Ok::<_, ModelError>(())
+        });
+        results.into_iter().collect()
+    }
+
     /// The attention output of the query heads of KV head `kv_head` for the tokens of `block`
     /// (positions `n_past + block`), over at most the first `n_kv` cells: `head_dim` values per
-    /// head and token, head-major. Everything runs on the calling thread but the second half of
-    /// one token's value rows, which another thread of `parallel` may take over.
+    /// head and token, head-major, on the calling thread.
     fn group_output(
         &self,
-        parallel: &CpuKernels,
+        kernels: &CpuKernels,
         layer: usize,
         kv_head: usize,
         (n_past, n_kv): (usize, usize),
         block: Range<usize>,
         q: &[f32],
     ) -> Result<Vec<f32>, ModelError> {
-        let kernels = &parallel.serial();
         let h = self.heads;
         let (hd, tokens) = (h.head_dim, block.len());
         let group = h.n_head / h.n_head_kv;
@@ -234,36 +296,9 @@ impl KvCache {
             masked_softmax(row, scale, pos + i % tokens + 1, kernels.numerics().width);
         }
         let mut out = vec![0f32; group * tokens * hd];
-        match &self.v[layer] {
-            Cells::F16(c) if tokens == 1 => {
-                // One token's `V · p` rounds the probabilities to f16, as `ggml_mul_mat` does,
-                // and reads each value row once for every head. It is most of a group's work:
-                // its second half of rows is left for a thread that runs out of groups.
-                let rounded = round_to_f16(&scores);
-                let ys: Vec<&[f16]> = rounded.chunks_exact(width).collect();
-                let half = hd / 2;
-                let (mut first, mut second): (Vec<_>, Vec<_>) = out
-                    .chunks_exact_mut(hd)
-                    .map(|o| o.split_at_mut(half))
-                    .unzip();
-                let product = |rows: Range<usize>, outs: &mut [&mut [f32]]| {
-                    let (span, shape) = self.value_rows(kv_head, width, rows);
-                    let values = DenseMatrix::strided(&c[span], shape, self.capacity)?;
-                    kernels.f16_vec_rows_each(&values, &ys, outs)
-                };
-                let (a, b) = parallel.join(
-                    || product(0..half, &mut first),
-                    || product(half..hd, &mut second),
-                );
-                a?;
-                b?;
-            }
-            _ => {
-                let head_scores = scores.chunks_exact(tokens * width);
-                for (probs, head_out) in head_scores.zip(out.chunks_exact_mut(tokens * hd)) {
-                    self.values_product(layer, kv_head, width, kernels, probs, head_out)?;
-                }
-            }
+        let head_scores = scores.chunks_exact(tokens * width);
+        for (probs, head_out) in head_scores.zip(out.chunks_exact_mut(tokens * hd)) {
+            self.values_product(layer, kv_head, width, kernels, probs, head_out)?;
         }
         Ok(out)
     }

@@ -31,9 +31,12 @@ pub fn vec_expf(x: f32, width: ReduceWidth) -> f32 {
     match width {
         ReduceWidth::Lanes16 => {
             let j = poly.mul_add(u, P1.mul_add(b, 1.0));
-            // `scalef`: one rounding of j · 2^n (2^n exact in f64 for |n| ≤ 192).
-            let n_in_range = if huge { 0.0 } else { n };
-            let scale = f64::from_bits(((n_in_range as i64 + 1023) as u64) << 52);
+            // `scalef`: one rounding of j · 2^n (2^n exact in f64 for |n| ≤ 192). In that range
+            // `z` lies in [2^23, 2^24), where its bits count in steps of 1, so they give `n` as
+            // an integer without a float conversion (which would not vectorize).
+            let n_bits = (z.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+            let n_in_range = if huge { 0 } else { n_bits };
+            let scale = f64::from_bits(((i64::from(n_in_range) + 1023) as u64) << 52);
             let scaled = (f64::from(j) * scale) as f32;
             let saturated = if tiny { 0.0 } else { f32::INFINITY };
             if huge {

@@ -644,12 +644,9 @@ fn f16_rows_x4_avx512(w: &DenseMatrix<'_, f16>, vectors: [&[f16]; 4], out: &mut 
     for (quad, quad_out) in out.chunks_mut(4).enumerate() {
         let last = quad_out.len() - 1;
         let rows: [&[f16]; 4] = [0, 1, 2, 3].map(|k| w.row(4 * quad + k.min(last)));
-        let sums = [
-            f16_row_x4_sums(&rows[0][..whole], wide),
-            f16_row_x4_sums(&rows[1][..whole], wide),
-            f16_row_x4_sums(&rows[2][..whole], wide),
-            f16_row_x4_sums(&rows[3][..whole], wide),
-        ];
+        let [a, b] = f16_rows2_x4_sums([&rows[0][..whole], &rows[1][..whole]], wide);
+        let [c, d] = f16_rows2_x4_sums([&rows[2][..whole], &rows[3][..whole]], wide);
+        let sums = [a, b, c, d];
         let mut quad_sums = [[0f32; 4]; 4];
         if tail.is_empty() {
             for (values, s) in quad_sums.iter_mut().zip(sums) {
@@ -660,7 +657,9 @@ fn f16_rows_x4_avx512(w: &DenseMatrix<'_, f16>, vectors: [&[f16]; 4], out: &mut 
             let row_tails = [0, 1, 2, 3].map(|k| &rows[k][whole..]);
             quad_sums = f16_quad_tails(row_tails, sums, tail, live);
         }
-        quad_out.copy_from_slice(&quad_sums[..quad_out.len()]);
+        for (o, sums) in quad_out.iter_mut().zip(quad_sums) {
+            *o = sums;
+        }
     }
 }
 
@@ -686,37 +685,52 @@ fn widen_short(values: &[f16]) -> [f32; 64] {
     out
 }
 
-/// The f32 sums of `row` (whole vectors of 64) against four widened vectors, as
-/// [`f16_vec_dot_avx512`] reduces them, in one register.
+/// The f32 sums of two rows (whole vectors of 64) against four widened vectors each, as
+/// [`f16_vec_dot_avx512`] reduces them, each row's four in one register. Each accumulator
+/// `a_j` (the lanes at `16j` of every vector of 64) is summed over the vectors in order, as
+/// there, but one `j` after another, in the order 0, 2, 1, 3 that `(a0 + a2) + (a1 + a3)` adds
+/// them in: fewer registers stay live, so that both rows share each load of a vector.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,f16c")]
-fn f16_row_x4_sums(row: &[f16], wide: [&[f32]; 4]) -> __m128 {
-    let n = row.len();
-    assert!(n.is_multiple_of(64) && wide.iter().all(|v| v.len() == n));
-    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-    for i in (0..n).step_by(64) {
-        for j in 0..4 {
+fn f16_rows2_x4_sums(rows: [&[f16]; 2], wide: [&[f32]; 4]) -> [__m128; 2] {
+    let n = rows[0].len();
+    assert!(n.is_multiple_of(64) && rows[1].len() == n && wide.iter().all(|v| v.len() == n));
+    let accumulate = |j: usize| {
+        let mut acc = [[_mm512_setzero_ps(); 4]; 2];
+        for i in (0..n).step_by(64) {
             let at = i + 16 * j;
-            // SAFETY: `at + 16 <= n`, the length of `row` and of every vector (asserted);
+            // SAFETY: `at + 16 <= n`, the length of both rows and of every vector (asserted);
             // `loadu` has no alignment requirement.
-            let x = unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(at).cast())) };
-            for (a, v) in acc.iter_mut().zip(wide) {
+            let x = rows.map(|row| unsafe {
+                _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(at).cast()))
+            });
+            for (k, v) in wide.iter().enumerate() {
                 // SAFETY: as above.
                 let y = unsafe { _mm512_loadu_ps(v.as_ptr().add(at)) };
-                a[j] = _mm512_fmadd_ps(x, y, a[j]);
+                for (acc, x) in acc.iter_mut().zip(x) {
+                    acc[k] = _mm512_fmadd_ps(x, y, acc[k]);
+                }
             }
         }
-    }
-    reduce_x4_ps_x4(acc)
+        acc
+    };
+    let add = |a: [[__m512; 4]; 2], b: [[__m512; 4]; 2]| {
+        std::array::from_fn::<_, 2, _>(|r| {
+            std::array::from_fn::<_, 4, _>(|k| _mm512_add_ps(a[r][k], b[r][k]))
+        })
+    };
+    let even = add(accumulate(0), accumulate(2));
+    let odd = add(accumulate(1), accumulate(3));
+    let sums = add(even, odd);
+    [hsum16_ps_x4(sums[0]), hsum16_ps_x4(sums[1])]
 }
 
-/// [`reduce_x4_ps`] of four sets of accumulators at once, lane `k` of the result with the bits of
-/// `reduce_x4_ps(acc[k])`: every sum pairs the same values in the same order, four sets to a
-/// register.
+/// [`hsum16_ps`] of four registers at once, lane `k` of the result with the bits of
+/// `hsum16_ps(a[k])`: every sum pairs the same values in the same order, four registers' lanes
+/// side by side.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn reduce_x4_ps_x4(acc: [[__m512; 4]; 4]) -> __m128 {
-    let a = acc.map(|a| _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3])));
+fn hsum16_ps_x4(a: [__m512; 4]) -> __m128 {
     // Lanes `l` and `l + 8` of each set added: two sets' eight lanes to a register.
     let halves = |x: __m512, y: __m512| {
         _mm512_add_ps(
