@@ -297,19 +297,29 @@ impl CpuKernels {
                 });
             }
         };
+        self.streaming_each(outs, x.k() / 4, |k, first, chunk| run(&ws[k], first, chunk));
+        Ok(())
+    }
+
+    /// `f(part, first_row, chunk)` over the rows of a one-token product whose outputs are
+    /// `outs` (one value per row of each part, `row_bytes` bytes of weights per row), in
+    /// [`streaming_spans`] over the team (each part whole on the calling thread without one).
+    fn streaming_each(
+        &self,
+        outs: &mut [&mut [f32]],
+        row_bytes: usize,
+        f: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) {
         match &self.team {
             Some(team) => {
-                let rows: Vec<usize> = ws.iter().map(|w| w.shape().ne1).collect();
+                let rows: Vec<usize> = outs.iter().map(|out| out.len()).collect();
                 let threads = team.threads();
-                let per_chunk = streaming_rows_per_chunk(rows.iter().sum(), threads, x.k() / 4);
+                let per_chunk = streaming_rows_per_chunk(rows.iter().sum(), threads, row_bytes);
                 let (spans, runs) = streaming_spans(&rows, threads, per_chunk);
-                team.for_each_span(outs, &spans, &runs, |k, first, chunk| {
-                    run(&ws[k], first, chunk)
-                });
+                team.for_each_span(outs, &spans, &runs, f);
             }
-            None => ws.iter().zip(outs).for_each(|(w, out)| run(w, 0, out)),
+            None => outs.iter_mut().enumerate().for_each(|(k, out)| f(k, 0, out)),
         }
-        Ok(())
     }
 
     /// The products of the I2_S rows `rows` (at most [`I2S_RUN_ROWS`]) with the tokens of
@@ -484,8 +494,7 @@ impl CpuKernels {
             });
         } else if tokens == 1 {
             let y = round_to_f16(x);
-            let per_chunk = streaming_rows_per_chunk(shape.ne1, self.threads(), 2 * shape.ne0);
-            self.split_rows_by(out, 1, shape.ne1, per_chunk, |first_row, chunk| {
+            self.streaming_each(&mut [out], 2 * shape.ne0, |_, first_row, chunk| {
                 let rows = first_row..first_row + chunk.len();
                 self.f16_vec_rows_with(rows, w, &y, |r, v| chunk[r] = v);
             });
@@ -765,27 +774,13 @@ impl CpuKernels {
     where
         B: Fn(usize, &mut [f32]) + Sync,
     {
-        let rows_per_chunk = rows_per_chunk(rows, self.threads());
-        self.split_rows_by(data, per_row, rows, rows_per_chunk, body);
-    }
-
-    /// [`Self::split_rows`] in chunks of `rows_per_chunk` rows.
-    fn split_rows_by<B>(
-        &self,
-        data: &mut [f32],
-        per_row: usize,
-        rows: usize,
-        rows_per_chunk: usize,
-        body: B,
-    ) where
-        B: Fn(usize, &mut [f32]) + Sync,
-    {
         if rows == 0 || per_row == 0 {
             return;
         }
         match &self.team {
             None => body(0, data),
             Some(team) => {
+                let rows_per_chunk = rows_per_chunk(rows, team.threads());
                 team.for_each_chunk(&mut [data], rows_per_chunk * per_row, |_, first, chunk| {
                     body(first / per_row, chunk)
                 });
