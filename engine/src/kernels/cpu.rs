@@ -120,9 +120,15 @@ impl CpuKernels {
     /// `f(i)` for `i` in `0..n`, in parallel on the team (in order on the calling thread without
     /// one), collected in order.
     pub fn map_parallel<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+        self.map_each((0..n).collect(), f)
+    }
+
+    /// `f(item)` for every item, in parallel on the team (in order on the calling thread without
+    /// one), thread `t` starting on the `t`-th of equal runs of items; the results in item order.
+    pub fn map_each<I: Send, R: Send>(&self, items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
         match &self.team {
-            Some(team) => team.map((0..n).collect(), f),
-            None => (0..n).map(f).collect(),
+            Some(team) => team.map(items, f),
+            None => items.into_iter().map(f).collect(),
         }
     }
 
@@ -318,7 +324,10 @@ impl CpuKernels {
                 let (spans, runs) = streaming_spans(&rows, threads, per_chunk);
                 team.for_each_span(outs, &spans, &runs, f);
             }
-            None => outs.iter_mut().enumerate().for_each(|(k, out)| f(k, 0, out)),
+            None => outs
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, out)| f(k, 0, out)),
         }
     }
 

@@ -195,10 +195,11 @@ impl KvCache {
     }
 
     /// One token's attention over an F16 cache (at position `n_past`, over the first `n_kv`
-    /// cells), written to `out`: the KV heads' groups of query heads run in parallel, each on one
-    /// thread but the second half of its value rows, which a thread that runs out of groups may
-    /// take over. The queries and the probabilities are rounded to f16, as `ggml_mul_mat`
-    /// converts them for `ggml_vec_dot_f16`.
+    /// cells), written to `out`. The KV heads' groups of query heads run in parallel: each thread
+    /// takes an even share of as many whole groups as split evenly, then its share of the value
+    /// rows of each group left over, whose scores it computes as well (the same bits on every
+    /// thread), so that the threads finish together. The queries and the probabilities are
+    /// rounded to f16, as `ggml_mul_mat` converts them for `ggml_vec_dot_f16`.
     fn attend_one_f16(
         &self,
         kernels: &CpuKernels,
@@ -209,48 +210,65 @@ impl KvCache {
     ) -> Result<(), ModelError> {
         let (h, capacity) = (self.heads, self.capacity);
         let (hd, group, seen) = (h.head_dim, h.n_head / h.n_head_kv, n_past + 1);
-        let (serial, width) = (kernels.serial(), kernels.numerics().width);
+        let (serial, width, threads) = (
+            kernels.serial(),
+            kernels.numerics().width,
+            kernels.threads(),
+        );
         let scale = 1.0 / (hd as f32).sqrt();
         let queries = round_to_f16(q);
-        out.clear();
-        out.resize(h.n_embd(), 0.0);
-        let results = kernels.map_chunks(out, group * hd, |kv_head, out| {
-            self.prefetch(layer, kv_head, n_kv);
+        let whole = h.n_head_kv - h.n_head_kv % threads;
+        let share = |t: usize, n: usize| t * n / threads..(t + 1) * n / threads;
+        let jobs: Vec<(usize, Range<usize>)> = (0..threads)
+            .flat_map(|t| {
+                let rows = share(t, hd / 4);
+                let part = 4 * rows.start..(4 * rows.end).min(hd);
+                let part = if t + 1 == threads {
+                    part.start..hd
+                } else {
+                    part
+                };
+                share(t, whole)
+                    .map(|kv_head| (kv_head, 0..hd))
+                    .chain((whole..h.n_head_kv).map(move |kv_head| (kv_head, part.clone())))
+            })
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect();
+        let results = kernels.map_each(jobs, |(kv_head, rows)| {
+            self.prefetch(layer, kv_head, rows.clone(), n_kv);
             let ys: Vec<&[f16]> = queries[kv_head * group * hd..][..group * hd]
                 .chunks_exact(hd)
                 .collect();
             let mut scores = vec![0f32; group * n_kv];
-            let mut rows: Vec<&mut [f32]> = scores
+            let mut score_rows: Vec<&mut [f32]> = scores
                 .chunks_exact_mut(n_kv)
                 .map(|row| &mut row[..seen])
                 .collect();
             let keys = visible_keys(keys, kv_head * capacity * hd, seen, hd)?;
-            serial.f16_vec_rows_each(&keys, &ys, &mut rows)?;
+            serial.f16_vec_rows_each(&keys, &ys, &mut score_rows)?;
             for row in scores.chunks_exact_mut(n_kv) {
                 masked_softmax(row, scale, seen, width);
             }
             let probs = round_to_f16(&scores);
             let ps: Vec<&[f16]> = probs.chunks_exact(n_kv).collect();
-            // `V · p` reads each value row once for every head; it is most of a group's work.
-            let half = hd / 2;
-            let (mut first, mut second): (Vec<_>, Vec<_>) = out
-                .chunks_exact_mut(hd)
-                .map(|o| o.split_at_mut(half))
-                .unzip();
-            let product = |rows: Range<usize>, outs: &mut [&mut [f32]]| {
-                let (span, shape) = self.value_rows(kv_head, n_kv, rows);
-                let values = DenseMatrix::strided(&values[span], shape, capacity)?;
-                serial.f16_vec_rows_each(&values, &ps, outs)
-            };
-            let (a, b) = kernels.join(
-                || product(0..half, &mut first),
-                || product(half..hd, &mut second),
-            );
-            a?;
-            b?;
-            Ok::<_, ModelError>(())
+            // `V · p` reads each value row once for every head.
+            let mut head_values = vec![0f32; group * rows.len()];
+            let mut outs: Vec<&mut [f32]> = head_values.chunks_exact_mut(rows.len()).collect();
+            let (span, shape) = self.value_rows(kv_head, n_kv, rows.clone());
+            let values = DenseMatrix::strided(&values[span], shape, capacity)?;
+            serial.f16_vec_rows_each(&values, &ps, &mut outs)?;
+            Ok::<_, ModelError>((kv_head, rows, head_values))
         });
-        results.into_iter().collect()
+        out.clear();
+        out.resize(h.n_embd(), 0.0);
+        for result in results {
+            let (kv_head, rows, head_values) = result?;
+            for (i, v) in head_values.chunks_exact(rows.len()).enumerate() {
+                let at = (kv_head * group + i) * hd + rows.start;
+                out[at..at + rows.len()].copy_from_slice(v);
+            }
+        }
+        Ok(())
     }
 
     /// The attention output of the query heads of KV head `kv_head` for the tokens of `block`
@@ -281,7 +299,7 @@ impl KvCache {
         // so a batch's `V·p` is a batched product.
         let q = &q[block.start * h.n_embd()..block.end * h.n_embd()];
         if tokens == 1 {
-            self.prefetch(layer, kv_head, width);
+            self.prefetch(layer, kv_head, 0..hd, width);
         }
         let mut queries = Vec::with_capacity(group * tokens * hd);
         for head in kv_head * group..(kv_head + 1) * group {
@@ -352,13 +370,14 @@ impl KvCache {
         Ok(scores)
     }
 
-    /// Asks for the cached keys and values of KV head `kv_head` over the first `n_kv` cells: at
-    /// one token per step they are rarely still in the caches after a layer's worth of weights,
-    /// and the lines of a whole head arrive sooner together than one miss at a time.
-    fn prefetch(&self, layer: usize, kv_head: usize, n_kv: usize) {
+    /// Asks for the cached keys of KV head `kv_head` over the first `n_kv` cells, and for its
+    /// value rows `rows` over those cells: at one token per step they are rarely still in the
+    /// caches after a layer's worth of weights, and the lines of a whole head arrive sooner
+    /// together than one miss at a time.
+    fn prefetch(&self, layer: usize, kv_head: usize, rows: Range<usize>, n_kv: usize) {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
         let keys = kv_head * capacity * hd..(kv_head * capacity + n_kv) * hd;
-        let (values, _) = self.value_rows(kv_head, n_kv, 0..hd);
+        let (values, _) = self.value_rows(kv_head, n_kv, rows);
         // The values first: the keys are read at once, and in one run that the hardware follows.
         fn rows_then_run<T>(rows: &[T], stride: usize, width: usize, run: &[T]) {
             for row in rows.chunks(stride) {
@@ -691,6 +710,42 @@ mod tests {
         let mut cache = KvCache::new(h, 1, 128, true);
         let out = attended(&mut cache, &kernels, 0, [&q, &keys, &vals]);
         assert!(out[0].is_nan(), "token 0 gives {}", out[0]);
+    }
+
+    #[test]
+    fn one_token_attention_has_the_same_bits_on_any_thread_count() {
+        // Five KV heads: on two or three threads some groups' value rows are split between them.
+        let h = HeadLayout {
+            n_head: 20,
+            n_head_kv: 5,
+            head_dim: 36,
+        };
+        let mut rng = SplitMix64::new(29);
+        let positions = 40;
+        let keys = values(&mut rng, positions * h.n_embd_kv());
+        let vals = values(&mut rng, positions * h.n_embd_kv());
+        let q = values(&mut rng, positions * h.n_embd());
+        let run = |threads: usize| {
+            let kernels = CpuKernels::best(threads).unwrap();
+            let mut cache = KvCache::new(h, 1, 64, true);
+            (0..positions)
+                .flat_map(|pos| {
+                    let kv = pos * h.n_embd_kv()..(pos + 1) * h.n_embd_kv();
+                    let qs = &q[pos * h.n_embd()..(pos + 1) * h.n_embd()];
+                    attended(
+                        &mut cache,
+                        &kernels,
+                        pos,
+                        [qs, &keys[kv.clone()], &vals[kv]],
+                    )
+                })
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(run(threads) == one, "{threads} threads");
+        }
     }
 
     /// The attention output of layer 0 after storing the new keys and values.
