@@ -132,19 +132,6 @@ impl CpuKernels {
         }
     }
 
-    /// `a()` and `b()`, `b` free to run on another thread of the team while `a` runs (on the
-    /// calling thread without a team).
-    pub fn join<A: Send, B: Send>(
-        &self,
-        a: impl FnOnce() -> A + Send,
-        b: impl FnOnce() -> B + Send,
-    ) -> (A, B) {
-        match &self.team {
-            Some(team) => team.join(a, b),
-            None => (a(), b()),
-        }
-    }
-
     /// `f(first_row, chunk)` over chunks of whole `width`-value rows of `data`, in parallel on
     /// the team when every thread gets `ROWS_PER_THREAD` (4) rows or more (else in one chunk on the
     /// calling thread); the results in row order.

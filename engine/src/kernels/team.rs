@@ -10,8 +10,7 @@
 //! caller waits on a counter, not a wake-up.
 //!
 //! A dispatch from inside a job (or while another thread dispatches on the same team) runs on
-//! the calling thread; [`Team::join`] inside a job offers its second half to any idle thread of
-//! the team instead. A panic in a job reaches the caller once every job has stopped.
+//! the calling thread. A panic in a job reaches the caller once every job has stopped.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -55,8 +54,6 @@ struct Shared {
     job: Padded<AtomicPtr<Job<'static>>>,
     /// Jobs of the current dispatch that have finished.
     done: Padded<AtomicUsize>,
-    /// The second half of a [`Team::join`], offered to any idle thread.
-    offer: Padded<AtomicPtr<Offer<'static>>>,
     /// Per worker: asleep until the next dispatch unparks it.
     asleep: Vec<Padded<AtomicBool>>,
     /// Set when the team is dropped.
@@ -66,13 +63,6 @@ struct Shared {
 /// The work of one dispatch, on the caller's stack.
 struct Job<'a> {
     run: &'a (dyn Fn(usize) + Sync),
-    panic: Mutex<Option<Box<dyn Any + Send>>>,
-}
-
-/// An offered half of a join, on the offering thread's stack.
-struct Offer<'a> {
-    run: &'a (dyn Fn() + Sync),
-    finished: AtomicBool,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
@@ -89,7 +79,6 @@ impl Team {
             runs: (0..threads).map(|_| Padded::default()).collect(),
             job: Padded::default(),
             done: Padded::default(),
-            offer: Padded::default(),
             asleep: (1..threads).map(|_| Padded::default()).collect(),
             stop: AtomicBool::new(false),
         });
@@ -157,9 +146,7 @@ impl Team {
         shared.claim_all(0);
         let mut idle = Idle::new();
         while shared.done.0.load(Ordering::Acquire) < n {
-            if !shared.take_offer() {
-                idle.wait();
-            }
+            idle.wait();
         }
         IN_JOB.set(false);
         if let Some(payload) = take(&job.panic) {
@@ -266,34 +253,6 @@ impl Team {
         }
     }
 
-    /// `a()` and `b()`, `b` free to run on another thread of the team while `a` runs.
-    pub fn join<A: Send, B: Send>(
-        &self,
-        a: impl FnOnce() -> A + Send,
-        b: impl FnOnce() -> B + Send,
-    ) -> (A, B) {
-        let (a, b) = (Mutex::new(Some(a)), Mutex::new(Some(b)));
-        let (a_out, b_out) = (Mutex::new(None), Mutex::new(None));
-        let run_a = || {
-            if let Some(a) = take(&a) {
-                *lock(&a_out) = Some(a());
-            }
-        };
-        let run_b = || {
-            if let Some(b) = take(&b) {
-                *lock(&b_out) = Some(b());
-            }
-        };
-        match IN_JOB.get() && !self.workers.is_empty() {
-            true => self.shared.offer_while(&run_b, run_a),
-            false => self.run(2, &|i| if i == 0 { run_a() } else { run_b() }),
-        }
-        match (take(&a_out), take(&b_out)) {
-            (Some(a), Some(b)) => (a, b),
-            _ => unreachable!("both halves of a join ran"),
-        }
-    }
-
     /// The right to dispatch, or `None` while another thread dispatches on this team.
     fn dispatch_lock(&self) -> Option<MutexGuard<'_, ()>> {
         match self.dispatching.try_lock() {
@@ -316,15 +275,13 @@ impl Drop for Team {
 }
 
 impl Shared {
-    /// A worker's life: claim jobs and offers as they come, idle in between.
+    /// A worker's life: claim jobs as they come, idle in between.
     fn work(&self, me: usize) {
         IN_JOB.set(true);
         let mut idle = Idle::new();
         loop {
             if self.unclaimed() {
                 self.claim_all(me + 1);
-                idle = Idle::new();
-            } else if self.take_offer() {
                 idle = Idle::new();
             } else if self.stop.load(Ordering::Acquire) {
                 return;
@@ -407,64 +364,6 @@ impl Shared {
                 return Some(end - 1);
             }
         }
-    }
-
-    /// Runs `a` while `b` is offered to the idle threads of the team; runs `b` too unless one
-    /// took it, and returns when both are done.
-    fn offer_while(&self, b: &(dyn Fn() + Sync), a: impl FnOnce()) {
-        let offer = Offer {
-            run: b,
-            finished: AtomicBool::new(false),
-            panic: Mutex::new(None),
-        };
-        // The pointer leaves the slot before this function returns (taken back here, or taken
-        // by a thread that then sets `finished`, which is awaited), and no thread dereferences
-        // it after setting `finished`.
-        let ptr = ptr::from_ref(&offer).cast_mut().cast::<Offer<'static>>();
-        let slot = &self.offer.0;
-        let offered = slot
-            .compare_exchange(ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        let a_result = panic::catch_unwind(AssertUnwindSafe(a));
-        let taken_back = offered
-            && slot
-                .compare_exchange(ptr, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok();
-        if offered && !taken_back {
-            let mut idle = Idle::new();
-            while !offer.finished.load(Ordering::Acquire) {
-                idle.wait();
-            }
-        } else if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(b)) {
-            lock(&offer.panic).get_or_insert(payload);
-        }
-        if let Err(payload) = a_result {
-            panic::resume_unwind(payload);
-        }
-        if let Some(payload) = take(&offer.panic) {
-            panic::resume_unwind(payload);
-        }
-    }
-
-    /// Runs the offered half of a join, if there is one; whether it did.
-    fn take_offer(&self) -> bool {
-        let slot = &self.offer.0;
-        let ptr = slot.load(Ordering::Acquire);
-        if ptr.is_null()
-            || slot
-                .compare_exchange(ptr, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return false;
-        }
-        // SAFETY: the pointer was in the slot until this exchange took it, so its offer is alive,
-        // and its thread waits for `finished`, set last.
-        let offer = unsafe { &*ptr };
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(offer.run)) {
-            lock(&offer.panic).get_or_insert(payload);
-        }
-        offer.finished.store(true, Ordering::Release);
-        true
     }
 }
 
@@ -595,20 +494,18 @@ mod tests {
     }
 
     #[test]
-    fn nested_dispatches_and_joins_run_every_part() {
+    fn nested_dispatches_run_every_part() {
         let team = Team::new(2).unwrap();
         let total = AtomicUsize::new(0);
         team.run(8, &|i| {
-            let (a, b) = team.join(|| i, || 10 * i);
             team.run(3, &|_| {
-                total.fetch_add(a + b, Ordering::Relaxed);
+                total.fetch_add(11 * i, Ordering::Relaxed);
             });
         });
         assert_eq!(
             total.load(Ordering::Relaxed),
             3 * 11 * (0..8).sum::<usize>()
         );
-        assert_eq!(team.join(|| 1, || 2), (1, 2));
     }
 
     #[test]
@@ -625,12 +522,6 @@ mod tests {
         }));
         assert!(result.is_err());
         assert_eq!(finished.load(Ordering::Relaxed), 15);
-        let joined = panic::catch_unwind(AssertUnwindSafe(|| {
-            team.run(2, &|_| {
-                team.join(|| (), || panic!("second half"));
-            })
-        }));
-        assert!(joined.is_err());
         team.run(4, &|_| ());
     }
 
