@@ -161,25 +161,10 @@ impl CpuKernels {
         let per_chunk = per_chunk.max(1);
         match &self.team {
             Some(_) if width > 0 => {
-                self.map_chunks(data, per_chunk * width, |i, chunk| f(i * per_chunk, chunk))
+                let chunks = data.chunks_mut(per_chunk * width).enumerate().collect();
+                self.map_each(chunks, |(i, chunk)| f(i * per_chunk, chunk))
             }
             _ => vec![f(0, data)],
-        }
-    }
-
-    /// `f(i, chunk)` for the chunks of `chunk_len` values of `data` (the last may be shorter), `i`
-    /// counting them, in parallel on the team (in order on the calling thread without one); the
-    /// results in chunk order.
-    pub fn map_chunks<T: Send, R: Send>(
-        &self,
-        data: &mut [T],
-        chunk_len: usize,
-        f: impl Fn(usize, &mut [T]) -> R + Sync,
-    ) -> Vec<R> {
-        let chunks = data.chunks_mut(chunk_len.max(1)).enumerate();
-        match &self.team {
-            Some(team) => team.map(chunks.collect(), |(i, chunk)| f(i, chunk)),
-            None => chunks.map(|(i, chunk)| f(i, chunk)).collect(),
         }
     }
 
