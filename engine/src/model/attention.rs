@@ -155,11 +155,10 @@ impl KvCache {
         {
             return self.attend_one_f16(kernels, (layer, [keys, values]), (n_past, n_kv), q, out);
         }
-        // The query heads that share a KV head go together, so each key (and, for one token,
-        // value) row is read once for all of them; the groups and the blocks of the batch's
-        // tokens are independent, and run in parallel, each on one thread, so a product per head
-        // and token is not a team dispatch of its own. Every output is computed exactly as on
-        // one thread.
+        // The query heads that share a KV head go together, so each key row is read once for
+        // all of them; the groups and the blocks of the batch's tokens are independent, and run
+        // in parallel, each on one thread, so a product per head and token is not a team
+        // dispatch of its own. Every output is computed exactly as on one thread.
         // While every cached value of the layer is finite, a masked cell adds exactly nothing to
         // the batched `V·p` (its probability is 0), so tokens go in blocks that attend only the
         // cells up to the block's last position; a non-finite value, whose product with 0 the
@@ -218,17 +217,15 @@ impl KvCache {
         let scale = 1.0 / (hd as f32).sqrt();
         let queries = round_to_f16(q);
         let whole = h.n_head_kv - h.n_head_kv % threads;
-        let share = |t: usize, n: usize| t * n / threads..(t + 1) * n / threads;
+        // A split group's value rows: each thread a share of whole quads, the last the rest.
+        let row_start = |t: usize| match t == threads {
+            true => hd,
+            false => 4 * (t * (hd / 4) / threads),
+        };
         let jobs: Vec<(usize, Range<usize>)> = (0..threads)
             .flat_map(|t| {
-                let rows = share(t, hd / 4);
-                let part = 4 * rows.start..(4 * rows.end).min(hd);
-                let part = if t + 1 == threads {
-                    part.start..hd
-                } else {
-                    part
-                };
-                share(t, whole)
+                let part = row_start(t)..row_start(t + 1);
+                (t * whole / threads..(t + 1) * whole / threads)
                     .map(|kv_head| (kv_head, 0..hd))
                     .chain((whole..h.n_head_kv).map(move |kv_head| (kv_head, part.clone())))
             })
