@@ -67,8 +67,9 @@ pub fn i2s_rows_x4_ref(codes: &[u8], acts: [&[i8]; 4], out: &mut [[i32; 4]]) {
     }
 }
 
-/// [`i2s_rows_ref`] of a run of rows in the [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout that starts at a group
-/// of four: the run's rows put back in order first.
+/// [`i2s_rows_ref`] of a run of rows in the
+/// [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout that starts at a group of four:
+/// the run's rows put back in order first.
 ///
 /// # Panics
 /// As [`i2s_rows_ref`].
@@ -78,8 +79,8 @@ pub fn i2s_quad_rows_ref(codes: &[u8], act: &[i8], out: &mut [i32]) {
     i2s_rows_ref(&rows, act, out);
 }
 
-/// [`i2s_rows_x4_ref`] of a run of rows in the [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout that starts at a
-/// group of four.
+/// [`i2s_rows_x4_ref`] of a run of rows in the
+/// [`I2sLayout::Quads`](crate::formats::I2sLayout::Quads) layout that starts at a group of four.
 ///
 /// # Panics
 /// As [`i2s_rows_ref`], for any of the tokens.

@@ -203,8 +203,8 @@ impl Team {
     /// `f(part, first, chunk)` for each span `(part, first..end)` of `spans`, `chunk` being
     /// `parts[part][first..end]`, each on one thread of the team, thread `t` starting on the
     /// spans `runs[t]..runs[t + 1]` (`runs` holds `threads() + 1` starts, the last
-    /// `spans.len()`; without them, an even split of the spans' count). The spans must lie within their parts and
-    /// follow each other in order, parts first, without overlapping.
+    /// `spans.len()`; without them, an even split of the spans' count). The spans must lie
+    /// within their parts and follow each other in order, parts first, without overlapping.
     ///
     /// # Panics
     /// If they do not.
