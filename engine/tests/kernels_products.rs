@@ -315,17 +315,38 @@ fn one_token_products_in_many_chunks_are_those_of_one_thread() {
     let packed = I2s.quantize(&ternary, Shape::new(k, i2s_rows)).unwrap();
     let t = I2sMatrix::new(&packed, Shape::new(k, i2s_rows)).unwrap();
     let a = I8sActivations::quantize(&x, k, FpContract::Off).unwrap();
+    // Two parts of the same total rows in either order: a product of one shape never takes the
+    // spans of the other.
+    let parts: Vec<Vec<u8>> = [1000, 3000]
+        .iter()
+        .map(|&rows| {
+            I2s.quantize(&ternary[..k * rows], Shape::new(k, rows))
+                .unwrap()
+        })
+        .collect();
+    let (small, big) = (
+        I2sMatrix::new(&parts[0], Shape::new(k, 1000)).unwrap(),
+        I2sMatrix::new(&parts[1], Shape::new(k, 3000)).unwrap(),
+    );
     let run = |kernels: &CpuKernels| {
         let (mut dense_out, mut i2s_out) = (vec![f32::NAN; f16_rows], vec![f32::NAN; i2s_rows]);
         kernels.f16_gemv(&w, &x, &mut dense_out).unwrap();
         kernels.i2s_gemv(&t, &a, &mut i2s_out).unwrap();
-        (dense_out, i2s_out)
+        let mut each = Vec::new();
+        for ws in [[small, big], [big, small]] {
+            let mut outs = ws.map(|w| vec![f32::NAN; w.shape().ne1]);
+            let mut slices = outs.each_mut().map(|o| o.as_mut_slice());
+            kernels.i2s_gemv_each(&ws, &a, &mut slices).unwrap();
+            each.push(outs);
+        }
+        (dense_out, i2s_out, each)
     };
     let serial = run(&CpuKernels::best(1).unwrap());
     for threads in [2, 3] {
-        assert!(
-            run(&CpuKernels::best(threads).unwrap()) == serial,
-            "{threads} threads"
-        );
+        let kernels = CpuKernels::best(threads).unwrap();
+        // The second time, the spans of every shape are those kept from the first.
+        for time in 0..2 {
+            assert!(run(&kernels) == serial, "{threads} threads, time {time}");
+        }
     }
 }

@@ -208,11 +208,27 @@ impl<'a> I2sMatrix<'a> {
         layout: I2sLayout,
     ) -> Result<Self, FormatError> {
         let n = I2s::check_shape(shape)?;
+        let matrix = Self::with_known_scale(packed, shape, layout, 0.0)?;
+        Ok(I2sMatrix {
+            scale: read_f32(packed, n / 4),
+            ..matrix
+        })
+    }
+
+    /// [`I2sMatrix::with_layout`] with the weight scale the bytes end with already read (once,
+    /// at load time: the line it lies on is rarely in the caches when a product starts).
+    pub(crate) fn with_known_scale(
+        packed: &'a [u8],
+        shape: Shape,
+        layout: I2sLayout,
+        scale: f32,
+    ) -> Result<Self, FormatError> {
+        I2s::check_shape(shape)?;
         check_packed(&I2s, packed, shape)?;
         Ok(I2sMatrix {
             packed,
             shape,
-            scale: read_f32(packed, n / 4),
+            scale,
             layout,
         })
     }

@@ -3,7 +3,7 @@
 mod block_quant;
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use half::f16;
 
@@ -56,6 +56,18 @@ pub struct CpuKernels {
     dots: &'static DotKernels,
     team: Option<Arc<Team>>,
     numerics: Numerics,
+    /// The spans of the one-token products met so far, by their parts' row counts and chunk
+    /// size: a layer's products repeat the same few shapes, token after token.
+    splits: Arc<Mutex<Vec<Arc<StreamingSplit>>>>,
+}
+
+/// A one-token product's [`streaming_spans`] for parts of `rows` rows in chunks of `per_chunk`.
+#[derive(Debug)]
+struct StreamingSplit {
+    rows: Vec<usize>,
+    per_chunk: usize,
+    spans: Vec<(usize, Range<usize>)>,
+    runs: Vec<usize>,
 }
 
 impl CpuKernels {
@@ -85,6 +97,7 @@ impl CpuKernels {
             dots,
             team,
             numerics: Numerics::native(),
+            splits: Arc::default(),
         })
     }
 
@@ -290,17 +303,52 @@ impl CpuKernels {
     ) {
         match &self.team {
             Some(team) => {
-                let rows: Vec<usize> = outs.iter().map(|out| out.len()).collect();
-                let threads = team.threads();
-                let per_chunk = streaming_rows_per_chunk(rows.iter().sum(), threads, row_bytes);
-                let (spans, runs) = streaming_spans(&rows, threads, per_chunk);
-                team.for_each_span(outs, &spans, &runs, f);
+                let split = self.streaming_split(team.threads(), outs, row_bytes);
+                team.for_each_span(outs, &split.spans, &split.runs, f);
             }
             None => outs
                 .iter_mut()
                 .enumerate()
                 .for_each(|(k, out)| f(k, 0, out)),
         }
+    }
+
+    /// The [`streaming_spans`] of a one-token product over `threads` whose outputs are `outs`,
+    /// from the ones met before where it has the same shape.
+    fn streaming_split(
+        &self,
+        threads: usize,
+        outs: &[&mut [f32]],
+        row_bytes: usize,
+    ) -> Arc<StreamingSplit> {
+        let total = outs.iter().map(|out| out.len()).sum();
+        let per_chunk = streaming_rows_per_chunk(total, threads, row_bytes);
+        let same = |split: &StreamingSplit| {
+            split.per_chunk == per_chunk
+                && split.rows.len() == outs.len()
+                && split
+                    .rows
+                    .iter()
+                    .zip(outs)
+                    .all(|(&rows, out)| rows == out.len())
+        };
+        let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(split) = splits.iter().find(|split| same(split)) {
+            return split.clone();
+        }
+        let rows: Vec<usize> = outs.iter().map(|out| out.len()).collect();
+        let (spans, runs) = streaming_spans(&rows, threads, per_chunk);
+        let split = Arc::new(StreamingSplit {
+            rows,
+            per_chunk,
+            spans,
+            runs,
+        });
+        if splits.len() == MAX_SPLITS {
+            splits.remove(0);
+        }
+        splits.push(split.clone());
+        split
     }
 
     /// The products of the I2_S rows `rows` (at most [`I2S_RUN_ROWS`]) with the tokens of
@@ -829,6 +877,10 @@ fn streaming_spans(
     }
     (spans, runs)
 }
+
+/// One-token product shapes whose spans [`CpuKernels`] keeps (a layer has five; the output head
+/// one more).
+const MAX_SPLITS: usize = 16;
 
 /// Bytes of weights per chunk of a one-token product.
 const STREAMING_CHUNK_BYTES: usize = 256 * 1024;

@@ -27,6 +27,8 @@ pub struct Linear {
     tl1: Option<Tl1Tiling>,
     tl2: Option<Tl2Tiling>,
     i2s_layout: I2sLayout,
+    /// The weight scale an I2_S matrix's bytes end with (0 for other types).
+    i2s_scale: f32,
 }
 
 impl Linear {
@@ -83,9 +85,19 @@ impl Linear {
             tl1,
             tl2,
             i2s_layout: I2sLayout::Rows,
+            i2s_scale: 0.0,
         };
         linear.check(file.bytes())?;
-        Ok(linear)
+        let i2s_scale = match linear.ty {
+            GgmlType::I2_S => I2sMatrix::new(&file.bytes()[linear.bytes.clone()], linear.shape)
+                .map_err(|e| linear.format_error(e))?
+                .scale(),
+            _ => 0.0,
+        };
+        Ok(Linear {
+            i2s_scale,
+            ..linear
+        })
     }
 
     /// The same matrix with its output multiplied by `scale`.
@@ -239,7 +251,8 @@ impl Linear {
 
     /// The I2_S view of this matrix's bytes.
     fn i2s_matrix<'a>(&self, file_bytes: &'a [u8]) -> Result<I2sMatrix<'a>, ModelError> {
-        I2sMatrix::with_layout(&file_bytes[self.bytes.clone()], self.shape, self.i2s_layout)
+        let packed = &file_bytes[self.bytes.clone()];
+        I2sMatrix::with_known_scale(packed, self.shape, self.i2s_layout, self.i2s_scale)
             .map_err(|e| self.format_error(e))
     }
 
