@@ -147,14 +147,19 @@ impl KvCache {
     ) -> Result<(), ModelError> {
         let h = self.heads;
         let tokens = q.len() / h.n_embd();
+        if let (1, Cells::F16(keys), Cells::F16(values)) =
+            (tokens, &mut self.k[layer], &mut self.v[layer])
+        {
+            let layout = (h, self.capacity);
+            let finite =
+                Self::attend_one_f16(layout, [keys, values], kernels, n_past, [q, k, v], out)?;
+            self.v_finite[layer] &= finite;
+            return Ok(());
+        }
         self.store(layer, n_past, k, v);
         let n_kv = (n_past + tokens)
             .next_multiple_of(KV_PAD)
             .min(self.capacity);
-        if let (1, Cells::F16(keys), Cells::F16(values)) = (tokens, &self.k[layer], &self.v[layer])
-        {
-            return self.attend_one_f16(kernels, (layer, [keys, values]), (n_past, n_kv), q, out);
-        }
         // The query heads that share a KV head go together, so each key row is read once for
         // all of them; the groups and the blocks of the batch's tokens are independent, and run
         // in parallel, each on one thread, so a product per head and token is not a team
@@ -193,22 +198,28 @@ impl KvCache {
         Ok(())
     }
 
-    /// One token's attention over an F16 cache (at position `n_past`, over the first `n_kv`
-    /// cells), written to `out`. The KV heads' groups of query heads run in parallel: each thread
-    /// takes an even share of as many whole groups as split evenly, then its share of the value
-    /// rows of each group left over, whose scores it computes as well (the same bits on every
-    /// thread), so that the threads finish together. The queries and the probabilities are
-    /// rounded to f16, as `ggml_mul_mat` converts them for `ggml_vec_dot_f16`.
+    /// One token's attention over F16 cells `keys` and `values` of one layer (at position
+    /// `n_past`), its key and values stored on the way, written to `out`; whether every stored
+    /// value is finite.
+    ///
+    /// The KV heads' groups of query heads run in parallel: each thread takes an even share of
+    /// as many whole groups as split evenly, then its share of the value rows of each group left
+    /// over, whose scores it computes as well (the same bits on every thread), so that the
+    /// threads finish together. Each thread stores the new cell of the value rows it reads, and
+    /// the new key of the groups it takes whole (the caller those of the split ones), after
+    /// asking for the group's cells: the new cell's lines, one per value row, come with them
+    /// instead of one miss at a time. The queries and the probabilities are rounded to f16, as
+    /// `ggml_mul_mat` converts them for `ggml_vec_dot_f16`.
     fn attend_one_f16(
-        &self,
+        (h, capacity): (HeadLayout, usize),
+        [keys, values]: [&mut [f16]; 2],
         kernels: &CpuKernels,
-        (layer, [keys, values]): (usize, [&[f16]; 2]),
-        (n_past, n_kv): (usize, usize),
-        q: &[f32],
+        n_past: usize,
+        [q, k, v]: [&[f32]; 3],
         out: &mut Vec<f32>,
-    ) -> Result<(), ModelError> {
-        let (h, capacity) = (self.heads, self.capacity);
+    ) -> Result<bool, ModelError> {
         let (hd, group, seen) = (h.head_dim, h.n_head / h.n_head_kv, n_past + 1);
+        let n_kv = seen.next_multiple_of(KV_PAD).min(capacity);
         let (serial, width, threads) = (
             kernels.serial(),
             kernels.numerics().width,
@@ -217,22 +228,48 @@ impl KvCache {
         let scale = 1.0 / (hd as f32).sqrt();
         let queries = round_to_f16(q);
         let whole = h.n_head_kv - h.n_head_kv % threads;
-        // A split group's value rows: each thread a share of whole quads, the last the rest.
-        let row_start = |t: usize| match t == threads {
-            true => hd,
-            false => 4 * (t * (hd / 4) / threads),
-        };
-        let jobs: Vec<(usize, Range<usize>)> = (0..threads)
-            .flat_map(|t| {
-                let part = row_start(t)..row_start(t + 1);
-                (t * whole / threads..(t + 1) * whole / threads)
-                    .map(|kv_head| (kv_head, 0..hd))
-                    .chain((whole..h.n_head_kv).map(move |kv_head| (kv_head, part.clone())))
+        let mut key_heads: Vec<&mut [f16]> = keys.chunks_exact_mut(capacity * hd).collect();
+        let split_keys: Vec<&[f16]> = key_heads
+            .drain(whole..)
+            .enumerate()
+            .map(|(i, head)| {
+                let at = (whole + i) * hd;
+                head[n_past * hd..seen * hd].convert_from_f32_slice(&k[at..at + hd]);
+                &*head
             })
-            .filter(|(_, rows)| !rows.is_empty())
             .collect();
-        let results = kernels.map_each(jobs, |(kv_head, rows)| {
-            self.prefetch(layer, kv_head, rows.clone(), n_kv);
+        let mut value_heads: Vec<&mut [f16]> = values.chunks_exact_mut(hd * capacity).collect();
+        let mut split_values: Vec<std::vec::IntoIter<&mut [f16]>> = value_heads
+            .drain(whole..)
+            .map(|head| split_rows(head, capacity, threads, hd).into_iter())
+            .collect();
+        // Thread t's jobs: its whole groups, then its rows of each split group.
+        let mut whole_groups = key_heads.into_iter().zip(value_heads).enumerate();
+        let mut jobs = Vec::new();
+        for t in 0..threads {
+            let count = (t + 1) * whole / threads - t * whole / threads;
+            jobs.extend(
+                whole_groups
+                    .by_ref()
+                    .take(count)
+                    .map(|(kv_head, (key, rows))| (kv_head, 0..hd, GroupKeys::Store(key), rows)),
+            );
+            let part = row_start(t, threads, hd)..row_start(t + 1, threads, hd);
+            for (i, (parts, key)) in split_values.iter_mut().zip(&split_keys).enumerate() {
+                if let Some(rows) = parts.next().filter(|_| !part.is_empty()) {
+                    jobs.push((whole + i, part.clone(), GroupKeys::Stored(key), rows));
+                }
+            }
+        }
+        let results = kernels.map_each(jobs, |(kv_head, rows, key, value_rows)| {
+            prefetch_group(&key.cells()[..n_kv * hd], value_rows, capacity, n_kv);
+            let at = kv_head * hd;
+            let keys = key.stored(n_past * hd..seen * hd, &k[at..at + hd]);
+            let new_values = round_to_f16(&v[kv_head * hd + rows.start..kv_head * hd + rows.end]);
+            for (row, &value) in value_rows.chunks_mut(capacity).zip(&new_values) {
+                row[n_past] = value;
+            }
+            let finite = new_values.iter().all(|v| v.is_finite());
             let ys: Vec<&[f16]> = queries[kv_head * group * hd..][..group * hd]
                 .chunks_exact(hd)
                 .collect();
@@ -241,7 +278,7 @@ impl KvCache {
                 .chunks_exact_mut(n_kv)
                 .map(|row| &mut row[..seen])
                 .collect();
-            let keys = visible_keys(keys, kv_head * capacity * hd, seen, hd)?;
+            let keys = visible_keys(keys, 0, seen, hd)?;
             serial.f16_vec_rows_each(&keys, &ys, &mut score_rows)?;
             for row in scores.chunks_exact_mut(n_kv) {
                 masked_softmax(row, scale, seen, width);
@@ -251,21 +288,24 @@ impl KvCache {
             // `V · p` reads each value row once for every head.
             let mut head_values = vec![0f32; group * rows.len()];
             let mut outs: Vec<&mut [f32]> = head_values.chunks_exact_mut(rows.len()).collect();
-            let (span, shape) = self.value_rows(kv_head, n_kv, rows.clone());
-            let values = DenseMatrix::strided(&values[span], shape, capacity)?;
+            let span = (rows.len() - 1) * capacity + n_kv;
+            let shape = Shape::new(n_kv, rows.len());
+            let values = DenseMatrix::strided(&value_rows[..span], shape, capacity)?;
             serial.f16_vec_rows_each(&values, &ps, &mut outs)?;
-            Ok::<_, ModelError>((kv_head, rows, head_values))
+            Ok::<_, ModelError>((kv_head, rows, head_values, finite))
         });
         out.clear();
         out.resize(h.n_embd(), 0.0);
+        let mut finite = true;
         for result in results {
-            let (kv_head, rows, head_values) = result?;
+            let (kv_head, rows, head_values, stored_finite) = result?;
+            finite &= stored_finite;
             for (i, v) in head_values.chunks_exact(rows.len()).enumerate() {
                 let at = (kv_head * group + i) * hd + rows.start;
                 out[at..at + rows.len()].copy_from_slice(v);
             }
         }
-        Ok(())
+        Ok(finite)
     }
 
     /// The attention output of the query heads of KV head `kv_head` for the tokens of `block`
@@ -375,30 +415,25 @@ impl KvCache {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
         let keys = kv_head * capacity * hd..(kv_head * capacity + n_kv) * hd;
         let (values, _) = self.value_rows(kv_head, n_kv, rows);
-        // The values first: the keys are read at once, and in one run that the hardware follows.
-        fn rows_then_run<T>(rows: &[T], stride: usize, width: usize, run: &[T]) {
-            for row in rows.chunks(stride) {
-                prefetch_all(&row[..width.min(row.len())]);
-            }
-            prefetch_all(run);
-        }
         match (&self.k[layer], &self.v[layer]) {
-            (Cells::F16(k), Cells::F16(v)) => rows_then_run(&v[values], capacity, n_kv, &k[keys]),
-            (Cells::F32(k), Cells::F32(v)) => rows_then_run(&v[values], capacity, n_kv, &k[keys]),
+            (Cells::F16(k), Cells::F16(v)) => prefetch_group(&k[keys], &v[values], capacity, n_kv),
+            (Cells::F32(k), Cells::F32(v)) => prefetch_group(&k[keys], &v[values], capacity, n_kv),
             _ => {}
         }
     }
 
-    /// Asks for the cache lines that storing one token at cell `cell` of layer `layer` writes:
-    /// a value row's cell lies on a line of its own for each of the `head_dim` rows of every KV
-    /// head, and the layer's products have pushed them out since the last token wrote beside
-    /// them, so their misses are taken while the products stream instead of one by one after.
+    /// Asks for the cache lines that storing one token at cell `cell` of layer `layer` writes, in
+    /// an F32 cache: a value row's cell lies on a line of its own for each of the `head_dim` rows
+    /// of every KV head, and the layer's products have pushed them out since the last token
+    /// wrote beside them, so their misses are taken while the products stream instead of one by
+    /// one after. (One token's attention over an F16 cache stores the cell as it asks for the
+    /// group's lines.)
     pub fn prefetch_cell(&self, layer: usize, cell: usize) {
         let (h, capacity) = (self.heads, self.capacity);
         if cell >= capacity {
             return;
         }
-        fn lines<T>(k: &[T], v: &[T], h: HeadLayout, capacity: usize, cell: usize) {
+        if let (Cells::F32(k), Cells::F32(v)) = (&self.k[layer], &self.v[layer]) {
             for kv_head in 0..h.n_head_kv {
                 let at = (kv_head * capacity + cell) * h.head_dim;
                 prefetch_all(&k[at..at + h.head_dim]);
@@ -406,11 +441,6 @@ impl KvCache {
             for row in v[cell..].iter().step_by(capacity) {
                 prefetch(row);
             }
-        }
-        match (&self.k[layer], &self.v[layer]) {
-            (Cells::F16(k), Cells::F16(v)) => lines(k, v, h, capacity, cell),
-            (Cells::F32(k), Cells::F32(v)) => lines(k, v, h, capacity, cell),
-            _ => {}
         }
     }
 
@@ -469,6 +499,67 @@ impl KvCache {
             Shape::new(n_kv, rows.len()),
         )
     }
+}
+
+/// How one token's attention reaches the keys of a group: its thread stores the new key, or the
+/// caller has stored it (a group split over the threads, whose keys they all read).
+enum GroupKeys<'a> {
+    Store(&'a mut [f16]),
+    Stored(&'a [f16]),
+}
+
+impl<'a> GroupKeys<'a> {
+    /// The group's cached keys.
+    fn cells(&self) -> &[f16] {
+        match self {
+            GroupKeys::Store(cells) => cells,
+            GroupKeys::Stored(cells) => cells,
+        }
+    }
+
+    /// The cached keys with `key` at `cell` (stored here where this thread stores it).
+    fn stored(self, cell: Range<usize>, key: &[f32]) -> &'a [f16] {
+        match self {
+            GroupKeys::Store(cells) => {
+                cells[cell].convert_from_f32_slice(key);
+                cells
+            }
+            GroupKeys::Stored(cells) => cells,
+        }
+    }
+}
+
+/// Where thread `t` of `threads` starts on the value rows of a group split over them: each a
+/// share of whole quads, the last the rest.
+fn row_start(t: usize, threads: usize, hd: usize) -> usize {
+    match t == threads {
+        true => hd,
+        false => 4 * (t * (hd / 4) / threads),
+    }
+}
+
+/// The `hd` value rows of one KV head (`capacity` cells each) cut into the threads' shares
+/// ([`row_start`]), in thread order.
+fn split_rows<T>(mut head: &mut [T], capacity: usize, threads: usize, hd: usize) -> Vec<&mut [T]> {
+    (0..threads)
+        .map(|t| {
+            let rows = row_start(t + 1, threads, hd) - row_start(t, threads, hd);
+            let (part, rest) = std::mem::take(&mut head).split_at_mut(rows * capacity);
+            head = rest;
+            part
+        })
+        .collect()
+}
+
+/// Asks for a group's keys (one run) and value rows (`capacity` apart, the first `n_kv` cells
+/// of each): at one token per step they are rarely still in the caches after a layer's worth of
+/// weights, and the lines of a whole group arrive sooner together than one miss at a time. The
+/// values first: the keys are read at once, and in one run that the hardware follows.
+fn prefetch_group<T>(keys: &[T], value_rows: &[T], capacity: usize, n_kv: usize) {
+    for row in value_rows.chunks(capacity) {
+        prefetch_all(&row[..n_kv.min(row.len())]);
+    }
+    prefetch_all(keys);
 }
 
 /// The batch's tokens `0..tokens` in runs of `block`; a batch's products are batched (tinyBLAS)
@@ -742,6 +833,52 @@ mod tests {
         let one = run(1);
         for threads in [2, 3, 4] {
             assert!(run(threads) == one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn one_token_steps_store_the_cells_a_batch_stores() {
+        let h = HeadLayout {
+            n_head: 20,
+            n_head_kv: 5,
+            head_dim: 36,
+        };
+        let mut rng = SplitMix64::new(31);
+        let positions = 40;
+        let keys = values(&mut rng, positions * h.n_embd_kv());
+        let mut vals = values(&mut rng, positions * h.n_embd_kv());
+        // Too large for f16: infinite in the cache, which the batch path must then know.
+        vals[(positions - 3) * h.n_embd_kv() + 2 * h.head_dim + 7] = 1e6;
+        let q = values(&mut rng, positions * h.n_embd());
+        let bits = |cells: &[Cells]| match &cells[0] {
+            Cells::F16(c) => c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            Cells::F32(_) => unreachable!("an F16 cache"),
+        };
+        let mut batch = KvCache::new(h, 1, 64, true);
+        batch.store(0, 0, &keys, &vals);
+        for threads in [1, 2, 3] {
+            let kernels = CpuKernels::best(threads).unwrap();
+            let mut steps = KvCache::new(h, 1, 64, true);
+            for pos in 0..positions {
+                let kv = pos * h.n_embd_kv()..(pos + 1) * h.n_embd_kv();
+                let qs = &q[pos * h.n_embd()..(pos + 1) * h.n_embd()];
+                attended(
+                    &mut steps,
+                    &kernels,
+                    pos,
+                    [qs, &keys[kv.clone()], &vals[kv]],
+                );
+                assert_eq!(
+                    steps.v_finite[0],
+                    pos < positions - 3,
+                    "{threads} threads, {pos}"
+                );
+            }
+            assert!(bits(&steps.k) == bits(&batch.k), "keys, {threads} threads");
+            assert!(
+                bits(&steps.v) == bits(&batch.v),
+                "values, {threads} threads"
+            );
         }
     }
 
