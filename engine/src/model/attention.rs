@@ -800,35 +800,50 @@ mod tests {
         assert!(out[0].is_nan(), "token 0 gives {}", out[0]);
     }
 
-    #[test]
-    fn one_token_attention_has_the_same_bits_on_any_thread_count() {
-        // Five KV heads: on two or three threads some groups' value rows are split between them.
-        let h = HeadLayout {
-            n_head: 20,
-            n_head_kv: 5,
-            head_dim: 36,
-        };
-        let mut rng = SplitMix64::new(29);
-        let positions = 40;
+    /// Twenty query heads over five KV heads: on two or three threads some groups' value rows
+    /// are split between them.
+    const FIVE_GROUPS: HeadLayout = HeadLayout {
+        n_head: 20,
+        n_head_kv: 5,
+        head_dim: 36,
+    };
+
+    /// Random queries, keys and values of [`FIVE_GROUPS`] for `positions` positions.
+    fn five_group_inputs(seed: u64, positions: usize) -> [Vec<f32>; 3] {
+        let h = FIVE_GROUPS;
+        let mut rng = SplitMix64::new(seed);
         let keys = values(&mut rng, positions * h.n_embd_kv());
         let vals = values(&mut rng, positions * h.n_embd_kv());
-        let q = values(&mut rng, positions * h.n_embd());
+        [values(&mut rng, positions * h.n_embd()), keys, vals]
+    }
+
+    /// Attends every position of `keys` one token at a time, calling `after(position, cache)`
+    /// after each; the bits of every output.
+    fn one_token_steps(
+        cache: &mut KvCache,
+        kernels: &CpuKernels,
+        [q, keys, vals]: [&[f32]; 3],
+        mut after: impl FnMut(usize, &KvCache),
+    ) -> Vec<u32> {
+        let h = cache.heads;
+        let mut bits = Vec::new();
+        for pos in 0..keys.len() / h.n_embd_kv() {
+            let kv = pos * h.n_embd_kv()..(pos + 1) * h.n_embd_kv();
+            let qs = &q[pos * h.n_embd()..(pos + 1) * h.n_embd()];
+            let out = attended(cache, kernels, pos, [qs, &keys[kv.clone()], &vals[kv]]);
+            bits.extend(out.iter().map(|v| v.to_bits()));
+            after(pos, cache);
+        }
+        bits
+    }
+
+    #[test]
+    fn one_token_attention_has_the_same_bits_on_any_thread_count() {
+        let [q, keys, vals] = five_group_inputs(29, 40);
         let run = |threads: usize| {
             let kernels = CpuKernels::best(threads).unwrap();
-            let mut cache = KvCache::new(h, 1, 64, true);
-            (0..positions)
-                .flat_map(|pos| {
-                    let kv = pos * h.n_embd_kv()..(pos + 1) * h.n_embd_kv();
-                    let qs = &q[pos * h.n_embd()..(pos + 1) * h.n_embd()];
-                    attended(
-                        &mut cache,
-                        &kernels,
-                        pos,
-                        [qs, &keys[kv.clone()], &vals[kv]],
-                    )
-                })
-                .map(f32::to_bits)
-                .collect::<Vec<_>>()
+            let mut cache = KvCache::new(FIVE_GROUPS, 1, 64, true);
+            one_token_steps(&mut cache, &kernels, [&q, &keys, &vals], |_, _| {})
         };
         let one = run(1);
         for threads in [2, 3, 4] {
@@ -838,18 +853,10 @@ mod tests {
 
     #[test]
     fn one_token_steps_store_the_cells_a_batch_stores() {
-        let h = HeadLayout {
-            n_head: 20,
-            n_head_kv: 5,
-            head_dim: 36,
-        };
-        let mut rng = SplitMix64::new(31);
-        let positions = 40;
-        let keys = values(&mut rng, positions * h.n_embd_kv());
-        let mut vals = values(&mut rng, positions * h.n_embd_kv());
+        let (h, positions) = (FIVE_GROUPS, 40);
+        let [q, keys, mut vals] = five_group_inputs(31, positions);
         // Too large for f16: infinite in the cache, which the batch path must then know.
         vals[(positions - 3) * h.n_embd_kv() + 2 * h.head_dim + 7] = 1e6;
-        let q = values(&mut rng, positions * h.n_embd());
         let bits = |cells: &[Cells]| match &cells[0] {
             Cells::F16(c) => c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             Cells::F32(_) => unreachable!("an F16 cache"),
@@ -859,21 +866,10 @@ mod tests {
         for threads in [1, 2, 3] {
             let kernels = CpuKernels::best(threads).unwrap();
             let mut steps = KvCache::new(h, 1, 64, true);
-            for pos in 0..positions {
-                let kv = pos * h.n_embd_kv()..(pos + 1) * h.n_embd_kv();
-                let qs = &q[pos * h.n_embd()..(pos + 1) * h.n_embd()];
-                attended(
-                    &mut steps,
-                    &kernels,
-                    pos,
-                    [qs, &keys[kv.clone()], &vals[kv]],
-                );
-                assert_eq!(
-                    steps.v_finite[0],
-                    pos < positions - 3,
-                    "{threads} threads, {pos}"
-                );
-            }
+            one_token_steps(&mut steps, &kernels, [&q, &keys, &vals], |pos, cache| {
+                let finite = pos < positions - 3;
+                assert_eq!(cache.v_finite[0], finite, "{threads} threads, {pos}");
+            });
             assert!(bits(&steps.k) == bits(&batch.k), "keys, {threads} threads");
             assert!(
                 bits(&steps.v) == bits(&batch.v),
