@@ -62,13 +62,7 @@ impl Cells {
     /// stored value is finite.
     fn set_strided(&mut self, at: usize, stride: usize, values: &[f32]) -> bool {
         match self {
-            Cells::F16(c) => {
-                let rounded = round_to_f16(values);
-                for (i, v) in rounded.iter().enumerate() {
-                    c[at + i * stride] = *v;
-                }
-                rounded.iter().all(|v| v.is_finite())
-            }
+            Cells::F16(c) => store_column(&mut c[at..], stride, values),
             Cells::F32(c) => {
                 for (i, &v) in values.iter().enumerate() {
                     c[at + i * stride] = v;
@@ -265,11 +259,8 @@ impl KvCache {
             prefetch_group(&key.cells()[..n_kv * hd], value_rows, capacity, n_kv);
             let at = kv_head * hd;
             let keys = key.stored(n_past * hd..seen * hd, &k[at..at + hd]);
-            let new_values = round_to_f16(&v[kv_head * hd + rows.start..kv_head * hd + rows.end]);
-            for (row, &value) in value_rows.chunks_mut(capacity).zip(&new_values) {
-                row[n_past] = value;
-            }
-            let finite = new_values.iter().all(|v| v.is_finite());
+            let new_values = &v[kv_head * hd + rows.start..kv_head * hd + rows.end];
+            let finite = store_column(&mut value_rows[n_past..], capacity, new_values);
             let ys: Vec<&[f16]> = queries[kv_head * group * hd..][..group * hd]
                 .chunks_exact(hd)
                 .collect();
@@ -336,7 +327,7 @@ impl KvCache {
         // so a batch's `V·p` is a batched product.
         let q = &q[block.start * h.n_embd()..block.end * h.n_embd()];
         if tokens == 1 {
-            self.prefetch(layer, kv_head, 0..hd, width);
+            self.prefetch(layer, kv_head, width);
         }
         let mut queries = Vec::with_capacity(group * tokens * hd);
         for head in kv_head * group..(kv_head + 1) * group {
@@ -407,14 +398,11 @@ impl KvCache {
         Ok(scores)
     }
 
-    /// Asks for the cached keys of KV head `kv_head` over the first `n_kv` cells, and for its
-    /// value rows `rows` over those cells: at one token per step they are rarely still in the
-    /// caches after a layer's worth of weights, and the lines of a whole head arrive sooner
-    /// together than one miss at a time.
-    fn prefetch(&self, layer: usize, kv_head: usize, rows: Range<usize>, n_kv: usize) {
+    /// [`prefetch_group`] of KV head `kv_head` over the first `n_kv` cells.
+    fn prefetch(&self, layer: usize, kv_head: usize, n_kv: usize) {
         let (hd, capacity) = (self.heads.head_dim, self.capacity);
         let keys = kv_head * capacity * hd..(kv_head * capacity + n_kv) * hd;
-        let (values, _) = self.value_rows(kv_head, n_kv, rows);
+        let (values, _) = self.value_rows(kv_head, n_kv, 0..hd);
         match (&self.k[layer], &self.v[layer]) {
             (Cells::F16(k), Cells::F16(v)) => prefetch_group(&k[keys], &v[values], capacity, n_kv),
             (Cells::F32(k), Cells::F32(v)) => prefetch_group(&k[keys], &v[values], capacity, n_kv),
@@ -527,6 +515,16 @@ impl<'a> GroupKeys<'a> {
             GroupKeys::Stored(cells) => cells,
         }
     }
+}
+
+/// Stores `values` rounded to f16 at the starts of `cells`' runs of `stride` (one cell of each
+/// of consecutive value rows); whether every stored value is finite.
+fn store_column(cells: &mut [f16], stride: usize, values: &[f32]) -> bool {
+    let rounded = round_to_f16(values);
+    for (row, &value) in cells.chunks_mut(stride).zip(&rounded) {
+        row[0] = value;
+    }
+    rounded.iter().all(|v| v.is_finite())
 }
 
 /// Where thread `t` of `threads` starts on the value rows of a group split over them: each a

@@ -87,13 +87,7 @@ impl Linear {
             i2s_layout: I2sLayout::Rows,
             i2s_scale: 0.0,
         };
-        linear.check(file.bytes())?;
-        let i2s_scale = match linear.ty {
-            GgmlType::I2_S => I2sMatrix::new(&file.bytes()[linear.bytes.clone()], linear.shape)
-                .map_err(|e| linear.format_error(e))?
-                .scale(),
-            _ => 0.0,
-        };
+        let i2s_scale = linear.check(file.bytes())?;
         Ok(Linear {
             i2s_scale,
             ..linear
@@ -320,29 +314,33 @@ impl Linear {
         }
     }
 
-    /// Validates the bytes against the format once, at load time.
-    fn check(&self, file_bytes: &[u8]) -> Result<(), ModelError> {
+    /// Validates the bytes against the format once, at load time; the weight scale an I2_S
+    /// matrix's bytes end with (0 for other types).
+    fn check(&self, file_bytes: &[u8]) -> Result<f32, ModelError> {
+        fn none<T>(_: T) -> f32 {
+            0.0
+        }
         let bytes = &file_bytes[self.bytes.clone()];
         match self.ty {
             GgmlType::I2_S => I2sMatrix::new(bytes, self.shape)
-                .map(drop)
+                .map(|w| w.scale())
                 .map_err(|e| self.format_error(e)),
-            GgmlType::TL1 => self.tl1_matrix(bytes).map(drop),
-            GgmlType::TL2 => self.tl2_matrix(bytes).map(drop),
+            GgmlType::TL1 => self.tl1_matrix(bytes).map(none),
+            GgmlType::TL2 => self.tl2_matrix(bytes).map(none),
             GgmlType::TQ1_0 => TqMatrix::new(TqKind::Tq1_0, bytes, self.shape)
-                .map(drop)
+                .map(none)
                 .map_err(|e| self.format_error(e)),
             GgmlType::TQ2_0 => TqMatrix::new(TqKind::Tq2_0, bytes, self.shape)
-                .map(drop)
+                .map(none)
                 .map_err(|e| self.format_error(e)),
             GgmlType::Q8_0 => Q8_0Matrix::new(bytes, self.shape)
-                .map(drop)
+                .map(none)
                 .map_err(|e| self.format_error(e)),
             GgmlType::Q6_K => Q6KMatrix::new(bytes, self.shape)
-                .map(drop)
+                .map(none)
                 .map_err(|e| self.format_error(e)),
-            GgmlType::F16 => self.values::<f16>(bytes).map(drop),
-            _ => self.values::<f32>(bytes).map(drop),
+            GgmlType::F16 => self.values::<f16>(bytes).map(none),
+            _ => self.values::<f32>(bytes).map(none),
         }
     }
 
