@@ -111,6 +111,13 @@ fn side_by_side_report_has_both_engines_ratios_rss_and_bandwidth() {
     assert_eq!(probe["threads"], 1);
     let sustained = positive(&probe["bytes_per_second"], "probed bandwidth");
     assert!(positive(&probe["peak_bytes_per_second"], "probed peak") >= sustained);
+    assert!(
+        probe["method"]
+            .as_str()
+            .is_some_and(|m| m.contains("loads")),
+        "the probe names how it read: {}",
+        probe["method"]
+    );
     let traffic = &r["model"]["decode_traffic"];
     positive(&traffic["block_weights"], "block bytes");
     positive(&traffic["head"], "head bytes");

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use super::table::DotKernels;
-use super::KernelError;
+use super::{KernelError, StreamPrefetch};
 
 /// An instruction set the kernels are written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +42,17 @@ impl Isa {
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
+        }
+    }
+
+    /// How this ISA's one-token products ask for the weight rows they stream on this CPU; `None`
+    /// for the ISAs whose kernels leave streams to the hardware prefetcher.
+    pub fn stream_prefetch(self) -> Option<StreamPrefetch> {
+        match self {
+            Isa::Scalar | Isa::Neon => None,
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni => {
+                Some(StreamPrefetch::for_this_cpu())
+            }
         }
     }
 

@@ -63,6 +63,7 @@ mod reduce;
 pub(crate) mod rows;
 pub mod scalar;
 mod simd_versions;
+mod stream;
 mod table;
 mod team;
 #[cfg(target_arch = "x86_64")]
@@ -80,38 +81,23 @@ pub(crate) use rows::i2s_rows_x4_in_pairs;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use simd_versions::has_avx512;
 pub(crate) use simd_versions::with_simd;
+pub use stream::StreamPrefetch;
 pub use table::{DotKernels, I2sQuadKernels, I2sRows, I2sRowsX4, SCALAR_QUADS};
 pub use team::Team;
 
-/// Asks the CPU to bring the cache line holding `value` into its caches, as the one-token
-/// products do ahead of the rows they stream; a hint only, and nothing where the CPU has no such
-/// instruction.
+/// Asks the CPU to bring the cache line holding `value` into all its caches, for data about to
+/// be read (the weight rows a product streams take [`StreamPrefetch`]); a hint only, and nothing
+/// where the CPU has no such instruction.
 #[inline]
 pub fn prefetch<T>(value: &T) {
-    fetch_line(value, false);
-}
-
-/// [`prefetch`] for data read once, non-temporal, as the one-token products fetch the weight rows
-/// they stream.
-#[inline]
-pub fn prefetch_streaming<T>(value: &T) {
-    fetch_line(value, true);
-}
-
-#[inline]
-fn fetch_line<T>(value: &T, streaming: bool) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE, which both prefetches are compiled for, is part of every x86-64 CPU; a
-    // prefetch never faults.
+    // SAFETY: SSE, which the prefetch is compiled for, is part of every x86-64 CPU; a prefetch
+    // never faults.
     unsafe {
-        let at = std::ptr::from_ref(value);
-        match streaming {
-            true => x86::prefetch_line_streaming(at),
-            false => x86::prefetch_line(at),
-        }
-    };
+        x86::prefetch_line(std::ptr::from_ref(value));
+    }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (value, streaming);
+    let _ = value;
 }
 
 /// [`prefetch`] of every cache line that `values` covers.

@@ -5,8 +5,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bitnet_engine::gguf::TensorInfo;
-use bitnet_engine::kernels::prefetch_streaming;
-use serde::Serialize;
+use std::fmt;
+
+use bitnet_engine::kernels::StreamPrefetch;
+use serde::{Serialize, Serializer};
 use zerocopy::FromBytes;
 
 /// Bytes one decoded token streams from memory: every matrix of the blocks (the ternary
@@ -68,6 +70,8 @@ pub struct ReadBandwidth {
     pub passes: usize,
     /// Seconds the passes took.
     pub seconds: f64,
+    /// How the passes read.
+    pub method: ReadMethod,
 }
 
 impl ReadBandwidth {
@@ -83,6 +87,40 @@ impl ReadBandwidth {
             seconds: self.seconds + other.seconds,
             ..best
         }
+    }
+}
+
+/// How a probe's passes read the buffer: with plain loads, which leave the stream to the
+/// hardware prefetcher, or asking for lines ahead each way the engine may stream its weights. Which
+/// is fastest depends on the core, so the machine's read bandwidth is the best of them
+/// ([`ProbeBuffer::read_best`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMethod {
+    /// Plain loads.
+    Loads,
+    /// Loads with the lines asked for ahead this way.
+    Prefetched(StreamPrefetch),
+}
+
+impl ReadMethod {
+    /// Every method, plain loads first.
+    pub fn all() -> impl Iterator<Item = ReadMethod> {
+        std::iter::once(ReadMethod::Loads).chain(StreamPrefetch::ALL.map(ReadMethod::Prefetched))
+    }
+}
+
+impl fmt::Display for ReadMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadMethod::Loads => write!(f, "plain loads"),
+            ReadMethod::Prefetched(how) => write!(f, "loads with {how}"),
+        }
+    }
+}
+
+impl Serialize for ReadMethod {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -112,8 +150,17 @@ impl ProbeBuffer {
         ProbeBuffer { memory }
     }
 
-    /// Reads the buffer with `threads` threads for `length`.
-    pub fn read(&self, threads: usize, length: ProbeLength) -> ReadBandwidth {
+    /// Reads the buffer with `threads` threads `passes` times with every [`ReadMethod`]: the
+    /// method that sustained the most, with the passes, time and peak of all.
+    pub fn read_best(&self, threads: usize, passes: usize) -> ReadBandwidth {
+        ReadMethod::all()
+            .map(|method| self.read(threads, ProbeLength::Passes(passes), method))
+            .reduce(ReadBandwidth::faster)
+            .expect("there is more than one read method")
+    }
+
+    /// Reads the buffer with `threads` threads for `length`, each pass by `method`.
+    pub fn read(&self, threads: usize, length: ProbeLength, method: ReadMethod) -> ReadBandwidth {
         let buffer = self.memory.words_ref();
         let part = buffer.len().div_ceil(threads.max(1)).max(LANES);
         let start = Instant::now();
@@ -121,7 +168,7 @@ impl ProbeBuffer {
             let (begin, mut passes, mut fastest) = (Instant::now(), 0, f64::INFINITY);
             loop {
                 let pass = Instant::now();
-                black_box(sum(chunk));
+                black_box(sum(chunk, method));
                 fastest = fastest.min(pass.elapsed().as_secs_f64());
                 passes += 1;
                 let done = match length {
@@ -149,6 +196,7 @@ impl ProbeBuffer {
             buffer_bytes: buffer.len() * 8,
             passes: per_thread.iter().map(|t| t.0).min().unwrap_or(0),
             seconds: start.elapsed().as_secs_f64(),
+            method,
         }
     }
 }
@@ -197,17 +245,28 @@ fn huge_page_words(words: usize) -> Words {
 /// 64-byte cache line per step.
 const LANES: usize = 8;
 
-/// How far ahead of its loads the probe asks for lines (non-temporal), as the engine's one-token
-/// products do, so that the probe is not slower than a kernel that prefetches.
-const PREFETCH_AHEAD_WORDS: usize = 8192 / 8;
+/// The sum of `words`, read by `method`.
+fn sum(words: &[u64], method: ReadMethod) -> u64 {
+    match method {
+        ReadMethod::Loads => sum_asking(words, |_| {}),
+        ReadMethod::Prefetched(how) => {
+            let ahead = how.ahead() / 8;
+            sum_asking(words, |i| {
+                if let Some(word) = words.get(i + ahead) {
+                    how.fetch(word);
+                }
+            })
+        }
+    }
+}
 
-fn sum(words: &[u64]) -> u64 {
+/// The sum of `words`, calling `ask(i)` before the line of `words[i..]` is read.
+#[inline(always)]
+fn sum_asking(words: &[u64], ask: impl Fn(usize)) -> u64 {
     let mut acc = [0u64; LANES];
     let mut chunks = words.chunks_exact(LANES);
     for (i, chunk) in (&mut chunks).enumerate() {
-        if let Some(ahead) = words.get(i * LANES + PREFETCH_AHEAD_WORDS) {
-            prefetch_streaming(ahead);
-        }
+        ask(i * LANES);
         for (a, &w) in acc.iter_mut().zip(chunk) {
             *a = a.wrapping_add(w);
         }
@@ -266,33 +325,57 @@ mod tests {
     #[test]
     fn the_sum_covers_every_word() {
         let words: Vec<u64> = (1..=21).collect();
-        assert_eq!(sum(&words), 231);
-        assert_eq!(sum(&[]), 0);
+        for method in ReadMethod::all() {
+            assert_eq!(sum(&words, method), 231, "{method}");
+            assert_eq!(sum(&[], method), 0, "{method}");
+        }
     }
 
     #[test]
     fn the_faster_probe_counts_with_the_passes_time_and_peak_of_both() {
-        let probe = |sustained: f64, peak: f64, passes: usize| ReadBandwidth {
+        let probe = |sustained: f64, peak: f64, passes: usize, method| ReadBandwidth {
             threads: 2,
             bytes_per_second: sustained,
             peak_bytes_per_second: peak,
             buffer_bytes: 1 << 29,
             passes,
             seconds: passes as f64,
+            method,
         };
-        let both = probe(60e9, 80e9, 5);
-        assert_eq!(probe(40e9, 80e9, 3).faster(probe(60e9, 65e9, 2)), both);
-        assert_eq!(probe(60e9, 65e9, 3).faster(probe(40e9, 80e9, 2)), both);
+        let (loads, l2) = (
+            ReadMethod::Loads,
+            ReadMethod::Prefetched(StreamPrefetch::L2),
+        );
+        let both = probe(60e9, 80e9, 5, l2);
+        let slow = |passes| probe(40e9, 80e9, passes, loads);
+        assert_eq!(slow(3).faster(probe(60e9, 65e9, 2, l2)), both);
+        assert_eq!(probe(60e9, 65e9, 3, l2).faster(slow(2)), both);
     }
 
     #[test]
     fn a_probe_reports_what_it_read() {
         let buffer = ProbeBuffer::new(1 << 20);
-        let bw = buffer.read(2, ProbeLength::Passes(2));
+        let nta = ReadMethod::Prefetched(StreamPrefetch::NonTemporal);
+        let bw = buffer.read(2, ProbeLength::Passes(2), nta);
         assert_eq!((bw.threads, bw.buffer_bytes, bw.passes), (2, 1 << 20, 2));
+        assert_eq!(bw.method, nta);
         assert!(bw.bytes_per_second.is_finite() && bw.bytes_per_second > 0.0);
         assert!(bw.peak_bytes_per_second >= bw.bytes_per_second);
-        let window = buffer.read(2, ProbeLength::Window(Duration::from_millis(30)));
+        let window = buffer.read(2, ProbeLength::Window(Duration::from_millis(30)), nta);
         assert!(window.seconds >= 0.03 && window.passes >= 1, "{window:?}");
+    }
+
+    #[test]
+    fn the_best_probe_reads_with_every_method() {
+        let best = ProbeBuffer::new(1 << 20).read_best(1, 2);
+        assert_eq!(best.passes, 2 * ReadMethod::all().count());
+        assert_eq!(
+            ReadMethod::all().map(|m| m.to_string()).collect::<Vec<_>>(),
+            [
+                "plain loads",
+                "loads with prefetchnta 8 KiB ahead",
+                "loads with prefetcht1 2 KiB ahead"
+            ]
+        );
     }
 }

@@ -13,7 +13,7 @@ use bitnet_engine::model::{DeviceStrategy, SPLIT_ATTENTION_FROM};
 use bitnet_engine::synth::Arch;
 use bitnet_ffi_cpp::reference_info;
 
-use super::bandwidth::{DecodeTraffic, ProbeBuffer, ProbeLength, ReadBandwidth};
+use super::bandwidth::{DecodeTraffic, ProbeBuffer, ProbeLength, ReadBandwidth, ReadMethod};
 use super::machine::CpuInfo;
 use super::report::{BenchReport, MachineSummary, ModelSummary, SideResult, TestResult, METHOD};
 use super::steps::{per_token, StepTime};
@@ -157,7 +157,7 @@ pub enum BenchError {
     NoCacheDir,
 }
 
-/// Passes of the memory probe at the start of each thread count.
+/// Passes of the memory probe at the start of each thread count, with each read method.
 const PROBE_PASSES: usize = 10;
 
 /// Runs the benchmark and prints the table, or the JSON report with `--json`.
@@ -220,8 +220,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut results = Vec::new();
     for &n_threads in &threads {
         eprintln!("probing the memory read bandwidth with {n_threads} thread(s)");
-        let probe = ProbeBuffer::new(args.probe_mib << 20)
-            .read(n_threads, ProbeLength::Passes(PROBE_PASSES));
+        let probe = ProbeBuffer::new(args.probe_mib << 20).read_best(n_threads, PROBE_PASSES);
         for &test in &tests {
             results.push(run_test(
                 &path,
@@ -232,6 +231,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     engine: args.engine,
                     probe_bytes: args.probe_mib << 20,
                     probe_window: Duration::from_millis(args.probe_ms as u64),
+                    probe_method: probe.method,
                     steps: args.steps,
                 },
                 sides,
@@ -299,8 +299,8 @@ fn summarize(
     })
 }
 
-/// One test at one thread count, repeated, with the engine's device and the buffer of the
-/// memory probe.
+/// One test at one thread count, repeated, with the engine's device and the buffer and read
+/// method of the memory probe.
 struct Setup {
     test: BenchTest,
     threads: usize,
@@ -308,12 +308,13 @@ struct Setup {
     engine: EngineDevice,
     probe_bytes: usize,
     probe_window: Duration,
+    probe_method: ReadMethod,
     steps: bool,
 }
 
 /// Runs `reps` repetitions of `test` on every side, alternating, each side in a fresh worker; a
 /// decode test probes the memory read bandwidth for `probe_window` before the first run and
-/// after every run, while the workers wait.
+/// after every run, while the workers wait, by the method that read fastest at the start.
 fn run_test(
     model: &Path,
     setup: &Setup,
@@ -327,6 +328,7 @@ fn run_test(
         engine,
         probe_bytes,
         probe_window,
+        probe_method,
         steps,
     } = *setup;
     // Only the engine's decode is split by step.
@@ -340,7 +342,9 @@ fn run_test(
     // The host's memory may change speed between runs: each run is compared with the probes
     // right before and right after it.
     let buffer = test.is_decode().then(|| ProbeBuffer::new(probe_bytes));
-    let probe_now = |buffer: &ProbeBuffer| buffer.read(threads, ProbeLength::Window(probe_window));
+    let probe_now = |buffer: &ProbeBuffer| {
+        buffer.read(threads, ProbeLength::Window(probe_window), probe_method)
+    };
     let mut before = buffer.as_ref().map(probe_now);
     let mut probe = before;
     let mut run_probes = vec![Vec::with_capacity(reps); sides.len()];

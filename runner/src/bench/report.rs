@@ -37,7 +37,8 @@ pub const METHOD: &str = "ppN: one batch of N tokens in a fresh context, logits 
      engine and reference each repetition. Peak RSS is the worker's VmHWM (ru_maxrss off Linux). \
      Decode bandwidth (CPU sides) is the block matrices plus the whole output head per token, \
      times tokens/s, as a fraction of the read bandwidth that a probe sustained for one second \
-     just before or just after the run, whichever sustained more (the machine's bandwidth \
+     (reading as the fastest at the start of plain loads and loads that prefetch each way the \
+     engine may stream its weights) just before or just after the run, whichever sustained more (the machine's bandwidth \
      drifts on shared hosts), and of that probe's peak (its threads' fastest passes); a GPU side \
      reports the most device memory in use while a test ran instead.";
 
@@ -252,18 +253,20 @@ impl BenchReport {
             .iter()
             .map(|p| {
                 format!(
-                    "{} thread(s) {}/s (peak {}/s)",
+                    "{} thread(s) {}/s (peak {}/s; {})",
                     p.threads,
                     bytes(p.bytes_per_second),
-                    bytes(p.peak_bytes_per_second)
+                    bytes(p.peak_bytes_per_second),
+                    p.method
                 )
             })
             .collect();
         out += &format!(
-            "memory read bandwidth (probe at the start): {}; decode tests probe for a second \
-             before and after every run, compare each run with the probe beside it that \
-             sustained more (and with that probe's peak), and show the run with the median \
-             fraction\n",
+            "memory read bandwidth (probe at the start, the fastest of plain loads and loads that \
+             prefetch each way the engine may stream its weights): {}; decode tests probe for a \
+             second before and after every run with that method, compare each run with the probe \
+             beside it that sustained more (and with that probe's peak), and show the run with \
+             the median fraction\n",
             probes.join(", ")
         );
         if let Some(first) = self.results.first() {
@@ -460,6 +463,7 @@ fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::bandwidth::ReadMethod;
 
     fn probe(gb_per_second: f64) -> ReadBandwidth {
         ReadBandwidth {
@@ -469,6 +473,7 @@ mod tests {
             buffer_bytes: 1 << 29,
             passes: 10,
             seconds: 1.0,
+            method: ReadMethod::Loads,
         }
     }
 

@@ -232,7 +232,15 @@ impl Timer for EngineTimer {
     fn device(&self) -> String {
         let choice = self.model.device();
         match choice.device {
-            Device::Cpu => format!("{choice}; {} kernels", self.model.isa()),
+            Device::Cpu => {
+                let isa = self.model.isa();
+                match isa.stream_prefetch() {
+                    Some(how) => {
+                        format!("{choice}; {isa} kernels, weight rows asked for with {how}")
+                    }
+                    None => format!("{choice}; {isa} kernels"),
+                }
+            }
             _ => choice.to_string(),
         }
     }

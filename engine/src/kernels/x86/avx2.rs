@@ -12,10 +12,10 @@ use super::{f16_tail_sums, prefetch_ahead};
 use crate::formats::{
     BlockQ8K, FpContract, LutTable, Tl1Block, Tl2Block, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES,
 };
-use crate::kernels::i2s_rows_kernel;
 use crate::kernels::reduce::{hsum8_pairs, ReduceWidth};
 use crate::kernels::rows::{check_rows, token_blocks};
 use crate::kernels::table::DotKernels;
+use crate::kernels::{i2s_rows_kernel, StreamPrefetch};
 
 /// I2_S blocks summed in i16 before widening: a block adds at most 4 · 2 · 3 · 128 = 3072 per lane.
 pub(crate) const I16_SAFE_BLOCKS: usize = 8;
@@ -310,6 +310,7 @@ fn i2s_dot_x4_avx2(codes: &[u8], acts: [&[[i8; 128]]; 4]) -> [i32; 4] {
 
 #[target_feature(enable = "avx2")]
 pub(crate) fn i2s_dot_avx2(codes: &[u8], act: &[i8]) -> i32 {
+    let how = StreamPrefetch::for_this_cpu();
     let ones = _mm256_set1_epi16(1);
     let (code_blocks, _) = codes.as_chunks::<32>();
     let (act_blocks, _) = act.as_chunks::<128>();
@@ -320,7 +321,7 @@ pub(crate) fn i2s_dot_avx2(codes: &[u8], act: &[i8]) -> i32 {
     {
         let mut partial = _mm256_setzero_si256();
         for (c, a) in codes.iter().zip(act) {
-            prefetch_ahead(c.as_ptr(), 32);
+            prefetch_ahead(how, c.as_ptr(), 32);
             partial = _mm256_add_epi16(partial, i2s_block_products(c, a));
         }
         total = _mm256_add_epi32(total, _mm256_madd_epi16(partial, ones));
@@ -467,6 +468,7 @@ pub(crate) fn f16_vec_dot_avx2(x: &[f16], y: &[f16], width: ReduceWidth) -> f32 
 
 #[target_feature(enable = "avx2,fma,f16c")]
 fn f16_vec_dot_lanes<const WIDE: bool>(x: &[f16], y: &[f16]) -> f32 {
+    let how = StreamPrefetch::for_this_cpu();
     let (lanes, width) = if WIDE {
         (16, ReduceWidth::Lanes16)
     } else {
@@ -476,7 +478,7 @@ fn f16_vec_dot_lanes<const WIDE: bool>(x: &[f16], y: &[f16]) -> f32 {
     let mut lo = [_mm256_setzero_ps(); 4];
     let mut hi = [_mm256_setzero_ps(); 4];
     for i in (0..whole).step_by(4 * lanes) {
-        prefetch_ahead(x[i..].as_ptr(), 2 * 4 * lanes);
+        prefetch_ahead(how, x[i..].as_ptr(), 2 * 4 * lanes);
         for j in 0..4 {
             let at = i + j * lanes;
             lo[j] = _mm256_fmadd_ps(load_f16(&x[at..]), load_f16(&y[at..]), lo[j]);

@@ -18,7 +18,7 @@ use crate::formats::{BlockQ8K, FpContract, TQ1_0_BLOCK_BYTES, TQ2_0_BLOCK_BYTES}
 use crate::kernels::reduce::ReduceWidth;
 use crate::kernels::table::{DotKernels, I2sQuadKernels};
 use crate::kernels::DenseMatrix;
-use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
+use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs, StreamPrefetch};
 
 /// Whether the CPU has AVX-512 F and BW, and the AVX2 set the 8-lane paths use.
 pub(crate) fn is_supported() -> bool {
@@ -126,6 +126,7 @@ fn i2s_rows_avx512_vnni<const GROUPED: bool>(codes: &[u8], act: &[i8], out: &mut
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_dot_x4_rows_avx512_vnni<const GROUPED: bool>(quad: &[u8], act: &[i8]) -> [i32; 4] {
+    let how = StreamPrefetch::for_this_cpu();
     let (act_blocks, _) = act.as_chunks::<128>();
     let (blocks, _) = quad.as_chunks::<32>();
     let n = act_blocks.len();
@@ -148,7 +149,7 @@ fn i2s_dot_x4_rows_avx512_vnni<const GROUPED: bool>(quad: &[u8], act: &[i8]) -> 
         let mut sums = [[_mm512_setzero_si512(); 2]; 4];
         for b in start..end {
             let a = &act_blocks[b];
-            prefetch_ahead(quad.as_ptr().wrapping_add(4 * 32 * b), 4 * 32);
+            prefetch_ahead(how, quad.as_ptr().wrapping_add(4 * 32 * b), 4 * 32);
             add_masked_block(&mut sums[0], &r0[step * b], a, masks);
             add_masked_block(&mut sums[1], &r1[step * b], a, masks);
             add_masked_block(&mut sums[2], &r2[step * b], a, masks);
@@ -463,6 +464,7 @@ fn add_masked_block(
 /// final exact shift removes: two register operations per block fewer than decoding first.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
 fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
+    let how = StreamPrefetch::for_this_cpu();
     let (code_blocks, _) = codes.as_chunks::<32>();
     let (act_blocks, _) = act.as_chunks::<128>();
     let masks = i2s_code_masks();
@@ -478,7 +480,7 @@ fn i2s_dot_avx512_vnni(codes: &[u8], act: &[i8]) -> i32 {
         let (code_quads, code_rest) = code_blocks.as_chunks::<4>();
         let (act_quads, act_rest) = act_blocks.as_chunks::<4>();
         for (c, a) in code_quads.iter().zip(act_quads) {
-            prefetch_ahead(c.as_ptr(), 128);
+            prefetch_ahead(how, c.as_ptr(), 128);
             for ((pair, c), a) in sums.iter_mut().zip(c).zip(a) {
                 add_masked_block(pair, c, a, masks);
             }
@@ -576,10 +578,11 @@ fn reduce_x4_ps(acc: [__m512; 4]) -> f32 {
 
 #[target_feature(enable = "avx512f,avx2")]
 fn f16_vec_dot_avx512(x: &[f16], y: &[f16]) -> f32 {
+    let how = StreamPrefetch::for_this_cpu();
     let whole = x.len() - x.len() % 64;
     let mut acc = [_mm512_setzero_ps(); 4];
     for i in (0..whole).step_by(64) {
-        prefetch_ahead(x[i..].as_ptr(), 128);
+        prefetch_ahead(how, x[i..].as_ptr(), 128);
         for (j, a) in acc.iter_mut().enumerate() {
             let at = i + 16 * j;
             *a = _mm512_fmadd_ps(load_f16x16(&x[at..]), load_f16x16(&y[at..]), *a);

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use super::avx2::{self, i2s_block_codes, is_supported as avx2_supported, load_block_quarters};
 use super::{prefetch_ahead, MASKED_SAFE_BLOCKS};
 use crate::kernels::table::DotKernels;
-use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs};
+use crate::kernels::{i2s_rows_kernel, i2s_rows_x4_in_pairs, StreamPrefetch};
 
 /// Whether the CPU has AVX-VNNI beside the AVX2 set of the rest of the table.
 pub(crate) fn is_supported() -> bool {
@@ -50,6 +50,7 @@ i2s_rows_x4_in_pairs!(
 /// accumulator's sum is shifted back once at the end.
 #[target_feature(enable = "avx2,avxvnni")]
 fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
+    let how = StreamPrefetch::for_this_cpu();
     let (code_blocks, _) = codes.as_chunks::<32>();
     let (act_blocks, _) = act.as_chunks::<128>();
     let masks = [0xC0_u8, 0x30, 0x0C, 0x03].map(|m| _mm256_set1_epi8(m as i8));
@@ -63,7 +64,7 @@ fn i2s_dot_avx_vnni(codes: &[u8], act: &[i8]) -> i32 {
         let (code_pairs, code_rest) = code_blocks.as_chunks::<2>();
         let (act_pairs, act_rest) = act_blocks.as_chunks::<2>();
         for (c, a) in code_pairs.iter().zip(act_pairs) {
-            prefetch_ahead(c.as_ptr(), 64);
+            prefetch_ahead(how, c.as_ptr(), 64);
             for half in 0..2 {
                 let packed = load_block(&c[half]);
                 let acts = load_block_quarters(&a[half]);

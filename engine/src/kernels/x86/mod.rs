@@ -6,41 +6,38 @@ pub(crate) mod avx_vnni;
 
 use std::arch::x86_64::{
     _mm256_cvtph_ps, _mm256_mul_ps, _mm256_storeu_ps, _mm_loadu_si128, _mm_prefetch, _MM_HINT_NTA,
-    _MM_HINT_T0,
+    _MM_HINT_T0, _MM_HINT_T1,
 };
 
 use half::f16;
 
-/// How far ahead of its loads a one-token product fetches the weight row it streams: decode
-/// waits on memory, and one thread keeps more lines in flight than the hardware prefetcher does
-/// alone. `bitnet bench --shape 2b4t -n 96 -t 1,2 --engine-only` on a Zen 4 decoded 5 % faster
-/// at 1 thread with 8 KiB than with 4 KiB, and no faster with 16 KiB.
-const PREFETCH_AHEAD: usize = 8192;
+use super::StreamPrefetch;
 
 /// Blocks after which a one-token VNNI dot shifts its masked sums down and starts its
 /// accumulators afresh: codes masked in place reach 192, so a block adds at most
 /// `4 · 192 · 128` to an i32 lane, and 2^14 blocks stay far below 2^31.
 pub(crate) const MASKED_SAFE_BLOCKS: usize = 1 << 14;
 
-/// Fetches the `bytes` bytes (whole cache lines) [`PREFETCH_AHEAD`] past `at` into the cache,
-/// non-temporal: a weight row streamed once per token should not push the KV cache and the
-/// activations, which the next layer reads again, out of the last-level cache. Only a hint:
-/// addresses past the end of the row are never dereferenced.
+/// Fetches the `bytes` bytes (whole cache lines) `how.ahead()` past `at` into the cache the way
+/// `how` names. Only a hint: addresses past the end of the row are never dereferenced.
 #[inline]
 #[target_feature(enable = "sse")]
-pub(crate) fn prefetch_ahead<T>(at: *const T, bytes: usize) {
-    let ahead = at.cast::<i8>().wrapping_add(PREFETCH_AHEAD);
+pub(crate) fn prefetch_ahead<T>(how: StreamPrefetch, at: *const T, bytes: usize) {
+    let ahead = at.cast::<i8>().wrapping_add(how.ahead());
     for offset in (0..bytes).step_by(64) {
-        prefetch_line_streaming(ahead.wrapping_add(offset));
+        prefetch_line_as(how, ahead.wrapping_add(offset));
     }
 }
 
-/// Fetches the cache line holding `at` non-temporal, for data read once. Only a hint: `at` is
-/// never dereferenced.
+/// Fetches the cache line holding `at` the way `how` names. Only a hint: `at` is never
+/// dereferenced.
 #[inline]
 #[target_feature(enable = "sse")]
-pub(crate) fn prefetch_line_streaming<T>(at: *const T) {
-    _mm_prefetch::<_MM_HINT_NTA>(at.cast());
+pub(crate) fn prefetch_line_as<T>(how: StreamPrefetch, at: *const T) {
+    match how {
+        StreamPrefetch::NonTemporal => _mm_prefetch::<_MM_HINT_NTA>(at.cast()),
+        StreamPrefetch::L2 => _mm_prefetch::<_MM_HINT_T1>(at.cast()),
+    }
 }
 
 /// Fetches the cache line holding `at` into the cache. Only a hint: `at` is never dereferenced.
