@@ -118,6 +118,14 @@ fn side_by_side_report_has_both_engines_ratios_rss_and_bandwidth() {
         "the probe names how it read: {}",
         probe["method"]
     );
+    let methods = probe["by_method"]
+        .as_array()
+        .expect("each method's bandwidth");
+    assert_eq!(methods.len(), 3, "{methods:?}");
+    assert!(methods
+        .iter()
+        .any(|m| m["method"] == probe["method"]
+            && m["bytes_per_second"] == probe["bytes_per_second"]));
     let traffic = &r["model"]["decode_traffic"];
     positive(&traffic["block_weights"], "block bytes");
     positive(&traffic["head"], "head bytes");

@@ -15,10 +15,11 @@ pub enum StreamPrefetch {
     /// with 4 KiB, and no faster with 16 KiB.
     NonTemporal,
     /// `prefetcht1` (into L2) 2 KiB ahead. An Intel core fills a non-temporal prefetch into L1
-    /// only, where its few fill buffers bound a stream: a Xeon with AVX-512 VNNI read 5.5 GB/s
-    /// per core that way against 15 GB/s with `prefetcht1`, and decoded 1.75× faster at 1
-    /// thread and 1.65× at 2 (against 1, 2 and 4 KiB with `prefetcht0` or `prefetcht1`,
-    /// 8 KiB with `prefetcht1`, and no prefetch, 2 KiB with `prefetcht1` was fastest).
+    /// only, where its few fill buffers bound a stream: on a Xeon with AVX-512 VNNI the probe of
+    /// `bitnet bench --shape 2b4t -n 64 -t 1,2 --engine-only` read 5.3 GB/s on one core with
+    /// `prefetchnta` 8 KiB ahead against 16–17 GB/s with plain loads or this, and decode ran
+    /// 1.75× faster at 1 thread and 1.65× at 2 than with `prefetchnta`; `prefetcht0` ½–4 KiB
+    /// ahead, `prefetcht1` 1, 4 or 8 KiB ahead and no prefetch were all slower.
     L2,
 }
 

@@ -124,6 +124,25 @@ impl Serialize for ReadMethod {
     }
 }
 
+/// A probe that read with every [`ReadMethod`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodsProbe {
+    /// The method that sustained the most, with the passes, time and peak of all.
+    #[serde(flatten)]
+    pub best: ReadBandwidth,
+    /// What each method sustained.
+    pub by_method: Vec<MethodRate>,
+}
+
+/// What one read method sustained.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MethodRate {
+    /// The method.
+    pub method: ReadMethod,
+    /// Bytes read per second over its passes.
+    pub bytes_per_second: f64,
+}
+
 /// How long a probe reads.
 #[derive(Debug, Clone, Copy)]
 pub enum ProbeLength {
@@ -150,13 +169,23 @@ impl ProbeBuffer {
         ProbeBuffer { memory }
     }
 
-    /// Reads the buffer with `threads` threads `passes` times with every [`ReadMethod`]: the
-    /// method that sustained the most, with the passes, time and peak of all.
-    pub fn read_best(&self, threads: usize, passes: usize) -> ReadBandwidth {
-        ReadMethod::all()
+    /// Reads the buffer with `threads` threads `passes` times with every [`ReadMethod`].
+    pub fn read_best(&self, threads: usize, passes: usize) -> MethodsProbe {
+        let probes: Vec<ReadBandwidth> = ReadMethod::all()
             .map(|method| self.read(threads, ProbeLength::Passes(passes), method))
+            .collect();
+        let by_method = probes
+            .iter()
+            .map(|p| MethodRate {
+                method: p.method,
+                bytes_per_second: p.bytes_per_second,
+            })
+            .collect();
+        let best = probes
+            .into_iter()
             .reduce(ReadBandwidth::faster)
-            .expect("there is more than one read method")
+            .expect("there is more than one read method");
+        MethodsProbe { best, by_method }
     }
 
     /// Reads the buffer with `threads` threads for `length`, each pass by `method`.
@@ -366,9 +395,20 @@ mod tests {
     }
 
     #[test]
-    fn the_best_probe_reads_with_every_method() {
-        let best = ProbeBuffer::new(1 << 20).read_best(1, 2);
-        assert_eq!(best.passes, 2 * ReadMethod::all().count());
+    fn the_start_probe_reads_with_every_method_and_keeps_the_fastest() {
+        let probe = ProbeBuffer::new(1 << 20).read_best(1, 2);
+        assert_eq!(probe.best.passes, 2 * ReadMethod::all().count());
+        let methods: Vec<ReadMethod> = probe.by_method.iter().map(|m| m.method).collect();
+        assert_eq!(methods, ReadMethod::all().collect::<Vec<_>>());
+        let fastest = probe
+            .by_method
+            .iter()
+            .max_by(|a, b| a.bytes_per_second.total_cmp(&b.bytes_per_second))
+            .unwrap();
+        assert_eq!(
+            (fastest.method, fastest.bytes_per_second),
+            (probe.best.method, probe.best.bytes_per_second)
+        );
         assert_eq!(
             ReadMethod::all().map(|m| m.to_string()).collect::<Vec<_>>(),
             [

@@ -231,7 +231,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     engine: args.engine,
                     probe_bytes: args.probe_mib << 20,
                     probe_window: Duration::from_millis(args.probe_ms as u64),
-                    probe_method: probe.method,
+                    probe_method: probe.best.method,
                     steps: args.steps,
                 },
                 sides,

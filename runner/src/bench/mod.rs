@@ -14,7 +14,8 @@ mod worker;
 mod workload;
 
 pub use bandwidth::{
-    achieved_bandwidth, fraction_of, DecodeTraffic, ProbeBuffer, ProbeLength, ReadBandwidth,
+    achieved_bandwidth, fraction_of, DecodeTraffic, MethodRate, MethodsProbe, ProbeBuffer,
+    ProbeLength, ReadBandwidth, ReadMethod,
 };
 pub use driver::{run, BenchArgs, BenchError};
 pub use machine::{peak_rss_bytes, vm_hwm_bytes, CpuInfo};

@@ -3,7 +3,9 @@
 use bitnet_ffi_cpp::ReferenceInfo;
 use serde::Serialize;
 
-use super::bandwidth::{achieved_bandwidth, fraction_of, DecodeTraffic, ReadBandwidth};
+use super::bandwidth::{
+    achieved_bandwidth, fraction_of, DecodeTraffic, MethodsProbe, ReadBandwidth,
+};
 use super::machine::CpuInfo;
 use super::stats::Spread;
 use super::steps::StepTime;
@@ -72,7 +74,7 @@ pub struct MachineSummary {
     /// CPU model and flags.
     pub cpu: CpuInfo,
     /// The read bandwidth probe, once per thread count.
-    pub memory_read_bandwidth: Vec<ReadBandwidth>,
+    pub memory_read_bandwidth: Vec<MethodsProbe>,
 }
 
 /// One test at one thread count, on each side.
@@ -252,12 +254,18 @@ impl BenchReport {
             .memory_read_bandwidth
             .iter()
             .map(|p| {
+                let methods: Vec<String> = p
+                    .by_method
+                    .iter()
+                    .map(|m| format!("{} {}/s", m.method, bytes(m.bytes_per_second)))
+                    .collect();
                 format!(
-                    "{} thread(s) {}/s (peak {}/s; {})",
-                    p.threads,
-                    bytes(p.bytes_per_second),
-                    bytes(p.peak_bytes_per_second),
-                    p.method
+                    "{} thread(s) {}/s (peak {}/s; {}; each method: {})",
+                    p.best.threads,
+                    bytes(p.best.bytes_per_second),
+                    bytes(p.best.peak_bytes_per_second),
+                    p.best.method,
+                    methods.join(", ")
                 )
             })
             .collect();
