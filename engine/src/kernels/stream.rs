@@ -19,7 +19,8 @@ pub enum StreamPrefetch {
     /// `bitnet bench --shape 2b4t -n 64 -t 1,2 --engine-only` read 5.3 GB/s on one core with
     /// `prefetchnta` 8 KiB ahead against 16–17 GB/s with plain loads or this, and decode ran
     /// 1.75× faster at 1 thread and 1.65× at 2 than with `prefetchnta`; `prefetcht0` ½–4 KiB
-    /// ahead, `prefetcht1` 1, 4 or 8 KiB ahead and no prefetch were all slower.
+    /// ahead, `prefetcht1` 1, 4 or 8 KiB ahead and no prefetch were all slower at 1 thread or
+    /// at 2, and none faster at either.
     L2,
 }
 

@@ -1,12 +1,11 @@
 //! Memory traffic of decoding, and the machine's memory read bandwidth to compare it with.
 
+use std::fmt;
 use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use bitnet_engine::gguf::TensorInfo;
-use std::fmt;
-
 use bitnet_engine::kernels::StreamPrefetch;
 use serde::{Serialize, Serializer};
 use zerocopy::FromBytes;

@@ -40,9 +40,10 @@ pub const METHOD: &str = "ppN: one batch of N tokens in a fresh context, logits 
      Decode bandwidth (CPU sides) is the block matrices plus the whole output head per token, \
      times tokens/s, as a fraction of the read bandwidth that a probe sustained for one second \
      (reading as the fastest at the start of plain loads and loads that prefetch each way the \
-     engine may stream its weights) just before or just after the run, whichever sustained more (the machine's bandwidth \
-     drifts on shared hosts), and of that probe's peak (its threads' fastest passes); a GPU side \
-     reports the most device memory in use while a test ran instead.";
+     engine may stream its weights) just before or just after the run, whichever sustained more \
+     (the machine's bandwidth drifts on shared hosts), and of that probe's peak (its threads' \
+     fastest passes); a GPU side reports the most device memory in use while a test ran \
+     instead.";
 
 /// The model and its decode traffic.
 #[derive(Debug, Clone, Serialize)]

@@ -234,12 +234,11 @@ impl Timer for EngineTimer {
         match choice.device {
             Device::Cpu => {
                 let isa = self.model.isa();
-                match isa.stream_prefetch() {
-                    Some(how) => {
-                        format!("{choice}; {isa} kernels, weight rows asked for with {how}")
-                    }
-                    None => format!("{choice}; {isa} kernels"),
-                }
+                let prefetch = isa
+                    .stream_prefetch()
+                    .map(|how| format!(", weight rows asked for with {how}"))
+                    .unwrap_or_default();
+                format!("{choice}; {isa} kernels{prefetch}")
             }
             _ => choice.to_string(),
         }
